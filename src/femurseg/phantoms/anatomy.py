@@ -1,0 +1,46 @@
+"""Posed anatomy of one phantom: bone meshes and landmarks in world RAS+ millimetres.
+
+This module is the contract between the shape side of the phantom generator (meshes, landmarks,
+pose; see :mod:`femurseg.phantoms.shapes` and :mod:`femurseg.phantoms.assemble`) and the render
+side (tissues, scanner; see :mod:`femurseg.phantoms.render`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import trimesh
+
+#: Mesh keys of an :class:`Anatomy`; ``femur_left``/``femur_right`` are labels 1 and 2.
+BONES: tuple[str, ...] = (
+    "pelvis",
+    "femur_left",
+    "femur_right",
+    "patella_left",
+    "patella_right",
+    "tibfib_left",
+    "tibfib_right",
+)
+
+
+@dataclass
+class Anatomy:
+    """Bones of one posed lower body, in world RAS+ mm (+x towards the patient's right).
+
+    Attributes:
+        meshes: watertight triangle meshes keyed by :data:`BONES`, vertices in world RAS+ mm.
+        landmarks: named points in world RAS+ mm, shape (3,) each. Always present:
+            ``hip_left``/``hip_right`` (femoral head centres), ``head_radius_left``/``_right``
+            (stored as (r, 0, 0)), ``knee_left``/``knee_right`` (midpoint between the femoral
+            condyles), ``ankle_left``/``ankle_right`` (distal tibia centre), ``pelvis_centre``,
+            ``pelvis_top`` (highest point of the iliac crests), ``femur_top_left``/``_right`` and
+            ``femur_bottom_left``/``_right`` (most proximal / distal femur points along its axis).
+        meta: how it was made (shape subjects, pose angles, scale), JSON-ready.
+    """
+
+    meshes: dict[str, trimesh.Trimesh]
+    landmarks: dict[str, npt.NDArray[np.float64]]
+    meta: dict[str, Any] = field(default_factory=dict)
