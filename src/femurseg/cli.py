@@ -88,6 +88,26 @@ def info() -> None:
     typer.echo(f"package at {Path(femurseg.__file__).parent}")
 
 
+@app.command()
+def inspect(
+    input: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="NIfTI/NRRD/MHA file or DICOM series folder.")
+    ],
+    series: Annotated[
+        str | None, typer.Option("--series", help="DICOM SeriesInstanceUID to read.")
+    ] = None,
+) -> None:
+    """Print an input's format, on-disk and canonical layout, spacing, extent and HU range."""
+
+    def _inspect() -> None:
+        from femurseg.io import describe_volume, read_volume
+
+        for name, text in describe_volume(read_volume(input, series_uid=series)).items():
+            typer.echo(f"{name}: {text}")
+
+    run_guarded(_inspect)
+
+
 def main() -> None:  # pragma: no cover - console entry point convenience
     app()
 

@@ -1,0 +1,314 @@
+"""Reading a CT series from a DICOM folder with pydicom.
+
+Files are grouped by SeriesInstanceUID; objects without pixel rows (SR, RTSTRUCT, DICOMDIR) are
+ignored. Unless a series UID is given, the CT series is chosen: Modality CT and no LOCALIZER in
+ImageType; among several, the one with most slices (a warning names the others). Slices are
+sorted by their position along the slice normal (row x column direction cosines), rescaled to HU
+slice by slice, and checked: one orientation and size, no duplicate positions, no missing slice,
+even steps, no in-plane shift (gantry tilt).
+
+Geometry: pixel ``(r, c)`` of a slice at ImagePositionPatient ``p`` lies at LPS
+``p + c * dc * row_cosine + r * dr * col_cosine`` with PixelSpacing ``[dr, dc]``. The volume is
+built as ``array[i, j, k] = slice_k[j, i]`` (i along the row cosine, j along the column cosine,
+k along the sorted slice normal) and the affine is converted to RAS+ before leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+
+from femurseg.errors import InputError
+from femurseg.io.orient import lps_to_ras
+from femurseg.io.raw import RawImage
+from femurseg.io.validate import ReadChecks
+
+log = logging.getLogger(__name__)
+
+_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "FrameOfReferenceUID", "Modality", "ImageType", "SeriesDescription", "Rows", "Columns",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "NumberOfFrames",
+]  # fmt: skip
+_GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series found in a DICOM folder.
+
+    Attributes:
+        uid: SeriesInstanceUID.
+        modality: Modality tag (``"CT"``, ``"MR"`` ...).
+        description: SeriesDescription, may be empty.
+        n_images: number of image objects (slices) in the series.
+        localizer: True when ImageType names LOCALIZER (scout/topogram).
+    """
+
+    uid: str
+    modality: str
+    description: str
+    n_images: int
+    localizer: bool
+
+    @property
+    def is_ct(self) -> bool:
+        """A CT volume series: Modality CT and not a localizer."""
+        return self.modality == "CT" and not self.localizer
+
+    def __str__(self) -> str:
+        kind = f"{self.modality} localizer" if self.localizer else self.modality
+        desc = f" '{self.description}'" if self.description else ""
+        return f"{self.uid} ({kind}{desc}, {self.n_images} images)"
+
+
+def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
+    """Read the headers of every DICOM image file under ``folder``, grouped by series UID.
+
+    Returns:
+        ``{series_uid: [(file, header dataset), ...]}`` for image objects only.
+
+    Raises:
+        InputError: no DICOM file at all, or DICOM files but no image object.
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    groups: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
+    non_image: set[str] = set()
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
+        except (InvalidDicomError, OSError, EOFError):
+            continue
+        except Exception as err:  # noqa: BLE001 - a corrupt file is skipped, not fatal
+            log.warning("skipping unreadable DICOM file %s: %s", f, err)
+            continue
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        if not uid or "Rows" not in ds:
+            non_image.add(str(ds.get("Modality", "") or ds.get("SOPClassUID", "unknown")))
+            continue
+        groups[uid].append((f, ds))
+    if not groups:
+        if non_image:
+            raise InputError(
+                f"folder {folder} holds DICOM objects ({', '.join(sorted(non_image))}) but no "
+                "image series; expected a CT image series; point to the folder with the CT slices"
+            )
+        raise InputError(
+            f"no DICOM files found in folder {folder} ({len(files)} files checked); expected a "
+            "DICOM CT series or a NIfTI/NRRD/MHA file; check the path"
+        )
+    return dict(groups)
+
+
+def series_infos(groups: dict[str, list[tuple[Path, Any]]]) -> list[SeriesInfo]:
+    """Summaries of the series found by :func:`scan_folder`, most images first."""
+    out = []
+    for uid, items in groups.items():
+        ds = items[0][1]
+        image_type = {str(v).upper() for _, d in items for v in _multi(d, "ImageType")}
+        out.append(
+            SeriesInfo(
+                uid=uid,
+                modality=str(ds.get("Modality", "") or "unknown"),
+                description=str(ds.get("SeriesDescription", "") or ""),
+                n_images=len(items),
+                localizer="LOCALIZER" in image_type,
+            )
+        )
+    return sorted(out, key=lambda s: -s.n_images)
+
+
+def _multi(ds: Any, keyword: str) -> list[Any]:
+    value = ds.get(keyword)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, MultiValue) else [value]
+
+
+def choose_series(infos: list[SeriesInfo], folder: Path, series_uid: str | None) -> SeriesInfo:
+    """Pick the series to read: ``series_uid`` if given, else the largest CT series.
+
+    Raises:
+        InputError: unknown ``series_uid`` or no CT series.
+    """
+    listing = "; ".join(str(s) for s in infos)
+    if series_uid is not None:
+        for s in infos:
+            if s.uid == series_uid:
+                if not s.is_ct:
+                    log.warning("series %s is not a CT volume series; reading it as asked", s)
+                return s
+        raise InputError(
+            f"series {series_uid} is not in {folder}; available: {listing}; "
+            "pass one of these with --series"
+        )
+    cts = [s for s in infos if s.is_ct]
+    if not cts:
+        raise InputError(
+            f"folder {folder} has no CT series (found: {listing}); expected a CT image series "
+            "(Modality CT, not a localizer); femurseg segments CT only"
+        )
+    if len(cts) > 1:
+        log.warning(
+            "%d CT series in %s; using %s with the most slices, ignoring %s; choose another "
+            "with --series UID",
+            len(cts), folder, cts[0], "; ".join(str(s) for s in cts[1:]),
+        )  # fmt: skip
+    return cts[0]
+
+
+def _check_same(values: list[npt.NDArray[np.float64]], what: str, uid: str, atol: float) -> None:
+    distinct = [values[0]]
+    for v in values[1:]:
+        if not any(v.shape == d.shape and np.allclose(v, d, atol=atol) for d in distinct):
+            distinct.append(v)
+    if len(distinct) > 1:
+        shown = ", ".join(np.array2string(d, precision=4, separator=" ") for d in distinct[:3])
+        raise InputError(
+            f"DICOM series {uid} mixes {len(distinct)} different {what} ({shown}); expected one "
+            "for all slices; export each stack as its own series or choose one with --series"
+        )
+
+
+def _slice_geometry(
+    items: list[tuple[Path, Any]], uid: str, checks: ReadChecks
+) -> tuple[list[int], npt.NDArray[np.float64]]:
+    """Check slice geometry; return the slice order along the normal and the LPS affine."""
+    if len(items) < 2:
+        raise InputError(
+            f"DICOM series {uid} has only {len(items)} image, a 2D image; expected a 3D CT "
+            "series with at least two slices; export the whole series"
+        )
+    for _, ds in items:
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise InputError(
+                f"DICOM series {uid} is multi-frame (enhanced CT); expected one slice per file; "
+                "convert it to NIfTI first (e.g. with dcm2niix)"
+            )
+        missing = [k for k in _GEOMETRY_TAGS if k not in ds]
+        if missing:
+            raise InputError(
+                f"DICOM series {uid} lacks {', '.join(missing)}; expected slice geometry tags; "
+                "it cannot be placed in patient space"
+            )
+    iop = [np.asarray(ds.ImageOrientationPatient, dtype=np.float64) for _, ds in items]
+    size = [np.asarray([ds.Rows, ds.Columns], dtype=np.float64) for _, ds in items]
+    pix = [np.asarray(ds.PixelSpacing, dtype=np.float64) for _, ds in items]
+    _check_same(iop, "orientations (ImageOrientationPatient)", uid, 1e-4)
+    _check_same(size, "slice sizes (Rows, Columns)", uid, 0.0)
+    _check_same(pix, "pixel spacings", uid, 1e-4)
+    row, col = iop[0][:3] / np.linalg.norm(iop[0][:3]), iop[0][3:] / np.linalg.norm(iop[0][3:])
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    pos = np.asarray([ds.ImagePositionPatient for _, ds in items], dtype=np.float64)
+    order = [int(i) for i in np.argsort(pos @ normal, kind="stable")]
+    pos = pos[order]
+    d = pos @ normal
+    steps = np.diff(d)
+    dup = np.flatnonzero(steps <= checks.position_atol_mm)
+    if dup.size:
+        raise InputError(
+            f"DICOM series {uid} has {dup.size + 1} or more slices at the same position "
+            f"({d[dup[0]]:.2f} mm along the normal); expected one slice per position; the series "
+            "may hold several phases or echoes: export one of them"
+        )
+    med = float(np.median(steps))
+    tol = max(checks.position_atol_mm, checks.slice_step_rtol * med)
+    bad = np.flatnonzero(np.abs(steps - med) > tol)
+    if bad.size:
+        i = int(bad[0])
+        k = round(steps[i] / med)
+        where = f"between positions {d[i]:.2f} and {d[i + 1]:.2f} mm along the slice normal"
+        if k >= 2 and abs(steps[i] - k * med) <= tol:
+            raise InputError(
+                f"DICOM series {uid} has a gap: {k - 1} missing slice(s) {where} (slice step "
+                f"{med:.3g} mm, {bad.size} gap(s) in all); expected a complete series; "
+                "re-export or re-copy all slices"
+            )
+        raise InputError(
+            f"DICOM series {uid} has uneven slice spacing: step {steps[i]:.3g} mm {where}, "
+            f"median step {med:.3g} mm ({bad.size} uneven step(s)); expected equal steps; "
+            "resample to even spacing (e.g. dcm2niix) or export a consistent series"
+        )
+    offsets = pos - pos[0]
+    inplane = offsets - np.outer(offsets @ normal, normal)
+    shift = float(np.linalg.norm(inplane, axis=1).max())
+    if shift > max(checks.position_atol_mm, checks.slice_step_rtol * float(pix[0].min())):
+        raise InputError(
+            f"DICOM series {uid} slices are shifted in-plane by up to {shift:.2f} mm (gantry tilt "
+            "or sheared stack); expected slices stacked along their normal; correct the tilt "
+            "first (e.g. dcm2niix)"
+        )
+    lps = np.eye(4)
+    lps[:3, 0] = row * pix[0][1]
+    lps[:3, 1] = col * pix[0][0]
+    lps[:3, 2] = (pos[-1] - pos[0]) / (len(pos) - 1)
+    lps[:3, 3] = pos[0]
+    return order, lps
+
+
+def read_dicom_series(
+    folder: Path, series_uid: str | None = None, checks: ReadChecks | None = None
+) -> RawImage:
+    """Read one CT series from a DICOM folder (searched recursively).
+
+    Args:
+        folder: the folder holding the slice files.
+        series_uid: SeriesInstanceUID to read; None picks the CT series (see module docstring).
+        checks: tolerances for slice positions.
+
+    Returns:
+        RawImage with float32 HU of shape (Columns, Rows, slices) ordered as in the module
+        docstring, its RAS+ affine, and ``extra["dicom"]`` holding the series, study and frame
+        of reference UIDs, the SOPInstanceUIDs and files in slice order.
+
+    Raises:
+        InputError: no DICOM, no CT series, unknown UID, or an inconsistent series.
+    """
+    checks = checks or ReadChecks()
+    groups = scan_folder(folder)
+    chosen = choose_series(series_infos(groups), folder, series_uid)
+    items = groups[chosen.uid]
+    order, lps = _slice_geometry(items, chosen.uid, checks)
+    first = items[0][1]
+    vol = np.empty((int(first.Columns), int(first.Rows), len(order)), dtype=np.float32)
+    for k, idx in enumerate(order):
+        f = items[idx][0]
+        ds = None
+        try:
+            ds = pydicom.dcmread(f)
+            px = ds.pixel_array
+        except Exception as err:  # noqa: BLE001 - decoders raise many types
+            meta = getattr(ds, "file_meta", None)
+            ts = getattr(meta, "TransferSyntaxUID", "unknown")
+            raise InputError(
+                f"cannot decode pixel data of {f} (transfer syntax {ts}: {err}); expected readable "
+                "DICOM pixels; for compressed data install pylibjpeg or convert with dcm2niix"
+            ) from err
+        if px.shape != (int(first.Rows), int(first.Columns)):
+            raise InputError(f"{f} has pixel array {px.shape}; expected one 2D slice")
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        vol[:, :, k] = (px.astype(np.float64) * slope + inter).T
+    extra = {
+        "dicom": {
+            "series_uid": chosen.uid,
+            "study_uid": str(first.get("StudyInstanceUID", "")),
+            "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "")),
+            "sop_instance_uids": [str(items[i][1].get("SOPInstanceUID", "")) for i in order],
+            "files": [str(items[i][0]) for i in order],
+            "modality": chosen.modality,
+            "description": chosen.description,
+        }
+    }
+    log.info("read DICOM series %s: %d slices", chosen, len(order))
+    return RawImage(vol, lps_to_ras(lps), "dicom", extra)

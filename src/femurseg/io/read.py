@@ -1,0 +1,183 @@
+"""Reading any supported input into the canonical :class:`~femurseg.types.Volume`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+
+from femurseg.errors import InputError
+from femurseg.io.dicom import read_dicom_series
+from femurseg.io.itk import read_itk
+from femurseg.io.nifti import read_nifti
+from femurseg.io.orient import axcodes, canonicalize
+from femurseg.io.raw import RawImage
+from femurseg.io.validate import ReadChecks, as_3d, check_hu, input_format
+from femurseg.types import Label, SourceGeometry, Volume
+
+log = logging.getLogger(__name__)
+
+#: tolerance (mm) when checking that a label map lies on its image's grid.
+GRID_ATOL_MM = 1e-3
+
+
+def _read_raw(path: Path, series_uid: str | None, checks: ReadChecks) -> RawImage:
+    fmt = input_format(path)
+    if series_uid is not None and fmt not in ("dicom", "dicom_dir"):
+        raise InputError(
+            f"--series {series_uid} was given but {path} is a {fmt} file, not a DICOM folder; "
+            "drop --series or point to the DICOM folder"
+        )
+    if fmt == "dicom_dir":
+        return read_dicom_series(path, series_uid, checks)
+    if fmt == "dicom":
+        try:
+            uid = str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+        except Exception as err:  # noqa: BLE001 - any unreadable header
+            raise InputError(
+                f"cannot read {path} as DICOM ({type(err).__name__}: {err}); expected a DICOM "
+                "slice of a CT series; pass the series folder instead"
+            ) from err
+        return read_dicom_series(path.parent, series_uid or uid, checks)
+    if fmt == "nifti":
+        return read_nifti(path)
+    return read_itk(path, fmt)
+
+
+def _source_path(path: Path, raw: RawImage) -> Path:
+    return path.parent if raw.fmt == "dicom" and path.is_file() else path
+
+
+def read_volume(
+    path: str | Path, series_uid: str | None = None, *, checks: ReadChecks | None = None
+) -> Volume:
+    """Read a CT into canonical form.
+
+    Args:
+        path: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, a
+            folder holding a DICOM series, or one DICOM file (its folder's series is read).
+        series_uid: DICOM SeriesInstanceUID to read when the folder holds several series.
+        checks: tolerances for the CT intensity and DICOM geometry checks.
+
+    Returns:
+        Volume with float32 HU of shape (X, Y, Z) whose axes point closest to R, A, S, its
+        voxel -> world RAS+ mm affine, and the on-disk layout in ``volume.source``.
+
+    Raises:
+        InputError: the input cannot be read or is not a 3D CT in HU (message says why).
+    """
+    path = Path(path)
+    checks = checks or ReadChecks()
+    raw = _read_raw(path, series_uid, checks)
+    where = str(path)
+    disk = as_3d(raw.array, where)
+    disk32 = np.asarray(disk, dtype=np.float32)
+    check_hu(disk32, where, checks)
+    try:
+        canon, canon_affine, ornt = canonicalize(disk32, raw.affine)
+    except ValueError as err:
+        raise InputError(
+            f"{where} has an unusable affine ({err}); expected voxel axes of non-zero size; "
+            "fix the header spacing and orientation"
+        ) from err
+    shape = (int(disk.shape[0]), int(disk.shape[1]), int(disk.shape[2]))
+    source = SourceGeometry(
+        path=_source_path(path, raw),
+        fmt=raw.fmt,
+        shape=shape,
+        affine=raw.affine,
+        ornt=ornt,
+        extra=raw.extra,
+    )
+    log.info("read %s (%s, %s on disk) as %s RAS+", path, raw.fmt, axcodes(raw.affine), canon.shape)
+    return Volume(np.ascontiguousarray(canon), canon_affine, source)
+
+
+def read_labels(
+    path: str | Path, like: Volume | None = None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
+    """Read a label map or binary mask file into canonical axis order.
+
+    Args:
+        path: NIfTI, NRRD or MetaImage file of non-negative integer values (float files holding
+            whole numbers are accepted).
+        like: the image it belongs to; when given, the label map must lie on its grid.
+
+    Returns:
+        ``(labels, affine)``: uint8 array of shape (X, Y, Z) in canonical RAS+ axis order and its
+        voxel -> world RAS+ mm affine.
+
+    Raises:
+        InputError: unreadable file, non-integer or out-of-range values, or (with ``like``) a
+            grid that differs from the image's.
+    """
+    path = Path(path)
+    fmt = input_format(path)
+    if fmt in ("dicom", "dicom_dir"):
+        raise InputError(
+            f"{path} is DICOM; expected a label map file (.nii.gz, .nrrd, .mha); convert it first"
+        )
+    raw = read_nifti(path) if fmt == "nifti" else read_itk(path, fmt)
+    disk = as_3d(raw.array, str(path))
+    if disk.dtype.kind == "f" and not (np.all(np.isfinite(disk)) and np.all(disk == np.rint(disk))):
+        raise InputError(
+            f"label map {path} holds non-integer values; expected whole label numbers 0 to 255; "
+            "threshold or round the mask first"
+        )
+    lo, hi = float(disk.min()), float(disk.max())
+    if lo < 0 or hi > 255:
+        raise InputError(
+            f"label map {path} has values {lo:g}..{hi:g}; expected 0 to 255 "
+            f"(femurseg uses {', '.join(f'{int(v)}={v.name.lower()}' for v in Label)})"
+        )
+    oriented, affine, _ = canonicalize(disk.astype(np.uint8), raw.affine)
+    labels = np.ascontiguousarray(oriented, dtype=np.uint8)
+    if like is not None:
+        if labels.shape != like.shape:
+            raise InputError(
+                f"label map {path} has canonical shape {labels.shape} but the image has "
+                f"{like.shape}; expected labels on the image's voxel grid; resample them first"
+            )
+        diff = float(np.abs(affine - like.affine).max())
+        if diff > GRID_ATOL_MM:
+            raise InputError(
+                f"label map {path} is placed differently from the image (affines differ by up "
+                f"to {diff:.3g} mm); expected labels on the image's voxel grid; resample them first"
+            )
+        affine = like.affine
+    return labels, affine
+
+
+def describe_volume(volume: Volume) -> dict[str, str]:
+    """Human-readable facts about a volume, for ``femurseg inspect``.
+
+    Returns:
+        Ordered ``{name: text}``: format, on-disk shape and axis codes, canonical shape, spacing
+        (mm), world bounding box of the voxel centres (RAS+ mm), HU range.
+    """
+    src = volume.source
+    out: dict[str, str] = {}
+    if src is not None:
+        out["format"] = src.fmt
+        out["path"] = str(src.path)
+        dcm = src.extra.get("dicom")
+        if dcm:
+            out["series"] = f"{dcm['series_uid']} ({dcm['modality']} '{dcm['description']}')"
+        out["on-disk shape"] = f"{' x '.join(map(str, src.shape))} (axes {axcodes(src.affine)})"
+    out["canonical shape"] = f"{' x '.join(map(str, volume.shape))} (axes {axcodes(volume.affine)})"
+    out["spacing"] = " x ".join(f"{s:.4g}" for s in volume.spacing) + " mm"
+    m = volume.affine[:3, :3] / np.asarray(volume.spacing)[None, :]
+    angle = float(np.degrees(np.arccos(np.clip(np.abs(m).max(axis=0).min(), -1.0, 1.0))))
+    out["obliquity"] = f"{angle:.1f} deg" if angle > 0.01 else "none (axis-aligned)"
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in volume.shape], indexing="ij"))
+    world = volume.index_to_world(corners.reshape(3, -1).T)
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    out["world bounding box"] = (
+        ", ".join(f"{a} {lo[n]:.1f}..{hi[n]:.1f}" for n, a in enumerate("xyz"))
+        + " mm (RAS+, voxel centres)"
+    )
+    out["HU range"] = f"{float(volume.array.min()):.0f} .. {float(volume.array.max()):.0f}"
+    return out

@@ -1,0 +1,226 @@
+"""Every bad input gives a one-line InputError, and `femurseg inspect` maps it to exit 2."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from io_cases import save_independent, unique_ct
+from typer.testing import CliRunner
+
+from femurseg.cli import app
+from femurseg.errors import InputError
+from femurseg.io import read_labels, read_volume, write_dicom_series
+from femurseg.types import Volume
+
+runner = CliRunner()
+
+
+def _nii(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    nib.save(
+        nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0]) if affine is None else affine), path
+    )
+    return path
+
+
+def _ct(shape: tuple[int, ...] = (5, 6, 7)) -> np.ndarray:
+    return unique_ct(shape[:3]).astype(np.float32).reshape(shape[:3] + (1,) * (len(shape) - 3))
+
+
+def _missing(p: Path) -> Path:
+    return p / "nope.nii.gz"
+
+
+def _unknown_ext(p: Path) -> Path:
+    (p / "scan.png").write_bytes(b"\x89PNG not really")
+    return p / "scan.png"
+
+
+def _empty(p: Path) -> Path:
+    (p / "empty.nii.gz").write_bytes(b"")
+    return p / "empty.nii.gz"
+
+
+def _corrupt_gzip(p: Path) -> Path:
+    (p / "bad.nii.gz").write_bytes(b"\x1f\x8b\x08\x00garbage" * 20)
+    return p / "bad.nii.gz"
+
+
+def _truncated(p: Path) -> Path:
+    full = _nii(p / "full.nii.gz", _ct((20, 20, 20)))
+    (p / "cut.nii.gz").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    return p / "cut.nii.gz"
+
+
+def _not_gzip(p: Path) -> Path:
+    (p / "plain.nii.gz").write_bytes(gzip.compress(b"this is not a nifti header" * 20))
+    return p / "plain.nii.gz"
+
+
+def _garbage_mha(p: Path) -> Path:
+    (p / "bad.mha").write_bytes(b"ObjectType = Image\nNDims = 3\nbroken")
+    return p / "bad.mha"
+
+
+def _two_d(p: Path) -> Path:
+    return _nii(p / "flat.nii.gz", unique_ct((5, 6, 1))[:, :, 0].astype(np.float32))
+
+
+def _single_slice(p: Path) -> Path:
+    return _nii(p / "slice.nii.gz", _ct((5, 6, 1)))
+
+
+def _two_d_mha(p: Path) -> Path:
+    sitk.WriteImage(sitk.GetImageFromArray(unique_ct((5, 6, 1))[:, :, 0]), str(p / "flat.mha"))
+    return p / "flat.mha"
+
+
+def _four_d(p: Path) -> Path:
+    return _nii(p / "t.nii.gz", np.stack([_ct(), _ct()], axis=-1))
+
+
+def _nan(p: Path) -> Path:
+    data = _ct()
+    data[1, 2, 3] = np.nan
+    return _nii(p / "nan.nii.gz", data)
+
+
+def _inf(p: Path) -> Path:
+    data = _ct()
+    data[0, 0, 0] = np.inf
+    save_independent(data, np.eye(4), p / "inf.nrrd")
+    return p / "inf.nrrd"
+
+
+def _normalised(p: Path) -> Path:
+    return _nii(p / "norm.nii.gz", np.random.default_rng(0).random((5, 6, 7)).astype(np.float32))
+
+
+def _mr_like(p: Path) -> Path:
+    return _nii(p / "mr.nii.gz", np.linspace(0, 1500, 210, dtype=np.float32).reshape(5, 6, 7))
+
+
+def _singular(p: Path) -> Path:
+    hdr = nib.Nifti1Header()
+    hdr.set_sform(np.diag([1.0, 0.0, 1.0, 1.0]), code=1)  # a zero-length voxel axis
+    nib.save(nib.Nifti1Image(_ct(), None, header=hdr), p / "sing.nii.gz")
+    return p / "sing.nii.gz"
+
+
+def _no_dicom(p: Path) -> Path:
+    (p / "d").mkdir()
+    (p / "d" / "readme.txt").write_text("hello")
+    return p / "d"
+
+
+def _empty_dir(p: Path) -> Path:
+    (p / "e").mkdir()
+    return p / "e"
+
+
+def _series_for_nifti(p: Path) -> Path:
+    return _nii(p / "ok.nii.gz", _ct())
+
+
+BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing": (_missing, "input not found"),
+    "unknown_ext": (_unknown_ext, "unsupported file type '.png'"),
+    "empty": (_empty, "is empty"),
+    "corrupt_gzip": (_corrupt_gzip, "cannot read .* as NIfTI"),
+    "truncated": (_truncated, "truncated"),
+    "not_nifti": (_not_gzip, "cannot read .* as NIfTI"),
+    "garbage_mha": (_garbage_mha, "cannot read .* as MHA"),
+    "2d": (_two_d, "2D image"),
+    "single_slice": (_single_slice, "2D image"),
+    "2d_mha": (_two_d_mha, "2D image"),
+    "4d": (_four_d, "4D image .*2 volumes"),
+    "nan": (_nan, "1 NaN or infinite"),
+    "inf": (_inf, "1 NaN or infinite"),
+    "normalised": (_normalised, "not CT in Hounsfield units"),
+    "mr_like": (_mr_like, "nothing below -200"),
+    "singular": (_singular, "unusable affine"),
+    "no_dicom": (_no_dicom, "no DICOM files found"),
+    "empty_dir": (_empty_dir, "no DICOM files found"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_input_error(tmp_path: Path, case: str) -> None:
+    make, pattern = BAD[case]
+    path = make(tmp_path)
+    with pytest.raises(InputError, match=pattern) as err:
+        read_volume(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "expected" in msg, msg
+
+
+def test_series_option_needs_dicom(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a DICOM folder"):
+        read_volume(_series_for_nifti(tmp_path), series_uid="1.2.3")
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt_gzip", "4d", "normalised", "no_dicom"])
+def test_inspect_bad_input_exits_2(tmp_path: Path, case: str) -> None:
+    result = runner.invoke(app, ["inspect", str(BAD[case][0](tmp_path))])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+
+
+def test_plausible_ct_ranges_accepted(tmp_path: Path) -> None:
+    data = _ct((4, 4, 4, 1))  # trailing singleton 4th dimension is squeezed
+    data[0, 0, 0, 0] = -3024.0  # scanner padding
+    data[1, 1, 1, 0] = 25000.0  # metal on an extended HU scale
+    vol = read_volume(_nii(tmp_path / "ok.nii.gz", data))
+    assert vol.shape == (4, 4, 4) and vol.source is not None and vol.source.shape == (4, 4, 4)
+    assert float(vol.array.min()) == -3024.0 and float(vol.array.max()) == 25000.0
+
+
+def test_inspect_prints_summary(tmp_path: Path) -> None:
+    vol = Volume(unique_ct((4, 5, 3)).astype(np.float32), np.diag([0.5, 0.6, 2.0, 1.0]))
+    write_dicom_series(vol, tmp_path)
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    expected = [
+        "format: dicom",
+        "on-disk shape: 4 x 5 x 3 (axes LPS)",
+        "canonical shape: 4 x 5 x 3 (axes RAS)",
+        "spacing: 0.5 x 0.6 x 2 mm",
+        "world bounding box: x 0.0..1.5, y 0.0..2.4, z 0.0..4.0",
+        "HU range: -1000 .. -941",
+    ]
+    for key in expected:
+        assert key in result.output, result.output
+    bad = runner.invoke(app, ["inspect", str(tmp_path), "--series", "9.9.9"])
+    assert bad.exit_code == 2 and "available" in bad.output
+
+
+def test_read_labels_checks(tmp_path: Path) -> None:
+    ct = read_volume(_nii(tmp_path / "ct.nii.gz", _ct()))
+    half = _nii(tmp_path / "half.nii.gz", np.full((5, 6, 7), 0.5, np.float32))
+    with pytest.raises(InputError, match="non-integer"):
+        read_labels(half)
+    neg = _nii(tmp_path / "neg.nii.gz", np.full((5, 6, 7), -1, np.int16))
+    with pytest.raises(InputError, match="expected 0 to 255"):
+        read_labels(neg)
+    small = _nii(tmp_path / "small.nii.gz", np.zeros((5, 6, 6), np.uint8))
+    with pytest.raises(InputError, match="canonical shape"):
+        read_labels(small, like=ct)
+    shifted = _nii(
+        tmp_path / "shift.nii.gz", np.zeros((5, 6, 7), np.uint8), np.diag([1, 1, 2.5, 1])
+    )
+    with pytest.raises(InputError, match="placed differently"):
+        read_labels(shifted, like=ct)
+    with pytest.raises(InputError, match="is DICOM"):
+        read_labels(tmp_path)
+    labels, affine = read_labels(
+        _nii(tmp_path / "ok.nii.gz", np.ones((5, 6, 7), np.float32)), like=ct
+    )
+    assert labels.dtype == np.uint8 and labels.shape == ct.shape and labels.all()
+    np.testing.assert_array_equal(affine, ct.affine)
