@@ -108,6 +108,342 @@ def inspect(
     run_guarded(_inspect)
 
 
+def _progress():  # type: ignore[no-untyped-def]
+    """A rich progress bar on stderr, shown only on a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        disable=not sys.stderr.isatty(),
+    )
+
+
+@app.command()
+def train(
+    stage: Annotated[str, typer.Argument(help="Which network: stage1 (boxes) or stage2 (femur).")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder with dataset.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints.")],
+    steps: Annotated[int | None, typer.Option(help="Total optimiser steps.")] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Passes over the training cases (instead of --steps).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from RUN/last.pt.")] = False,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    val_every: Annotated[int | None, typer.Option(help="Steps between validations.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    spacing: Annotated[
+        float | None, typer.Option(help="Network voxel size in mm (stage default if unset).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train stage 1 or stage 2 on a dataset folder; resumable; torchrun for several GPUs."""
+
+    def _train() -> None:
+        import dataclasses
+        import math
+
+        from femurseg.detection import DetectorConfig
+        from femurseg.errors import ConfigError, InputError
+        from femurseg.segmentation import SegmenterConfig
+        from femurseg.training import TrainConfig, read_split
+        from femurseg.training import train as run_train
+        from femurseg.weights import Stage
+
+        try:
+            st = Stage(stage)
+        except ValueError as err:
+            raise InputError(f"stage {stage!r} is unknown; expected stage1 or stage2") from err
+        if steps is not None and epochs is not None:
+            raise ConfigError("--steps and --epochs were both given; give one of them")
+        base = TrainConfig(stage=st)
+        if st == Stage.STAGE1:
+            base = dataclasses.replace(base, batch_size=1, patch_size=(112, 96, 160), lr=3e-3)
+        changes = {
+            k: v
+            for k, v in {"batch_size": batch_size, "lr": lr, "val_every": val_every}.items()
+            if v is not None
+        }
+        cfg = dataclasses.replace(base, seed=seed, **changes)
+        if epochs is not None:
+            n = len(read_split(data, "train"))
+            cfg = dataclasses.replace(cfg, steps=max(1, math.ceil(epochs * n / cfg.batch_size)))
+        elif steps is not None:
+            cfg = dataclasses.replace(cfg, steps=steps)
+        model = DetectorConfig() if st == Stage.STAGE1 else SegmenterConfig()
+        if spacing is not None:
+            model = dataclasses.replace(model, spacing_mm=spacing)
+        with _progress() as bar:
+            task = bar.add_task(f"train {st.value}", total=cfg.steps, info="")
+
+            def on_step(done: int, total: int, info: dict[str, float]) -> None:
+                text = " ".join(f"{k} {v:.4g}" for k, v in info.items() if k != "metric")
+                bar.update(task, completed=done, total=total, info=text)
+
+            summary = run_train(
+                data, out, cfg, model, resume=resume, device=device, progress=on_step
+            )
+        typer.echo(
+            f"trained {summary['stage']} for {summary['steps']} steps; best metric "
+            f"{summary['best_metric']:.4f}; checkpoints {summary['best']} and {summary['last']}"
+        )
+
+    run_guarded(_train)
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="INPUT...", help="CT files or DICOM series folders.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    stage1_weights: Annotated[
+        Path | None, typer.Option(help="Stage-1 checkpoint (default: shipped weights).")
+    ] = None,
+    stage2_weights: Annotated[
+        Path | None, typer.Option(help="Stage-2 checkpoint (default: shipped weights).")
+    ] = None,
+    stage1_spacing: Annotated[
+        float | None, typer.Option(help="Expected stage-1 spacing (must match the weights).")
+    ] = None,
+    stage2_spacing: Annotated[
+        float | None, typer.Option(help="Expected stage-2 spacing (must match the weights).")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Expected stage-2 crop margin in mm (must match).")
+    ] = None,
+    preview: Annotated[bool, typer.Option(help="Write the coronal PNG preview.")] = True,
+) -> None:
+    """Segment the left and right femur; writes label map, JSON report and preview per case."""
+
+    def _predict() -> None:
+        from femurseg.devices import Device
+        from femurseg.errors import InputError
+        from femurseg.pipeline import PredictConfig, Predictor, predict_many
+
+        try:
+            dev = Device(device)
+        except ValueError as err:
+            raise InputError(f"--device {device!r} is unknown; expected auto, cpu or cuda") from err
+        s1 = {"spacing_mm": stage1_spacing} if stage1_spacing is not None else {}
+        wanted = {"spacing_mm": stage2_spacing, "margin_mm": margin}
+        s2 = {k: v for k, v in wanted.items() if v is not None}
+        predictor = Predictor(
+            stage1_weights,
+            stage2_weights,
+            PredictConfig(device=dev, preview=preview),
+            stage1_overrides=s1,
+            stage2_overrides=s2,
+        )
+        with _progress() as bar:
+            task = bar.add_task("predict", total=len(inputs), info="")
+
+            def on_case(path: Path, report: dict) -> None:  # type: ignore[type-arg]
+                bar.advance(task)
+                status = ", ".join(f"{k} {v['status']}" for k, v in report["femurs"].items())
+                bar.update(task, info=f"{path.name}: {status}")
+                typer.echo(
+                    f"{report['case']}: {status} ({report['seconds']['total']:.1f} s) -> "
+                    f"{report['outputs']['labels']}"
+                )
+                if "message" in report:
+                    typer.echo(f"warning: {report['case']}: {report['message']}", err=True)
+
+            predict_many(inputs, out, predictor, on_case=on_case)
+
+    run_guarded(_predict)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo_output"),
+    seed: Annotated[int, typer.Option(help="Phantom seed.")] = 7,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Make a synthetic lower-limb CT, segment it with the shipped weights, print the Dice."""
+
+    def _demo() -> None:
+        from femurseg.demo import run_demo
+
+        result = run_demo(out, seed=seed, device=device)
+        for name, dice in result["dice"].items():
+            typer.echo(f"{name}: Dice {dice:.3f} vs the phantom's known truth")
+        typer.echo(f"phantom: {result['image']}")
+        for key, path in result["outputs"].items():
+            typer.echo(f"{key}: {path}")
+
+    run_guarded(_demo)
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[
+        Path, typer.Option("--pred", help="Folder of predicted <case>_femur.nii.gz label maps.")
+    ],
+    truth: Annotated[
+        Path, typer.Option("--truth", help="Folder of truth <case>.nii.gz label maps.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for CSV, JSON, Markdown.")],
+    nsd_tolerance: Annotated[
+        float, typer.Option("--nsd-tolerance", help="Surface Dice tolerance in mm.")
+    ] = 1.0,
+    no_surface: Annotated[
+        bool, typer.Option("--no-surface", help="Skip HD95, ASSD and surface Dice (faster).")
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Score truth cases without prediction as empty."),
+    ] = False,
+) -> None:
+    """Score predictions against truth: per-case CSV, summary JSON and a Markdown table."""
+
+    def _evaluate() -> None:
+        from femurseg.evaluation.evaluate import EvalConfig, evaluate_folders
+        from femurseg.evaluation.report import summarise, write_report
+
+        cfg = EvalConfig(
+            nsd_tolerance_mm=nsd_tolerance, surface=not no_surface, allow_missing=allow_missing
+        )
+        ev = evaluate_folders(pred, truth, cfg)
+        paths = write_report(ev, out)
+        for side, stats in summarise(ev.rows).items():
+            d = stats["dice"]
+            typer.echo(f"{side}: Dice mean {d['mean']:.4f} median {d['median']:.4f} (n={d['n']})")
+        if ev.detection:
+            typer.echo(f"stage 1 mAP@[.50:.95]: {ev.detection['mean']:.4f}")
+        for key, path in paths.items():
+            typer.echo(f"{key}: {path}")
+
+    run_guarded(_evaluate)
+
+dataset_app = typer.Typer(
+    help="Import labelled datasets into the femurseg layout and split them.",
+    no_args_is_help=True,
+)
+dataset_import_app = typer.Typer(
+    help="Import another layout (TotalSegmentator, nnU-Net raw) into DIR.", no_args_is_help=True
+)
+dataset_app.add_typer(dataset_import_app, name="import")
+app.add_typer(dataset_app, name="dataset")
+
+_SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the train/val/test split.")]
+_FractionsOpt = Annotated[
+    str, typer.Option("--fractions", help="Train,val,test fractions summing to 1.")
+]
+_OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing dataset in the output folder.")
+]
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    from femurseg.errors import InputError
+
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError as err:
+        raise InputError(
+            f"--fractions {text!r}; expected three numbers, e.g. 0.85,0.08,0.07"
+        ) from err
+
+
+def _echo_import(result) -> None:  # type: ignore[no-untyped-def]
+    s = result.split
+    typer.echo(
+        f"imported {len(result.imported)} cases into {result.layout.root} "
+        f"({len(s.train)} train, {len(s.val)} val, {len(s.test)} test; seed {s.seed})"
+    )
+    for case, reason in result.skipped.items():
+        typer.echo(f"skipped {case}: {reason}", err=True)
+    for case, notes in result.notes.items():
+        for note in notes:
+            typer.echo(f"note {case}: {note}", err=True)
+
+
+@dataset_import_app.command("totalseg")
+def dataset_import_totalseg(
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of TotalSegmentator cases.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")],
+    seed: _SeedOpt = 0,
+    fractions: _FractionsOpt = "0.85,0.08,0.07",
+    overwrite: _OverwriteOpt = False,
+) -> None:
+    """Import <case>/ct.nii.gz + segmentations/femur_left|right.nii.gz cases."""
+
+    def _run() -> None:
+        from femurseg.datasets import import_totalseg
+
+        _echo_import(
+            import_totalseg(src, out, seed=seed, fractions=_fractions(fractions),
+                            overwrite=overwrite)  # fmt: skip
+        )
+
+    run_guarded(_run)
+
+
+@dataset_import_app.command("nnunet")
+def dataset_import_nnunet(
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="nnU-Net raw DatasetXXX folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")],
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            "--label-map",
+            help="Source values (or names) of the femurs, e.g. 'left=1,right=2'; "
+            "default: from dataset.json label names. Other labels become background.",
+        ),
+    ] = None,
+    seed: _SeedOpt = 0,
+    fractions: _FractionsOpt = "0.85,0.08,0.07",
+    overwrite: _OverwriteOpt = False,
+) -> None:
+    """Import imagesTr/<case>_0000 + labelsTr/<case> with dataset.json."""
+
+    def _run() -> None:
+        from femurseg.datasets import import_nnunet
+
+        _echo_import(
+            import_nnunet(src, out, label_map=label_map, seed=seed,
+                          fractions=_fractions(fractions), overwrite=overwrite)  # fmt: skip
+        )
+
+    run_guarded(_run)
+
+
+@dataset_app.command("split")
+def dataset_split(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="femurseg dataset folder.")],
+    seed: _SeedOpt = 0,
+    fractions: _FractionsOpt = "0.85,0.08,0.07",
+) -> None:
+    """Draw a new seeded train/val/test split and save it in DIR/dataset.json."""
+
+    def _run() -> None:
+        from femurseg.datasets import resplit_dataset
+
+        s = resplit_dataset(folder, seed=seed, fractions=_fractions(fractions))
+        typer.echo(
+            f"split {folder}: {len(s.train)} train, {len(s.val)} val, {len(s.test)} test "
+            f"(seed {s.seed})"
+        )
+
+    run_guarded(_run)
+
+
 def main() -> None:  # pragma: no cover - console entry point convenience
     app()
 

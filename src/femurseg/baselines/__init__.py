@@ -1,0 +1,1 @@
+"""Baselines to compare the two-stage model with (classical threshold, single-stage nets)."""

@@ -1,0 +1,54 @@
+"""Atomic file writes for the exporters: temporary file in the target folder, then rename."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from femurseg.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:
+    """Write ``path`` atomically: ``write(tmp)`` fills a hidden temporary file, renamed into place.
+
+    Args:
+        path: final file path; its folder is created if needed.
+        write: called once with the temporary path; must write the whole file there.
+        overwrite: when False an existing ``path`` is an error.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OutputError: ``path`` exists (with ``overwrite=False``) or cannot be written.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise OutputError(
+            f"{path} already exists; expected a new file; remove it or pass overwrite"
+        )
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write {path} ({err}); check that the folder is writable and has free space"
+        ) from err
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+    log.info("wrote %s", path)
+    return path

@@ -1,0 +1,164 @@
+"""Fields of view: which part of the body an image covers, as an output grid.
+
+The z range of each kind is set from the anatomy's landmarks (iliac crest, femoral heads,
+knees, ankles) with random margins; the in-plane extent from the body model's outline with a
+random air gap (or, for ``one_leg``, around one leg only). The grid is axis-aligned RAS+; the
+on-disk orientation is chosen separately when the case is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from femurseg.phantoms.anatomy import Anatomy
+from femurseg.phantoms.body import BodyModel
+from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.params import FovKind, PhantomConfig
+
+A = npt.NDArray[np.float64]
+
+#: smallest in-plane width (mm) of a one-leg field of view and the largest.
+ONE_LEG_WIDTH_MM = (170.0, 260.0)
+#: clearance (mm) between the femoral head and the top of a knee field of view.
+KNEE_HEAD_CLEARANCE_MM = 40.0
+
+
+@dataclass(frozen=True)
+class Fov:
+    """A chosen field of view.
+
+    Attributes:
+        kind: the kind (never MIXED).
+        grid: the output grid (axis-aligned RAS+).
+        circle: (centre x, centre y, radius) mm of the reconstruction circle, or None.
+        side: the leg a ONE_LEG field of view is centred on, else None.
+    """
+
+    kind: FovKind
+    grid: Grid
+    circle: tuple[float, float, float] | None
+    side: str | None = None
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        g = self.grid
+        return {
+            "kind": self.kind.value,
+            "shape": list(g.shape),
+            "spacing": [round(s, 4) for s in g.spacing],
+            "origin": [round(o, 3) for o in g.origin],
+            "z_range_mm": [round(g.origin[2], 2),
+                           round(g.origin[2] + g.spacing[2] * (g.shape[2] - 1), 2)],
+            "circle": None if self.circle is None else [round(c, 2) for c in self.circle],
+            "side": self.side,
+        }
+
+
+def choose_kind(cfg: PhantomConfig, rng: np.random.Generator) -> FovKind:
+    """The configured kind, or for MIXED one drawn by ``cfg.fov_weights``."""
+    if cfg.fov is not FovKind.MIXED:
+        return cfg.fov
+    kinds = sorted(cfg.fov_weights)
+    w = np.array([cfg.fov_weights[k] for k in kinds], dtype=np.float64)
+    return FovKind(kinds[int(rng.choice(len(kinds), p=w / w.sum()))])
+
+
+def choose_spacing(cfg: PhantomConfig, rng: np.random.Generator) -> tuple[float, float, float]:
+    """The configured spacing, or in-plane and slice spacing drawn from their ranges."""
+    if cfg.spacing is not None:
+        return (float(cfg.spacing[0]), float(cfg.spacing[1]), float(cfg.spacing[2]))
+    s = float(np.round(rng.uniform(*cfg.inplane_spacing_mm), 4))
+    return (s, s, float(rng.choice(cfg.slice_spacing_choices)))
+
+
+def _z(anatomy: Anatomy, name: str) -> float:
+    return float(np.asarray(anatomy.landmarks[name])[2])
+
+
+def z_range(kind: FovKind, anatomy: Anatomy, rng: np.random.Generator) -> tuple[float, float]:
+    """(bottom, top) world z (mm) of a field of view of ``kind``."""
+    u = rng.uniform
+    crest = _z(anatomy, "pelvis_top")
+    hip = min(_z(anatomy, "hip_left"), _z(anatomy, "hip_right"))
+    hip_hi = max(_z(anatomy, "hip_left"), _z(anatomy, "hip_right"))
+    knee = 0.5 * (_z(anatomy, "knee_left") + _z(anatomy, "knee_right"))
+    ankle = min(_z(anatomy, "ankle_left"), _z(anatomy, "ankle_right"))
+    ftop = max(_z(anatomy, "femur_top_left"), _z(anatomy, "femur_top_right"))
+    fbot = min(_z(anatomy, "femur_bottom_left"), _z(anatomy, "femur_bottom_right"))
+    r = max(float(np.asarray(anatomy.landmarks[f"head_radius_{s}"])[0]) for s in ("left", "right"))
+    if kind is FovKind.FULL:
+        return ankle - u(0.0, 25.0), crest + u(5.0, 40.0)
+    if kind is FovKind.HIP:
+        return hip - u(50.0, 100.0), crest + u(0.0, 60.0)
+    if kind is FovKind.THIGHS:
+        return fbot - u(10.0, 60.0), ftop + u(5.0, 40.0)
+    if kind is FovKind.KNEE:
+        top = min(knee + u(60.0, 150.0), hip_hi - r - KNEE_HEAD_CLEARANCE_MM)
+        return knee - u(50.0, 120.0), top
+    if kind is FovKind.CUT:
+        shaft = u(0.2, 0.8) * (ftop - fbot) + fbot
+        if u() < 0.5:  # the image starts mid-shaft and runs down past the knee
+            return fbot - u(20.0, 150.0), shaft
+        return shaft, crest + u(0.0, 40.0)
+    if kind is FovKind.ONE_LEG:
+        return z_range([FovKind.FULL, FovKind.THIGHS, FovKind.KNEE][int(rng.integers(3))],
+                       anatomy, rng)
+    raise ValueError(f"no z range for field of view kind {kind}")
+
+
+def choose_fov(
+    kind: FovKind,
+    anatomy: Anatomy,
+    body: BodyModel,
+    spacing: tuple[float, float, float],
+    gap_mm: tuple[float, float],
+    circle: bool,
+    rng: np.random.Generator,
+) -> Fov:
+    """Choose a field of view of ``kind`` and build its output grid.
+
+    Args:
+        kind: a kind other than MIXED.
+        anatomy: posed bones and landmarks (world RAS+ mm).
+        body: the case's body model (for the in-plane extent).
+        spacing: output voxel size (x, y, z) mm.
+        gap_mm: range of the air gap kept around the body in-plane, mm.
+        circle: whether to show a circular reconstruction field (padding outside it).
+        rng: random generator.
+    """
+    z_lo, z_hi = z_range(kind, anatomy, rng)
+    lo, hi = body.extent(z_lo, z_hi)
+    gap = rng.uniform(*gap_mm)
+    lo, hi = lo - gap, hi + gap
+    # Some of the table shows below the body, not all of it.
+    lo[1] = max(lo[1], body.table.y0 - rng.uniform(0.0, body.table.thickness + 10.0))
+    side = None
+    if kind is FovKind.ONE_LEG:
+        side = "left" if rng.uniform() < 0.5 else "right"
+        cx = 0.5 * (float(anatomy.landmarks[f"hip_{side}"][0])
+                    + float(anatomy.landmarks[f"knee_{side}"][0]))
+        half = 0.5 * rng.uniform(*ONE_LEG_WIDTH_MM)
+        lo[0], hi[0] = cx - half, cx + half
+    centre = (lo + hi) / 2
+    half = (hi - lo) / 2
+    circ: tuple[float, float, float] | None = None
+    if circle:
+        # A square reconstruction field with its inscribed circle, the body inside it.
+        r = float(half.max())
+        if side is None:  # the whole body inside the circle
+            r = max(r, body.max_radius(centre, z_lo, z_hi) + gap / 2)
+        half = np.array([r, r])
+        circ = (float(centre[0]), float(centre[1]), r)
+    n = [max(int(np.ceil(2 * half[d] / spacing[d])), 1) for d in range(2)]
+    nz = max(int(np.floor((z_hi - z_lo) / spacing[2])) + 1, 1)
+    origin = (
+        float(centre[0] - spacing[0] * (n[0] - 1) / 2),
+        float(centre[1] - spacing[1] * (n[1] - 1) / 2),
+        float(z_lo),
+    )
+    grid = Grid((n[0], n[1], nz), spacing, origin)
+    return Fov(kind, grid, circ, side)

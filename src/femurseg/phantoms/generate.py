@@ -1,0 +1,163 @@
+"""One synthetic case: anatomy -> body -> field of view -> render -> (image, labels, meta).
+
+``generate_case`` draws everything from the one generator it is given, split into independent
+child streams per step, so a seed fixes the whole case and changing one step's parameters
+does not reshuffle the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from femurseg.config import to_dict
+from femurseg.errors import ConfigError
+from femurseg.phantoms.anatomy import Anatomy
+from femurseg.phantoms.assemble import assemble, sample_pose
+from femurseg.phantoms.body import build_body
+from femurseg.phantoms.fov import choose_fov, choose_kind, choose_spacing
+from femurseg.phantoms.implants import draw_implants
+from femurseg.phantoms.params import PhantomConfig
+from femurseg.phantoms.render import Rendered, render_ct, timings_meta
+from femurseg.phantoms.scanner import draw_scan
+from femurseg.phantoms.shapes import BoneSet, list_subjects, load_subject
+from femurseg.phantoms.tissues import draw_case_tissues
+from femurseg.types import Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Case:
+    """A generated case.
+
+    Attributes:
+        image: the CT in canonical form (float32 HU, RAS+ axes, affine in mm).
+        labels: uint8 (X, Y, Z) on the image's grid: 0 background, 1 femur_left, 2 femur_right.
+        meta: JSON-ready description (subjects, pose, fov, spacing, orientation, implants...).
+        rendered: the render result (tissue classes, clean image, timings).
+        anatomy: the posed bones it was made from.
+    """
+
+    image: Volume
+    labels: npt.NDArray[np.uint8]
+    meta: dict[str, Any]
+    rendered: Rendered
+    anatomy: Anatomy
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        """Unpack as ``image, labels, meta``."""
+        return iter((self.image, self.labels, self.meta))
+
+
+def pick_subjects(cfg: PhantomConfig, shapes_dir: Path) -> list[str]:
+    """The LLP26 subjects a config allows (``subjects`` minus ``exclude_subjects``).
+
+    Raises:
+        ConfigError: a named subject is not in the folder, or none is left.
+    """
+    have = list_subjects(shapes_dir)
+    for name in (*cfg.subjects, *cfg.exclude_subjects):
+        if name not in have:
+            raise ConfigError(
+                f"subject {name!r} is not in {shapes_dir}; expected one of {', '.join(have)}"
+            )
+    pool = [s for s in (cfg.subjects or tuple(have)) if s not in cfg.exclude_subjects]
+    if not pool:
+        raise ConfigError(
+            "no LLP26 subjects left after subjects/exclude_subjects; keep at least one"
+        )
+    return pool
+
+
+def make_anatomy(
+    cfg: PhantomConfig, rng: np.random.Generator, shapes_dir: Path | None
+) -> tuple[Anatomy, dict[str, str]]:
+    """Pose a lower body: LLP26 subjects (each leg and the pelvis drawn independently) or,
+    with ``shapes_dir`` None, procedural bones. Returns the anatomy and the sources used."""
+    r_src, r_pose = rng.spawn(2)
+    if shapes_dir is None:
+        from femurseg.phantoms.procedural import procedural_boneset
+
+        bones = procedural_boneset(r_src)
+        src = {"pelvis": bones.name, "left": bones.name, "right": bones.name}
+        sets: tuple[BoneSet, BoneSet, BoneSet] = (bones, bones, bones)
+    else:
+        pool = pick_subjects(cfg, Path(shapes_dir))
+        names = [pool[int(i)] for i in r_src.integers(len(pool), size=3)]
+        src = {"pelvis": names[0], "left": names[1], "right": names[2]}
+        sets = tuple(load_subject(shapes_dir, n) for n in names)  # type: ignore[assignment]
+    anatomy = assemble(sets[0], sets[1], sets[2], sample_pose(r_pose))
+    return anatomy, src
+
+
+def generate_case(
+    cfg: PhantomConfig,
+    rng: np.random.Generator,
+    shapes_dir: Path | None = None,
+    keep_clean: bool = False,
+) -> Case:
+    """Generate one synthetic lower-limb CT with its femur labels.
+
+    Args:
+        cfg: the phantom configuration.
+        rng: random generator; the same state gives the same case, bit for bit.
+        shapes_dir: LLP26 folder (``shapes/llp26``), or None for procedural bones.
+        keep_clean: keep the clean (noise-free) image in ``rendered.clean``.
+
+    Returns:
+        The :class:`Case`; its image is canonical RAS+ and its ``meta["orientation"]`` is the
+        on-disk orientation drawn for writing it.
+    """
+    t_start = time.perf_counter()
+    r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc = rng.spawn(8)
+    anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
+    t_anat = time.perf_counter() - t_start
+    tissues = draw_case_tissues(cfg.tissues, r_tis)
+    body = build_body(anatomy, tissues, r_body)
+    kind = choose_kind(cfg, r_fov)
+    spacing = choose_spacing(cfg, r_fov)
+    scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
+    fov = choose_fov(kind, anatomy, body, spacing, cfg.scanner.air_gap_mm,
+                     scan.padding is not None, r_fov)
+    implants = draw_implants(cfg.implants, r_imp)
+    rendered = render_ct(anatomy, body, tissues, implants, fov, scan, cfg, r_render, keep_clean)
+    orientation = str(cfg.orientations[int(r_misc.integers(len(cfg.orientations)))])
+    image = Volume(rendered.image, fov.grid.affine)
+    counts = np.bincount(rendered.labels.ravel(), minlength=3)
+    meta: dict[str, Any] = {
+        "subjects": sources,
+        "anatomy": anatomy.meta,
+        "fov": fov.to_meta(),
+        "spacing": list(fov.grid.spacing),
+        "orientation": orientation,
+        "implants": [i.to_meta() for i in implants],
+        "tissues": tissues.to_meta(),
+        "scanner": scan.to_meta(),
+        "label_voxels": {"femur_left": int(counts[1]), "femur_right": int(counts[2])},
+        "timings_s": {"anatomy": round(t_anat, 3), **timings_meta(rendered),
+                      "total": round(time.perf_counter() - t_start, 3)},
+    }
+    log.info("case %s %s in %.1f s", kind.value, fov.grid.shape, meta["timings_s"]["total"])
+    return Case(image, rendered.labels, _jsonable(meta), rendered, anatomy)
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON types (numpy scalars and arrays converted)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if hasattr(v, "__dataclass_fields__"):
+        return _jsonable(to_dict(v))
+    return v

@@ -1,0 +1,263 @@
+"""Metal implants: total hip (head, stem, acetabular cup) and total knee (femoral component,
+tibial tray with keel, polyethylene insert).
+
+Implants are painted into the render grid's HU and tissue maps after the bones. The femur
+label is never changed: like TotalSegmentator's masks, it keeps the femur's extent, so it
+holds the implant where the implant replaced bone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage as ndi
+
+from femurseg.phantoms.anatomy import Anatomy
+from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.params import ImplantParams
+from femurseg.phantoms.tissues import CaseTissues, Tissue, draw
+from femurseg.phantoms.voxelize import MaskCrop
+
+F32 = npt.NDArray[np.float32]
+A = npt.NDArray[np.float64]
+
+#: polyethylene (UHMWPE) liner and insert HU.
+PLASTIC_HU = -70.0
+#: hip: polyethylene liner and metal cup thickness, mm.
+LINER_MM = 5.0
+CUP_MM = 3.0
+#: knee: femoral component thickness, its height above the condyles, tibial cut, tray, keel.
+FEMORAL_COMPONENT_MM = 3.5
+FEMORAL_CAP_MM = 30.0
+TIBIAL_CUT_MM = 9.0
+TRAY_MM = 4.0
+KEEL_LENGTH_MM = 40.0
+KEEL_RADIUS_MM = 6.0
+
+
+@dataclass(frozen=True)
+class Implant:
+    """One drawn implant: ``kind`` is ``"hip"`` or ``"knee"``, ``side`` left/right."""
+
+    kind: str
+    side: str
+    metal_hu: float
+    head_radius: float = 0.0
+    stem_length: float = 0.0
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {
+            "kind": self.kind,
+            "side": self.side,
+            "metal_hu": round(self.metal_hu, 1),
+            "head_radius_mm": round(self.head_radius, 2),
+            "stem_length_mm": round(self.stem_length, 1),
+        }
+
+
+def draw_implants(p: ImplantParams, rng: np.random.Generator) -> list[Implant]:
+    """Draw which implants a case has (each side independently)."""
+    out = []
+    for side in ("left", "right"):
+        u_hip, u_knee = rng.uniform(size=2)
+        metal = draw(rng, p.metal_hu)
+        if u_hip < p.hip_probability:
+            out.append(
+                Implant(
+                    "hip", side, metal, draw(rng, p.head_radius_mm), draw(rng, p.stem_length_mm)
+                )
+            )
+        if u_knee < p.knee_probability:
+            out.append(Implant("knee", side, metal))
+    return out
+
+
+def _coords(grid: Grid, sl: tuple[slice, slice, slice]) -> tuple[F32, F32, F32]:
+    """Broadcastable world x, y, z (mm) of the voxels of a box of the grid."""
+    x = grid.axis(0)[sl[0]].astype(np.float32)[:, None, None]
+    y = grid.axis(1)[sl[1]].astype(np.float32)[None, :, None]
+    z = grid.axis(2)[sl[2]].astype(np.float32)[None, None, :]
+    return x, y, z
+
+
+def _box(grid: Grid, lo: A, hi: A) -> tuple[slice, slice, slice] | None:
+    i0 = np.floor(grid.world_to_index(lo)).astype(int)
+    i1 = np.ceil(grid.world_to_index(hi)).astype(int) + 1
+    i0 = np.maximum(i0, 0)
+    i1 = np.minimum(i1, grid.shape)
+    if np.any(i1 <= i0):
+        return None
+    return (
+        slice(int(i0[0]), int(i1[0])),
+        slice(int(i0[1]), int(i1[1])),
+        slice(int(i0[2]), int(i1[2])),
+    )
+
+
+def _segment_distance(x: F32, y: F32, z: F32, a: A, b: A) -> tuple[F32, F32]:
+    """Distance (mm) to segment a-b and the position (0..1) of the nearest point on it."""
+    v = (b - a).astype(np.float32)
+    ll = float(v @ v)
+    s = ((x - a[0]) * v[0] + (y - a[1]) * v[1] + (z - a[2]) * v[2]) / np.float32(ll)
+    s = np.clip(s, 0.0, 1.0)
+    dx = x - (a[0] + s * v[0])
+    dy = y - (a[1] + s * v[1])
+    dz = z - (a[2] + s * v[2])
+    return np.sqrt(dx * dx + dy * dy + dz * dz), s
+
+
+def _shaft_point(femur: A, z: float) -> A:
+    """Centroid of the femur's vertices within 5 mm of height z (a point on the canal)."""
+    sel = femur[np.abs(femur[:, 2] - z) < 5.0]
+    return sel.mean(axis=0) if len(sel) else femur.mean(axis=0)
+
+
+def paint_hip(
+    imp: Implant,
+    anatomy: Anatomy,
+    grid: Grid,
+    femur: MaskCrop,
+    t: CaseTissues,
+    hu: F32,
+    cls: npt.NDArray[np.uint8],
+) -> None:
+    """Paint a total hip: the femoral head resected and replaced by a metal ball in a liner and
+    metal cup seated in the acetabulum, a neck to a stem running down the medullary canal."""
+    side = imp.side
+    h = np.asarray(anatomy.landmarks[f"hip_{side}"], dtype=np.float64)
+    r_nat = float(np.asarray(anatomy.landmarks[f"head_radius_{side}"])[0])
+    fv = np.asarray(anatomy.meshes[f"femur_{side}"].vertices)
+    j = _shaft_point(fv, h[2] - 60.0)  # neck base / top of the stem, near the lesser trochanter
+    j[2] = h[2] - 45.0
+    lower = _shaft_point(fv, h[2] - 60.0 - imp.stem_length)
+    d = lower - j
+    tip = j + d / np.linalg.norm(d) * imp.stem_length
+    cut = h + 0.45 * (j - h)  # neck osteotomy
+    n_cut = (h - cut) / np.linalg.norm(h - cut)
+    r_cup = max(r_nat + 1.0, imp.head_radius + LINER_MM + CUP_MM)
+    metal = np.float32(imp.metal_hu)
+
+    # Resect the head and neck above the osteotomy inside the femur (fibrous tissue remains).
+    fs = femur.slices
+    x, y, z = _coords(grid, fs)
+    above = ((x - cut[0]) * n_cut[0] + (y - cut[1]) * n_cut[1] + (z - cut[2]) * n_cut[2]) > 0
+    res = femur.mask & above
+    hu[fs][res] = t.muscle
+    cls[fs][res] = Tissue.MUSCLE
+
+    # Cup (metal shell opening towards the neck), liner, head.
+    box = _box(grid, h - r_cup - 2, h + r_cup + 2)
+    if box is not None:
+        x, y, z = _coords(grid, box)
+        rr = np.sqrt((x - h[0]) ** 2 + (y - h[1]) ** 2 + (z - h[2]) ** 2)
+        facing = (x - h[0]) * -n_cut[0] + (y - h[1]) * -n_cut[1] + (z - h[2]) * -n_cut[2]
+        cup_side = facing < 0.15 * r_cup
+        shell = cup_side & (rr <= r_cup) & (rr > r_cup - CUP_MM)
+        liner = cup_side & (rr <= r_cup - CUP_MM) & (rr > imp.head_radius)
+        ball = rr <= imp.head_radius
+        hb, cb = hu[box], cls[box]
+        hb[liner] = PLASTIC_HU
+        cb[liner] = Tissue.FAT
+        for region in (shell, ball):
+            hb[region] = metal
+            cb[region] = Tissue.METAL
+
+    # Neck (free, from the ball to the osteotomy and on into the bone) and stem (in the canal).
+    lo = np.minimum.reduce([h, j, tip]) - 12.0
+    hi = np.maximum.reduce([h, j, tip]) + 12.0
+    box = _box(grid, lo, hi)
+    if box is None:
+        return
+    x, y, z = _coords(grid, box)
+    dn, _ = _segment_distance(x, y, z, h, j)
+    ds, s = _segment_distance(x, y, z, j, tip)
+    neck = dn < 6.5
+    stem = ds < (9.0 - 4.5 * s)
+    # The stem never leaves the bone: keep it to the femur's interior (not its cortex).
+    inside = np.zeros(neck.shape, dtype=bool)
+    inter = _intersect(box, fs)
+    if inter is not None:
+        bsl, fsl = inter
+        inside[bsl] = ndi.binary_erosion(femur.mask, iterations=2)[fsl]
+    metal_vox = neck | (stem & inside)
+    hu[box][metal_vox] = metal
+    cls[box][metal_vox] = Tissue.METAL
+
+
+def _intersect(
+    a: tuple[slice, slice, slice], b: tuple[slice, slice, slice]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Overlap of two boxes as (slices into a's box, slices into b's box)."""
+    sa, sb = [], []
+    for u, v in zip(a, b):
+        lo, hi = max(u.start, v.start), min(u.stop, v.stop)
+        if hi <= lo:
+            return None
+        sa.append(slice(lo - u.start, hi - u.start))
+        sb.append(slice(lo - v.start, hi - v.start))
+    return tuple(sa), tuple(sb)
+
+
+def paint_knee(
+    imp: Implant,
+    anatomy: Anatomy,
+    grid: Grid,
+    femur: MaskCrop,
+    tibfib: MaskCrop | None,
+    hu: F32,
+    cls: npt.NDArray[np.uint8],
+) -> None:
+    """Paint a total knee: a metal shell capping the femoral condyles, a polyethylene insert
+    replacing the top of the tibia, a metal tray under it and a keel down the tibia."""
+    side = imp.side
+    metal = np.float32(imp.metal_hu)
+    fb = float(np.asarray(anatomy.landmarks[f"femur_bottom_{side}"])[2])
+    knee = np.asarray(anatomy.landmarks[f"knee_{side}"], dtype=np.float64)
+    ankle = np.asarray(anatomy.landmarks[f"ankle_{side}"], dtype=np.float64)
+    sp = grid.spacing
+    fs = femur.slices
+    _, _, z = _coords(grid, fs)
+    low = z[0, 0, :] < fb + FEMORAL_CAP_MM
+    if low.any():
+        k1 = int(np.nonzero(low)[0].max()) + 1
+        sub = femur.mask[:, :, :k1]
+        core = ndi.binary_erosion(
+            sub, structure=_ellipsoid(FEMORAL_COMPONENT_MM, sp), border_value=1
+        )
+        shell = sub & ~core
+        box = (fs[0], fs[1], slice(fs[2].start, fs[2].start + k1))
+        hu[box][shell] = metal
+        cls[box][shell] = Tissue.METAL
+    if tibfib is None or tibfib.count == 0:
+        return
+    ts = tibfib.slices
+    x, y, z = _coords(grid, ts)
+    near_axis = np.sqrt((x - knee[0]) ** 2 + (y - knee[1]) ** 2) < 45.0
+    tv = np.asarray(anatomy.meshes[f"tibfib_{side}"].vertices)
+    top = float(tv[np.hypot(tv[:, 0] - knee[0], tv[:, 1] - knee[1]) < 45.0][:, 2].max())
+    insert = tibfib.mask & near_axis & (z > top - TIBIAL_CUT_MM)
+    tray = (
+        tibfib.mask & near_axis & (z <= top - TIBIAL_CUT_MM) & (z > top - TIBIAL_CUT_MM - TRAY_MM)
+    )
+    hu[ts][insert] = PLASTIC_HU
+    cls[ts][insert] = Tissue.FAT
+    hu[ts][tray] = metal
+    cls[ts][tray] = Tissue.METAL
+    a = np.array([knee[0], knee[1], top - TIBIAL_CUT_MM])
+    u = (ankle - knee) / np.linalg.norm(ankle - knee)
+    dk, _ = _segment_distance(x, y, z, a, a + u * KEEL_LENGTH_MM)
+    keel = tibfib.mask & (dk < KEEL_RADIUS_MM)
+    hu[ts][keel] = metal
+    cls[ts][keel] = Tissue.METAL
+
+
+def _ellipsoid(r_mm: float, spacing: tuple[float, float, float]) -> npt.NDArray[np.bool_]:
+    """Ball structuring element of radius ``r_mm`` on an anisotropic grid."""
+    n = [max(int(np.ceil(r_mm / s)), 1) for s in spacing]
+    g = np.ogrid[-n[0] : n[0] + 1, -n[1] : n[1] + 1, -n[2] : n[2] + 1]
+    q = sum((gi * s / r_mm) ** 2 for gi, s in zip(g, spacing))
+    return np.asarray(q <= 1.0)

@@ -1,0 +1,277 @@
+"""Frozen, validated parameters of the phantom renderer and generator.
+
+Every number the render side draws from lives here, as a ``(low, high)`` range sampled once per
+case (uniform unless stated). Hounsfield units (HU) are as a scanner stores them; lengths are in
+millimetres. The defaults are taken from published CT ranges and tuned against the real example
+CT in ``../shared/data/totalseg_example`` (see ``scripts/realism_figure.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+
+from femurseg.config import check_range
+from femurseg.errors import ConfigError
+
+Range = tuple[float, float]
+
+
+class FovKind(str, enum.Enum):
+    """Which part of the lower body a phantom's image covers."""
+
+    FULL = "full"  # iliac crests to ankles
+    HIP = "hip"  # iliac crests to below the lesser trochanters
+    THIGHS = "thighs"  # both whole femurs, hip joint to knee joint
+    KNEE = "knee"  # distal femur, knee, proximal tibia; no femoral head
+    ONE_LEG = "one_leg"  # field of view centred on one leg, the other partly or wholly out
+    CUT = "cut"  # a field of view whose edge cuts through a femur
+    MIXED = "mixed"  # draw one of the above per case
+
+
+#: Orientation codes a case may be written in (nibabel axis codes of the file's i, j, k axes).
+ORIENTATIONS: tuple[str, ...] = ("RAS", "LPS", "LAS", "PIR", "LPI", "ASR", "RPS")
+
+
+def _check_range_pair(name: str, r: Range, lo: float, hi: float) -> None:
+    if len(r) != 2:
+        raise ConfigError(f"{name}={r!r} must be a (low, high) pair")
+    check_range(f"{name}[0]", float(r[0]), lo, hi)
+    check_range(f"{name}[1]", float(r[1]), lo, hi)
+    if r[0] > r[1]:
+        raise ConfigError(f"{name}={r!r} has low > high; give it as (low, high)")
+
+
+def _check_ranges(obj: object, lo: float, hi: float) -> None:
+    for f in fields(obj):  # type: ignore[arg-type]
+        v = getattr(obj, f.name)
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+            _check_range_pair(f.name, v, lo, hi)
+
+
+@dataclass(frozen=True)
+class TissueParams:
+    """Per-case HU ranges of each tissue and the geometry of the soft tissue (mm).
+
+    Attributes:
+        fat_hu, muscle_hu, skin_hu, fluid_hu, bowel_hu, gas_hu: soft tissue HU ranges.
+        air_hu: air outside the body (a scanner's air reads slightly above -1024).
+        table_shell_hu, table_foam_hu, mattress_hu: the patient table (carbon shell, foam core)
+            and an optional foam mattress on it.
+        cortical_dense_hu, cortical_porotic_hu: cortical bone HU for young dense bone and for
+            osteoporotic bone; a per-case bone quality in [0, 1] interpolates between them.
+        cancellous_dense_hu, cancellous_porotic_hu: cancellous bone HU, as above.
+        marrow_hu: fatty medullary canal.
+        trabecular_contrast: relative amplitude of the trabecular texture in cancellous bone.
+        cortex_shaft_mm: cortical thickness in the femoral/tibial diaphysis (dense bone end).
+        cortex_end_mm: cortical thickness at heads, trochanters and condyles.
+        cortex_pelvis_mm: cortical thickness of the pelvis and patella.
+        porotic_cortex_factor: cortical thickness multiplier for osteoporotic bone.
+        subcut_fat_mm: subcutaneous fat thickness over the thigh (thin to obese).
+        marbling: fraction of intramuscular fat (lean to fatty muscle).
+        fascia_mm: width of the fat planes between muscle groups.
+        skin_mm: skin thickness.
+        muscle_margin_mm: least muscle around any bone, so bones never touch fat or air.
+        thigh_ml_mm, thigh_ap_mm, calf_mm, knee_mm, ankle_mm: muscle compartment semi-axes.
+        gluteal_mm: muscle thickness behind and beside the pelvis.
+        bladder_mm: bladder semi-axes range.
+        gas_fraction: fraction of bowel volume holding gas.
+    """
+
+    fat_hu: Range = (-112.0, -88.0)
+    muscle_hu: Range = (35.0, 58.0)
+    skin_hu: Range = (10.0, 60.0)
+    fluid_hu: Range = (0.0, 20.0)
+    bowel_hu: Range = (15.0, 45.0)
+    gas_hu: Range = (-1000.0, -900.0)
+    air_hu: Range = (-1005.0, -990.0)
+    table_shell_hu: Range = (150.0, 450.0)
+    table_foam_hu: Range = (-985.0, -930.0)
+    mattress_hu: Range = (-960.0, -880.0)
+    cortical_dense_hu: Range = (1300.0, 1800.0)
+    cortical_porotic_hu: Range = (650.0, 1000.0)
+    cancellous_dense_hu: Range = (200.0, 400.0)
+    cancellous_porotic_hu: Range = (60.0, 150.0)
+    marrow_hu: Range = (-50.0, 60.0)
+    trabecular_contrast: Range = (0.25, 0.5)
+    cortex_shaft_mm: Range = (4.5, 7.0)
+    cortex_end_mm: Range = (0.8, 1.5)
+    cortex_pelvis_mm: Range = (1.0, 2.0)
+    porotic_cortex_factor: Range = (0.6, 0.8)
+    subcut_fat_mm: Range = (4.0, 45.0)
+    marbling: Range = (0.02, 0.25)
+    fascia_mm: Range = (1.0, 2.5)
+    skin_mm: Range = (1.5, 2.5)
+    muscle_margin_mm: Range = (4.0, 8.0)
+    thigh_ml_mm: Range = (55.0, 75.0)
+    thigh_ap_mm: Range = (55.0, 72.0)
+    knee_mm: Range = (38.0, 46.0)
+    calf_mm: Range = (40.0, 55.0)
+    ankle_mm: Range = (24.0, 30.0)
+    gluteal_mm: Range = (30.0, 60.0)
+    bladder_mm: Range = (25.0, 50.0)
+    gas_fraction: Range = (0.02, 0.15)
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, -3024.0, 30000.0)
+
+
+@dataclass(frozen=True)
+class ImplantParams:
+    """Metal implants and their artefacts.
+
+    Attributes:
+        hip_probability: chance per femur of a hip stem (metal head, stem, acetabular cup).
+        knee_probability: chance per leg of a total knee (femoral component, tibial tray).
+        metal_hu: true HU of the metal before the scanner's range clips it.
+        head_radius_mm: prosthetic head radius.
+        stem_length_mm: length of the stem below the neck.
+        streak_strength: scale of beam-hardening / photon-starvation streaks.
+        streak_pixel_mm: pixel size of the reduced-resolution projector used for streaks.
+        streak_angles: number of projection angles of that projector.
+        streak_z_step_mm: slices with metal get streaks computed every this many mm and
+            interpolated between.
+    """
+
+    hip_probability: float = 0.1
+    knee_probability: float = 0.05
+    metal_hu: Range = (4000.0, 9000.0)
+    head_radius_mm: Range = (14.0, 18.0)
+    stem_length_mm: Range = (110.0, 160.0)
+    streak_strength: Range = (0.6, 1.4)
+    streak_pixel_mm: float = 3.0
+    streak_angles: int = 90
+    streak_z_step_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_range("hip_probability", self.hip_probability, 0.0, 1.0)
+        check_range("knee_probability", self.knee_probability, 0.0, 1.0)
+        check_range("streak_pixel_mm", self.streak_pixel_mm, 0.25, 10.0)
+        check_range("streak_angles", self.streak_angles, 8, 2000)
+        check_range("streak_z_step_mm", self.streak_z_step_mm, 0.1, 20.0)
+        _check_ranges(self, 0.0, 30000.0)
+
+
+@dataclass(frozen=True)
+class ScannerParams:
+    """The scanner model: resolution, noise, stored value range.
+
+    Attributes:
+        psf_fwhm_mm: in-plane point-spread function FWHM (reconstruction kernel sharpness).
+        slice_profile_fwhm_mm: extra z blur beyond the slice thickness itself.
+        noise_sd_hu: noise SD in HU for a 1 mm slice of a reference-size (300 mm) body; thicker
+            slices get less (1/sqrt(thickness)), larger bodies more.
+        noise_size_power: noise grows as (water-equivalent diameter / 300 mm) ** this.
+        noise_grain_mm: correlation length of the noise grain (peak of the noise power spectrum).
+        max_render_mm: the largest step the renderer samples at; coarser output is rendered
+            finer and averaged (partial volume, slice integration).
+        extended_range_probability: chance a case stores HU above 3071 (extended CT scale).
+        circle_probability: chance the image shows the circular reconstruction field with a
+            padding value outside it.
+        padding_values: values scanners write outside the reconstruction circle.
+        air_gap_mm: least air kept around the body inside the field of view (x, y).
+    """
+
+    psf_fwhm_mm: Range = (0.8, 1.4)
+    slice_profile_fwhm_mm: Range = (0.3, 1.0)
+    noise_sd_hu: Range = (25.0, 45.0)
+    noise_size_power: Range = (1.0, 2.0)
+    noise_grain_mm: Range = (0.7, 1.2)
+    max_render_mm: float = 1.25
+    extended_range_probability: float = 0.2
+    circle_probability: float = 0.5
+    padding_values: tuple[float, ...] = (-1024.0, -2048.0, -3024.0)
+    air_gap_mm: Range = (5.0, 40.0)
+
+    def __post_init__(self) -> None:
+        check_range("max_render_mm", self.max_render_mm, 0.2, 5.0)
+        check_range("extended_range_probability", self.extended_range_probability, 0.0, 1.0)
+        check_range("circle_probability", self.circle_probability, 0.0, 1.0)
+        if not self.padding_values:
+            raise ConfigError("padding_values is empty; give at least one value such as -1024")
+        for v in self.padding_values:
+            check_range("padding_values", v, -32768.0, -1024.0)
+        _check_ranges(self, 0.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Everything :func:`femurseg.phantoms.generate.generate_case` needs, frozen and validated.
+
+    Attributes:
+        fov: the field of view kind; ``MIXED`` draws one of the others per case.
+        fov_weights: relative chance of each kind under ``MIXED`` (FovKind value -> weight).
+        spacing: fixed output spacing (x, y, z) in mm, or None to draw in-plane spacing from
+            ``inplane_spacing_mm`` and slice spacing from ``slice_spacing_choices``.
+        inplane_spacing_mm: in-plane spacing range in mm.
+        slice_spacing_choices: slice spacings (mm) drawn with equal chance.
+        orientations: on-disk orientation codes drawn per case (see :data:`ORIENTATIONS`).
+        subjects: LLP26 subjects to draw legs from (empty: all).
+        exclude_subjects: LLP26 subjects never used (held out for testing).
+        recon_circle: allow the circular reconstruction field with padding outside.
+        tissues, implants, scanner: the render-side parameter groups.
+    """
+
+    fov: FovKind = FovKind.MIXED
+    fov_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "full": 3.0,
+            "hip": 2.0,
+            "thighs": 2.0,
+            "knee": 1.5,
+            "one_leg": 1.0,
+            "cut": 1.0,
+        }
+    )
+    spacing: tuple[float, float, float] | None = None
+    inplane_spacing_mm: Range = (0.6, 1.0)
+    slice_spacing_choices: tuple[float, ...] = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
+    orientations: tuple[str, ...] = ORIENTATIONS
+    subjects: tuple[str, ...] = ()
+    exclude_subjects: tuple[str, ...] = ()
+    recon_circle: bool = True
+    tissues: TissueParams = field(default_factory=TissueParams)
+    implants: ImplantParams = field(default_factory=ImplantParams)
+    scanner: ScannerParams = field(default_factory=ScannerParams)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "fov", FovKind(self.fov))
+        except ValueError as e:
+            kinds = ", ".join(k.value for k in FovKind)
+            raise ConfigError(f"fov={self.fov!r} is unknown; expected one of {kinds}") from e
+        for k, w in self.fov_weights.items():
+            if k not in {f.value for f in FovKind} or k == FovKind.MIXED.value:
+                raise ConfigError(f"fov_weights has unknown kind {k!r}; use kinds other than mixed")
+            check_range(f"fov_weights[{k}]", w, 0.0, 1e6)
+        if not any(w > 0 for w in self.fov_weights.values()):
+            raise ConfigError("fov_weights are all zero; give at least one kind a positive weight")
+        if self.spacing is not None:
+            if len(self.spacing) != 3:
+                raise ConfigError(f"spacing={self.spacing!r} must have 3 values (x, y, z) in mm")
+            for i, s in enumerate(self.spacing):
+                check_range(f"spacing[{i}]", float(s), 0.2, 10.0)
+        _check_range_pair("inplane_spacing_mm", self.inplane_spacing_mm, 0.2, 10.0)
+        if not self.slice_spacing_choices:
+            raise ConfigError("slice_spacing_choices is empty; give at least one spacing in mm")
+        for s in self.slice_spacing_choices:
+            check_range("slice_spacing_choices", s, 0.2, 10.0)
+        if not self.orientations:
+            raise ConfigError("orientations is empty; give at least one code such as 'RAS'")
+        for code in self.orientations:
+            _check_axcodes(code)
+        both = set(self.subjects) & set(self.exclude_subjects)
+        if both:
+            raise ConfigError(
+                f"subjects {sorted(both)} are both used and excluded; drop them from one list"
+            )
+
+
+def _check_axcodes(code: str) -> None:
+    pairs = ({"R", "L"}, {"A", "P"}, {"S", "I"})
+    ok = len(code) == 3 and all(sum(c in p for c in code) == 1 for p in pairs)
+    if not ok:
+        raise ConfigError(
+            f"orientation {code!r} is not a valid axis code; expected three letters, one each of "
+            "R/L, A/P, S/I (e.g. 'LPS')"
+        )

@@ -1,0 +1,199 @@
+"""Render a posed :class:`~femurseg.phantoms.anatomy.Anatomy` into a CT image and label map.
+
+``render_ct`` reads top to bottom like the physics: clean phantom on a fine render grid
+(soft tissue slice by slice, then each bone in its bounding box, then implants), then the
+scanner (slice integration, blur, streaks, noise, stored values, reconstruction circle). The
+label map is the femur meshes voxelised at the output voxel centres, so it overlays the femurs
+exactly whatever the spacing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from femurseg.phantoms.anatomy import Anatomy
+from femurseg.phantoms.body import BodyModel
+from femurseg.phantoms.bone import LongAxis, render_bone
+from femurseg.phantoms.fov import Fov
+from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.implants import Implant, paint_hip, paint_knee
+from femurseg.phantoms.params import PhantomConfig
+from femurseg.phantoms.scanner import (
+    ScanDraw,
+    add_noise,
+    add_streaks,
+    block_mean,
+    blur,
+    circle_mask,
+    finish,
+)
+from femurseg.phantoms.softtissue import SoftTissueRenderer
+from femurseg.phantoms.tissues import CaseTissues, Tissue
+from femurseg.phantoms.voxelize import MaskCrop, voxelize
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+#: shaft (diaphysis) as a fraction of the bone's length from its proximal end.
+FEMUR_SHAFT = (0.24, 0.78)
+TIBIA_SHAFT = (0.2, 0.82)
+#: bones are painted in this order; later ones win where meshes touch.
+PAINT_ORDER = ("pelvis", "patella_left", "patella_right", "tibfib_left", "tibfib_right",
+               "femur_left", "femur_right")
+
+
+@dataclass
+class Rendered:
+    """A rendered case on the output grid.
+
+    Attributes:
+        image: float32 HU (X, Y, Z), canonical RAS+ axes, integers as stored.
+        labels: uint8 (X, Y, Z): 0 background, 1 femur_left, 2 femur_right.
+        tissue: uint8 (X, Y, Z) :class:`Tissue` at each output voxel centre (clean phantom).
+        clean: float32 (X, Y, Z) HU before the scanner (slice-averaged), or None.
+        timings: seconds per stage.
+    """
+
+    image: F32
+    labels: U8
+    tissue: U8
+    clean: F32 | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def supersampling(out: Grid, max_mm: float) -> tuple[int, int, int]:
+    """Sub-samples per output voxel along (x, y, z) so the render step is <= ``max_mm``."""
+    f = tuple(max(1, math.ceil(s / max_mm - 1e-6)) for s in out.spacing)
+    return f  # type: ignore[return-value]
+
+
+def label_map(anatomy: Anatomy, grid: Grid) -> U8:
+    """Femur labels at the voxel centres of ``grid``: uint8 (X, Y, Z), 1 left, 2 right."""
+    lab = np.zeros(grid.shape, dtype=np.uint8)
+    for name, value in (("femur_left", 1), ("femur_right", 2)):
+        voxelize(anatomy.meshes[name], grid.affine, grid.shape).paste(lab, value)
+    return lab
+
+
+def _axes(anatomy: Anatomy) -> dict[str, LongAxis]:
+    lm = anatomy.landmarks
+    out = {}
+    for s in ("left", "right"):
+        out[f"femur_{s}"] = LongAxis(lm[f"femur_top_{s}"], lm[f"femur_bottom_{s}"], FEMUR_SHAFT)
+        out[f"tibfib_{s}"] = LongAxis(lm[f"knee_{s}"], lm[f"ankle_{s}"], TIBIA_SHAFT)
+    return out
+
+
+def render_clean(
+    anatomy: Anatomy, body: BodyModel, t: CaseTissues, implants: list[Implant], grid: Grid,
+    rng: np.random.Generator, timings: dict[str, float],
+) -> tuple[F32, U8]:
+    """The clean phantom (HU, tissue class) on ``grid``, Fortran-ordered (X, Y, Z) arrays."""
+    t0 = time.perf_counter()
+    crops: dict[str, MaskCrop] = {
+        n: voxelize(anatomy.meshes[n], grid.affine, grid.shape)
+        for n in PAINT_ORDER if n in anatomy.meshes
+    }
+    timings["voxelize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r_soft, r_bone = rng.spawn(2)
+    # Fortran order: each axial slice is contiguous for the slice-by-slice soft tissue pass.
+    hu = np.empty(grid.shape, dtype=np.float32, order="F")
+    cls = np.empty(grid.shape, dtype=np.uint8, order="F")
+    soft = SoftTissueRenderer(body, t, grid, r_soft, crops.get("pelvis"))
+    for k in range(grid.shape[2]):
+        soft.render_slice(k, hu[:, :, k], cls[:, :, k])
+    timings["soft_tissue"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    axes = _axes(anatomy)
+    for name, r in zip(crops, r_bone.spawn(len(crops))):
+        render_bone(crops[name], grid, t, r, hu, cls, axes.get(name))
+    timings["bones"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for imp in implants:
+        femur = crops[f"femur_{imp.side}"]
+        if imp.kind == "hip":
+            paint_hip(imp, anatomy, grid, femur, t, hu, cls)
+        else:
+            paint_knee(imp, anatomy, grid, femur, crops.get(f"tibfib_{imp.side}"), hu, cls)
+    timings["implants"] = time.perf_counter() - t0
+    return hu, cls
+
+
+def render_ct(
+    anatomy: Anatomy,
+    body: BodyModel,
+    t: CaseTissues,
+    implants: list[Implant],
+    fov: Fov,
+    scan: ScanDraw,
+    cfg: PhantomConfig,
+    rng: np.random.Generator,
+    keep_clean: bool = False,
+) -> Rendered:
+    """Render one case on the field of view's output grid.
+
+    Args:
+        anatomy: posed bones in world RAS+ mm.
+        body: the case's body model.
+        t: the case's tissue draw.
+        implants: implants to paint.
+        fov: the output grid and reconstruction circle.
+        scan: the case's scanner draw.
+        cfg: the phantom configuration (implant streak settings, render step).
+        rng: random generator.
+        keep_clean: also return the clean slice-averaged HU image (for tests and figures).
+
+    Returns:
+        The :class:`Rendered` case.
+    """
+    timings: dict[str, float] = {}
+    out = fov.grid
+    f = supersampling(out, cfg.scanner.max_render_mm)
+    fine = out.supersampled(*f)
+    r_clean, r_streak, r_noise = rng.spawn(3)
+    hu, cls = render_clean(anatomy, body, t, implants, fine, r_clean, timings)
+    t0 = time.perf_counter()
+    metal = block_mean((cls == Tissue.METAL).astype(np.float32), f) if implants else None
+    centre = tuple(fi // 2 for fi in f)
+    tissue = np.ascontiguousarray(cls[centre[0]::f[0], centre[1]::f[1], centre[2]::f[2]])
+    del cls
+    img = np.ascontiguousarray(block_mean(hu, f), dtype=np.float32)
+    del hu
+    clean = img.copy() if keep_clean else None
+    blur(img, out, scan)
+    timings["slice_blur"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_streak = 0
+    if metal is not None:
+        n_streak = add_streaks(img, metal, out, scan, cfg.implants, r_streak)
+    timings["streaks"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    add_noise(img, out, scan, r_noise)
+    finish(img, scan)
+    timings["noise"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    labels = label_map(anatomy, out)
+    if fov.circle is not None:
+        # Nothing is reconstructed outside the circle: padding in the image, no label.
+        inside = circle_mask(out, fov.circle[:2], fov.circle[2])
+        img[~inside] = scan.padding if scan.padding is not None else -1024.0
+        labels[~inside] = 0
+    timings["labels"] = time.perf_counter() - t0
+    log.debug("rendered %s (supersampling %s, %d streak slices) in %s", out.shape, f, n_streak,
+              {k: round(v, 2) for k, v in timings.items()})
+    return Rendered(img, labels, tissue, clean, timings)
+
+
+def timings_meta(r: Rendered) -> dict[str, Any]:
+    """Rounded per-stage timings for the case's metadata."""
+    return {k: round(v, 3) for k, v in r.timings.items()}

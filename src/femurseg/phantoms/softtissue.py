@@ -1,0 +1,278 @@
+"""Soft tissue, pelvic organs and the table, rendered one axial slice at a time.
+
+Each slice evaluates the :class:`~femurseg.phantoms.body.BodyModel` ellipses as approximate
+signed distances (mm, negative inside), joins legs and trunk with a smooth minimum, and fills:
+skin on the outer rim, subcutaneous fat, muscle with intramuscular fat (a smooth random field
+elongated along z) and fat planes between muscle groups, and inside the pelvis a cavity of
+visceral fat with bowel loops (wall, contents, gas rising anteriorly) and the bladder. The
+table and mattress lie under the body, whose back is flattened against them. Bones are painted
+over this afterwards (:mod:`femurseg.phantoms.bone`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage as ndi
+
+from femurseg.phantoms.body import BodyModel, Profile
+from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.tissues import CaseTissues, SliceField, Tissue
+from femurseg.phantoms.voxelize import MaskCrop
+
+F32 = npt.NDArray[np.float32]
+
+#: smooth-union radius between legs and trunk, mm.
+UNION_MM = 25.0
+#: muscle kept around the pelvic bones (iliacus, glutei, obturators), mm.
+PELVIC_MUSCLE_MM = 14.0
+#: coarse lattice steps (x, y, z) of the random fields, mm; muscle texture runs along z.
+MARBLING_STEP = (9.0, 9.0, 40.0)
+BOWEL_STEP = (13.0, 13.0, 13.0)
+GAS_STEP = (9.0, 9.0, 9.0)
+#: bowel loops fill this quantile of the pelvic cavity's field; wall width in field units.
+BOWEL_THRESHOLD = -0.25
+BOWEL_WALL = 0.22
+_BIG = np.float32(1e4)
+#: a leg further than this above the table gets a foam cushion under it, mm.
+CUSHION_MIN_GAP_MM = 8.0
+
+
+def _smin(a: F32, b: F32, k: float) -> F32:
+    """Polynomial smooth minimum of two distance fields (radius ``k`` mm)."""
+    h = np.clip(k - np.abs(a - b), 0.0, None) / k
+    return np.minimum(a, b) - h * h * (k * 0.25)
+
+
+def _threshold_for_fraction(values: F32, frac: float, ramp: float) -> float:
+    """Threshold t such that mean(clip((values - t) / ramp, 0, 1)) is about ``frac``."""
+    lo, hi = float(values.min()) - ramp, float(values.max())
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if np.clip((values - mid) / ramp, 0, 1).mean() > frac:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+class SoftTissueRenderer:
+    """Renders the soft tissue of one case slice by slice on a grid."""
+
+    def __init__(
+        self,
+        body: BodyModel,
+        t: CaseTissues,
+        grid: Grid,
+        rng: np.random.Generator,
+        pelvis: MaskCrop | None,
+    ) -> None:
+        """Prepare the random fields and the table section.
+
+        Args:
+            body: the case's body model (world RAS+ mm).
+            t: the case's tissue draw.
+            grid: the axis-aligned render grid.
+            rng: random generator.
+            pelvis: the pelvis voxelised on ``grid`` (for the muscle around it), or None.
+        """
+        self.body, self.t, self.grid, self.pelvis = body, t, grid, pelvis
+        self.x = grid.axis(0).astype(np.float32)[:, None]
+        self.y = grid.axis(1).astype(np.float32)[None, :]
+        self.z = grid.axis(2)
+        org, sp = grid.origin, grid.spacing
+        self.marbling = SliceField(rng, org, sp, grid.shape, MARBLING_STEP)
+        self.bowel = SliceField(rng, org, sp, grid.shape, BOWEL_STEP)
+        self.gas = SliceField(rng, org, sp, grid.shape, GAS_STEP)
+        # Intramuscular fat lies along the zero set of a smooth field: thin curved sheets
+        # (planes between muscle bundles) rather than blobs; P(|F| < w) ~ 0.8 w.
+        self.marb_w = np.float32(max(t.marbling, 1e-3) / 0.8)
+        self.gas_thr = _threshold_for_fraction(self.gas._coarse, t.gas_fraction, 0.05)
+        self.table_hu, self.table_cls = self._table_section()
+        self.rest = body.table.rest(self.x.astype(np.float64)).astype(np.float32)
+
+    def _table_section(self) -> tuple[F32, npt.NDArray[np.uint8]]:
+        tb, t = self.body.table, self.t
+        x = self.x.astype(np.float64)
+        y = self.y.astype(np.float64)
+        top = tb.top(x)
+        inside_w = np.abs(x - tb.xc) <= tb.width / 2
+        bottom = tb.y0 - tb.thickness
+        slab = inside_w & (y <= top) & (y >= bottom)
+        shell = slab & (
+            (y > top - tb.shell)
+            | (y < bottom + tb.shell)
+            | (np.abs(x - tb.xc) > tb.width / 2 - tb.shell)
+        )
+        mat = (np.abs(x - tb.xc) <= tb.width / 2 - 10.0) & (y > top) & (y <= top + tb.mattress_mm)
+        cls = np.zeros((x.shape[0], y.shape[1]), dtype=np.uint8)
+        hu = np.full(cls.shape, t.air, dtype=np.float32)
+        cls[slab] = Tissue.TABLE_FOAM
+        hu[slab] = t.table_foam
+        cls[shell] = Tissue.TABLE_SHELL
+        hu[shell] = t.table_shell
+        cls[mat] = Tissue.TABLE_FOAM
+        hu[mat] = t.mattress
+        return hu, cls
+
+    def _structure(
+        self, p: Profile, z: float, m: F32, b: F32, septa: npt.NDArray[np.bool_] | None
+    ) -> tuple[tuple[slice, slice], F32, F32, F32] | None:
+        """Add one ellipse (leg or trunk) at height z into the muscle/body distance maps."""
+        cx, cy, a, bb, fat = self.body.at(p, z)
+        if a <= 1.0 or bb <= 1.0:
+            return None
+        reach = max(a, bb) + fat * (1.0 + float(np.abs(p.fourier).sum())) + UNION_MM
+        g = self.grid
+        i0 = max(int((cx - reach - g.origin[0]) / g.spacing[0]), 0)
+        i1 = min(int((cx + reach - g.origin[0]) / g.spacing[0]) + 2, g.shape[0])
+        j0 = max(int((cy - reach - g.origin[1]) / g.spacing[1]), 0)
+        j1 = min(int((cy + reach - g.origin[1]) / g.spacing[1]) + 2, g.shape[1])
+        if i1 <= i0 or j1 <= j0:
+            return None
+        sl = (slice(i0, i1), slice(j0, j1))
+        dx = (self.x[i0:i1] - np.float32(cx)) * np.float32(p.lat)
+        dy = self.y[:, j0:j1] - np.float32(cy)
+        d = np.sqrt(dx * dx + dy * dy) + np.float32(1e-3)
+        rho = np.sqrt((dx / np.float32(a)) ** 2 + (dy / np.float32(bb)) ** 2) + np.float32(1e-6)
+        sdf_m = d - d / rho
+        c, s = dx / d, dy / d
+        f1, f2, f3, f4 = (np.float32(v) for v in p.fourier)
+        mod = 1.0 + f1 * c + f2 * s + f3 * (c * c - s * s) + f4 * (2 * c * s)
+        sdf_b = sdf_m - np.float32(fat) * np.maximum(mod, np.float32(0.3))
+        m[sl] = _smin(m[sl], sdf_m, UNION_MM)
+        b[sl] = _smin(b[sl], sdf_b, UNION_MM)
+        if septa is not None and len(p.septa):
+            r_bone = np.float32(0.35 * min(a, bb))
+            w = np.float32(self.t.fascia_mm / 2)
+            for phi in p.septa:
+                cp, sp = np.float32(np.cos(phi)), np.float32(np.sin(phi))
+                along = dx * cp + dy * sp
+                perp = np.abs(dx * sp - dy * cp)
+                septa[sl] |= (perp < w) & (along > r_bone) & (sdf_m < 0)
+        return sl, sdf_m, c, s
+
+    def render_slice(self, k: int, hu: F32, cls: npt.NDArray[np.uint8]) -> None:
+        """Fill slice ``k`` of the grid.
+
+        Args:
+            k: slice index along the grid's z axis.
+            hu: float32 (X, Y) output, HU, written in place.
+            cls: uint8 (X, Y) output, :class:`Tissue` values, written in place.
+        """
+        t, z = self.t, float(self.z[k])
+        shape = hu.shape
+        m = np.full(shape, _BIG, dtype=np.float32)
+        b = np.full(shape, _BIG, dtype=np.float32)
+        septa = np.zeros(shape, dtype=bool)
+        for p in self.body.legs.values():
+            self._structure(p, z, m, b, septa)
+        trunk = self._structure(self.body.trunk, z, m, b, None)
+        b = np.maximum(b, self.rest - self.y)  # the back flattened on the table
+        body = b < 0
+        muscle = body & (m < 0)
+        hu[...] = self.table_hu
+        cls[...] = self.table_cls
+        hu[body] = t.fat
+        cls[body] = Tissue.FAT
+        frac = np.clip((self.marb_w - np.abs(self.marbling.slice(k))) / (0.5 * self.marb_w),
+                       0.0, 1.0)
+        mus_hu = np.float32(t.muscle) + np.float32(t.fat - t.muscle) * frac
+        hu[muscle] = mus_hu[muscle]
+        cls[muscle & (frac <= 0.5)] = Tissue.MUSCLE
+        fascia = septa & muscle
+        hu[fascia] = t.fat
+        cls[fascia] = Tissue.FAT
+        if trunk is not None and z > self.body.pelvis_bottom_z:
+            self._pelvic_cavity(k, z, trunk, m, hu, cls)
+        skin = body & (b > -t.skin_mm)
+        hu[skin] = t.skin
+        cls[skin] = Tissue.SKIN
+        self._cushions(z, body, hu, cls)
+
+    def _cushions(self, z: float, body: npt.NDArray[np.bool_], hu: F32,
+                  cls: npt.NDArray[np.uint8]) -> None:
+        """Foam supports under legs that do not rest on the table (flexed hips or knees)."""
+        for p in self.body.legs.values():
+            cx, cy, a, bb, fat = self.body.at(p, z)
+            if a <= 1.0:
+                continue
+            back = cy - bb - fat * 0.8
+            rest = float(self.body.table.rest(np.array([cx]))[0])
+            if back - rest < CUSHION_MIN_GAP_MM:
+                continue
+            reg = ((np.abs(self.x - np.float32(cx)) < 0.7 * (a + fat)) & (self.y > self.rest)
+                   & (self.y < np.float32(cy)) & ~body)
+            hu[reg] = self.t.mattress
+            cls[reg] = Tissue.TABLE_FOAM
+
+    def _pelvic_cavity(
+        self,
+        k: int,
+        z: float,
+        trunk: tuple[tuple[slice, slice], F32, F32, F32],
+        m: F32,
+        hu: F32,
+        cls: npt.NDArray[np.uint8],
+    ) -> None:
+        """Visceral fat, bowel and bladder inside the trunk's muscular wall."""
+        t = self.t
+        sl, sdf, _c, s = trunk
+        wall = np.float32(12.0) + np.float32(t.gluteal_mm - 12.0) * (0.5 - 0.5 * s)
+        cav = (sdf < -wall) & (m[sl] < -wall)
+        if not cav.any():
+            return
+        if self.pelvis is not None:
+            near = self._near_pelvis(k)
+            if near is not None:
+                cav &= ~near[sl]
+                region_m = near & (cls != Tissue.SKIN) & (m < 0)
+                hu[region_m] = t.muscle
+                cls[region_m] = Tissue.MUSCLE
+        hu_s, cls_s = hu[sl], cls[sl]
+        hu_s[cav] = t.fat
+        cls_s[cav] = Tissue.FAT
+        x = self.x[sl[0]]
+        y = self.y[:, sl[1]]
+        bc, ba = self.body.bladder_centre, self.body.bladder_axes
+        q = (
+            ((x - bc[0]) / ba[0]) ** 2
+            + ((y - bc[1]) / ba[1]) ** 2
+            + np.float32(((z - bc[2]) / ba[2]) ** 2)
+        )
+        bladder = cav & (q < 1.0)
+        if z > bc[2] - ba[2]:
+            f = self.bowel.slice(k)[sl]
+            loop = cav & ~bladder & (q > 1.3) & (f > BOWEL_THRESHOLD)
+            lumen = loop & (f > BOWEL_THRESHOLD + BOWEL_WALL)
+            hu_s[loop] = t.bowel + 10.0
+            cls_s[loop] = Tissue.BOWEL
+            hu_s[lumen] = t.bowel + 12.0 * f[lumen]
+            # Gas rises to the anterior (non-dependent) side of a supine patient.
+            ant = (y - np.float32(bc[1])) / np.float32(100.0)
+            gas = lumen & (self.gas.slice(k)[sl] + ant > self.gas_thr)
+            hu_s[gas] = t.gas
+            cls_s[gas] = Tissue.GAS
+        hu_s[bladder] = t.fluid
+        cls_s[bladder] = Tissue.FLUID
+
+    def _near_pelvis(self, k: int) -> npt.NDArray[np.bool_] | None:
+        """Pixels of slice k within PELVIC_MUSCLE_MM of the pelvic bones (2D distance)."""
+        crop = self.pelvis
+        assert crop is not None
+        sx, sy, sz = crop.slices
+        if not (sz.start <= k < sz.stop) or crop.mask.size == 0:
+            return None
+        sl2 = crop.mask[:, :, k - sz.start]
+        if not sl2.any():
+            return None
+        g = self.grid
+        pad = int(np.ceil(PELVIC_MUSCLE_MM / min(g.spacing[:2]))) + 1
+        i0, j0 = max(sx.start - pad, 0), max(sy.start - pad, 0)
+        i1, j1 = min(sx.stop + pad, g.shape[0]), min(sy.stop + pad, g.shape[1])
+        local = np.zeros((i1 - i0, j1 - j0), dtype=bool)
+        local[sx.start - i0 : sx.stop - i0, sy.start - j0 : sy.stop - j0] = sl2
+        d = ndi.distance_transform_edt(~local, sampling=g.spacing[:2])
+        out = np.zeros(g.shape[:2], dtype=bool)
+        out[i0:i1, j0:j1] = d < PELVIC_MUSCLE_MM
+        return out

@@ -1,0 +1,429 @@
+"""Orchestration only: read -> stage 1 -> stage 2 -> paste back -> outputs.
+
+For each input scan :func:`predict_case` writes, in the output folder,
+
+* ``<case>_femur.nii.gz``: label map (0 background, 1 femur_left, 2 femur_right) in the input's
+  own geometry (through :func:`femurseg.io.write_labels`);
+* ``<case>_report.json``: per-side status, boxes in world mm and input voxels, scores, femur
+  volumes in ml, seconds per stage, versions, configs and weights checksums;
+* ``<case>_preview.png``: coronal maximum-intensity view with both femurs overlaid.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from femurseg.config import to_dict
+from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
+from femurseg.devices import Device, resolve_device
+from femurseg.errors import InputError, OutputError
+from femurseg.io import read_volume, write_labels
+from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
+from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
+from femurseg.types import LABELS, Label, Volume
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Inference settings of the whole pipeline (reported; the networks' own preprocessing
+    comes from their checkpoints).
+
+    Attributes:
+        device: where the networks run.
+        box_rules: stage-1 acceptance thresholds.
+        segment_rules: stage-2 sliding window, threshold and island removal.
+        preview: write the coronal PNG preview.
+    """
+
+    device: Device = Device.AUTO
+    box_rules: BoxRules = field(default_factory=BoxRules)
+    segment_rules: SegmentRules = field(default_factory=SegmentRules)
+    preview: bool = True
+
+
+@dataclass
+class Prediction:
+    """Everything the pipeline computed for one volume.
+
+    Attributes:
+        labels: uint8 (X, Y, Z) label map on the canonical grid of the volume.
+        detections: stage-1 result per side.
+        probabilities: stage-2 crop probabilities of the sides that were found.
+        volumes_ml: femur volume per side in ml (0 when not found).
+        seconds: wall time per stage.
+    """
+
+    labels: npt.NDArray[np.uint8]
+    detections: dict[Label, SideDetection]
+    probabilities: dict[Label, SideProbability]
+    volumes_ml: dict[Label, float]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+class Predictor:
+    """Both networks, loaded once; call :meth:`predict` per volume.
+
+    Args:
+        stage1: stage-1 checkpoint, None for the shipped weights.
+        stage2: stage-2 checkpoint, None for the shipped weights.
+        config: inference settings.
+        stage1_overrides: preprocessing values expected of the stage-1 checkpoint (e.g.
+            ``{"spacing_mm": 4.0}``); a contradiction is a :class:`ConfigError`.
+        stage2_overrides: same for stage 2 (e.g. ``{"spacing_mm": 1.5, "margin_mm": 10}``).
+    """
+
+    def __init__(
+        self,
+        stage1: str | Path | None = None,
+        stage2: str | Path | None = None,
+        config: PredictConfig | None = None,
+        *,
+        stage1_overrides: dict[str, Any] | None = None,
+        stage2_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config or PredictConfig()
+        device = resolve_device(self.config.device)
+        self.detector = Detector(
+            stage1, device=device, rules=self.config.box_rules, overrides=stage1_overrides
+        )
+        self.segmenter = Segmenter(
+            stage2, device=device, rules=self.config.segment_rules, overrides=stage2_overrides
+        )
+        log.info("networks on %s", device)
+
+    def predict(self, volume: Volume) -> Prediction:
+        """Run stage 1, stage 2 and paste-back on one canonical volume (no file output)."""
+        seconds: dict[str, float] = {}
+        with _timed(seconds, "stage1"):
+            detections = self.detector.detect(volume)
+        probabilities: dict[Label, SideProbability] = {}
+        with _timed(seconds, "stage2"):
+            for side in SIDES:
+                det = detections[side]
+                if det.found and det.box is not None:
+                    probabilities[side] = self.segmenter.segment(volume, side, det.box)
+        with _timed(seconds, "paste_back"):
+            target = Grid.of(volume)
+            pasted = {
+                side: paste_back(p.prob, p.grid, target, fill=0.0)
+                for side, p in probabilities.items()
+            }
+            labels = assemble_labels(
+                volume.shape,
+                {s: p for s, p in pasted.items() if p is not None},
+                self.config.segment_rules.threshold,
+            )
+            volumes = {
+                side: _label_volume_ml(labels, pasted.get(side), side, target.voxel_ml)
+                for side in SIDES
+            }
+        return Prediction(labels, detections, probabilities, volumes, seconds)
+
+
+def assemble_labels(
+    shape: tuple[int, int, int], pasted: dict[Label, Pasted], threshold: float
+) -> npt.NDArray[np.uint8]:
+    """Threshold pasted per-side probabilities into one label map.
+
+    Args:
+        shape: canonical grid shape (X, Y, Z).
+        pasted: femur probability per side, each on a region of the canonical grid.
+        threshold: probability at and above which a voxel is femur.
+
+    Returns:
+        uint8 (X, Y, Z): 0 background, else the side label; where both sides reach the
+        threshold the more probable side wins.
+    """
+    labels = np.zeros(shape, dtype=np.uint8)
+    for side, p in pasted.items():
+        region = labels[p.index]
+        region[p.values >= threshold] = int(side)
+    if len(pasted) == 2:
+        a, b = pasted[Label.FEMUR_LEFT], pasted[Label.FEMUR_RIGHT]
+        inter = tuple(
+            slice(max(sa.start, sb.start), min(sa.stop, sb.stop))
+            for sa, sb in zip(a.index, b.index, strict=True)
+        )
+        if all(s.stop > s.start for s in inter):
+
+            def local(p: Pasted) -> npt.NDArray[np.float32]:
+                sl = tuple(
+                    slice(s.start - ps.start, s.stop - ps.start)
+                    for s, ps in zip(inter, p.index, strict=True)
+                )
+                return p.values[sl]
+
+            pa, pb = local(a), local(b)
+            both = (pa >= threshold) & (pb >= threshold)
+            if both.any():
+                region = labels[inter]
+                region[both] = np.where(
+                    pa[both] >= pb[both], int(Label.FEMUR_LEFT), int(Label.FEMUR_RIGHT)
+                )
+    return labels
+
+
+def _label_volume_ml(
+    labels: npt.NDArray[np.uint8], pasted: Pasted | None, side: Label, voxel_ml: float
+) -> float:
+    if pasted is None:
+        return 0.0
+    return float(np.count_nonzero(labels[pasted.index] == int(side))) * voxel_ml
+
+
+def case_name(path: Path) -> str:
+    """Case name of an input: the file name without its image ending, or the folder name."""
+    name = path.name
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _atomic_bytes(data: bytes, path: Path) -> Path:
+    tmp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path} ({err}); check the folder and free space") from err
+    return path
+
+
+def _input_voxels(box: Box, volume: Volume) -> dict[str, list[int]] | None:
+    """Inclusive voxel index range of ``box`` in the input file's own axis order."""
+    src = volume.source
+    grid = Grid(src.shape, src.affine) if src is not None else Grid.of(volume)
+    rng = voxel_range(box, grid)
+    if rng is None:
+        return None
+    return {"min": [s.start for s in rng], "max": [s.stop - 1 for s in rng]}
+
+
+def versions() -> dict[str, str]:
+    """Versions of femurseg and the libraries that shape its results."""
+    out = {}
+    for pkg in ("femurseg", "torch", "monai", "numpy", "scipy", "nibabel", "SimpleITK"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def build_report(
+    name: str, volume: Volume, pred: Prediction, predictor: Predictor, outputs: dict[str, str]
+) -> dict[str, Any]:
+    """The JSON report of one case (boxes in world RAS+ mm and input-file voxel indices)."""
+    sides: dict[str, Any] = {}
+    for side in SIDES:
+        det = pred.detections[side]
+        entry = det.to_dict()
+        prob = pred.probabilities.get(side)
+        entry["roi_mm"] = prob.roi.to_dict() if prob is not None else None
+        entry["box_voxels"] = _input_voxels(det.box, volume) if det.box is not None else None
+        entry["volume_ml"] = round(pred.volumes_ml[side], 2)
+        if det.found and pred.volumes_ml[side] == 0.0:
+            entry["message"] = (
+                f"{LABELS[side]} box found but no voxel reached the stage-2 threshold"
+            )
+        sides[LABELS[side]] = entry
+    src = volume.source
+    return {
+        "case": name,
+        "input": str(src.path) if src is not None and src.path is not None else None,
+        "outputs": outputs,
+        "frames": {
+            "box_mm": "world RAS+ millimetres (x to patient right), voxel edges",
+            "box_voxels": "input file voxel indices (i, j, k), inclusive, voxel centres in box",
+        },
+        "shape": list(volume.shape),
+        "spacing_mm": [round(s, 4) for s in volume.spacing],
+        "femurs": sides,
+        "seconds": pred.seconds,
+        "versions": versions(),
+        "weights": {
+            "stage1": {"path": str(predictor.detector.path), "sha256": predictor.detector.sha256},
+            "stage2": {
+                "path": str(predictor.segmenter.path),
+                "sha256": predictor.segmenter.sha256,
+            },
+        },
+        "config": {
+            "stage1": to_dict(predictor.detector.config),
+            "stage2": to_dict(predictor.segmenter.config),
+            "predict": to_dict(predictor.config),
+        },
+    }
+
+
+def write_preview(volume: Volume, labels: npt.NDArray[np.uint8], path: Path) -> Path:
+    """Coronal maximum-intensity view with both femurs overlaid, written atomically as PNG.
+
+    The view is radiological (patient right on the viewer's left), superior at the top; pixel
+    aspect follows the voxel spacing.
+    """
+    import io as _io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    step = max(1, int(np.ceil(max(volume.shape[0], volume.shape[2]) / 512)))
+    ct = volume.array[::step, :, ::step].max(axis=1)
+    lab = labels[::step, :, ::step].max(axis=1)
+    # (X, Z) -> rows superior-first, columns patient-right-first
+    ct_img = ct.T[::-1, ::-1]
+    lab_img = lab.T[::-1, ::-1].astype(float)
+    sx, _, sz = volume.spacing
+    extent = (0.0, ct_img.shape[1] * sx * step, 0.0, ct_img.shape[0] * sz * step)
+    fig = Figure(figsize=(5, 8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(ct_img, cmap="gray", vmin=-200, vmax=1500, extent=extent, interpolation="nearest")
+    colours = ListedColormap([(0, 0, 0, 0), (1.0, 0.55, 0.0, 0.55), (0.1, 0.6, 1.0, 0.55)])
+    ax.imshow(lab_img, cmap=colours, vmin=0, vmax=2, extent=extent, interpolation="nearest")
+    ax.set_axis_off()
+    ax.text(0.01, 0.99, "R", color="w", transform=ax.transAxes, va="top", fontsize=12)
+    ax.text(0.99, 0.99, "L", color="w", transform=ax.transAxes, va="top", ha="right", fontsize=12)
+    ax.legend(
+        handles=[
+            Patch(color=colours(1), label="femur_left"),
+            Patch(color=colours(2), label="femur_right"),
+        ],
+        loc="lower center",
+        fontsize=8,
+        framealpha=0.6,
+    )
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png")
+    return _atomic_bytes(buf.getvalue(), path)
+
+
+def predict_case(
+    path: str | Path, out_dir: str | Path, predictor: Predictor, *, protect: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """Read one scan, segment both femurs and write the label map, report and preview.
+
+    Args:
+        path: input file or DICOM folder.
+        out_dir: output folder (created if needed).
+        predictor: loaded networks.
+        protect: input paths that must never be written to.
+
+    Returns:
+        The report dict (also written as ``<case>_report.json``).
+
+    Raises:
+        InputError: unreadable input.
+        OutputError: an output would overwrite an input, or cannot be written.
+    """
+    path = Path(path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = case_name(path)
+    files = {
+        "labels": out / f"{name}_femur.nii.gz",
+        "report": out / f"{name}_report.json",
+        "preview": out / f"{name}_preview.png",
+    }
+    guarded = {p.resolve() for p in (*protect, path)}
+    for target in files.values():
+        if target.resolve() in guarded:
+            raise OutputError(
+                f"output {target} would overwrite an input; expected a separate output folder; "
+                "choose another -o"
+            )
+
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "read"):
+        volume = read_volume(path)
+    pred = predictor.predict(volume)
+    seconds.update(pred.seconds)
+    with _timed(seconds, "write"):
+        write_labels(pred.labels, volume, files["labels"])
+    if predictor.config.preview:
+        with _timed(seconds, "preview"):
+            write_preview(volume, pred.labels, files["preview"])
+    else:
+        files.pop("preview")
+    seconds["total"] = round(sum(seconds.values()), 3)
+    pred.seconds = seconds
+    report = build_report(name, volume, pred, predictor, {k: str(v) for k, v in files.items()})
+    if not any(d.found for d in pred.detections.values()):
+        report["message"] = (
+            "no femur found in the scan; expected a CT covering the hips or thighs; check the "
+            "field of view (an empty label map was written)"
+        )
+        log.warning("%s: %s", name, report["message"])
+    _atomic_bytes(json.dumps(report, indent=2).encode(), files["report"])
+    return report
+
+
+def predict_many(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    predictor: Predictor,
+    on_case: Callable[[Path, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Predict several inputs into one folder; case names must be unique.
+
+    Args:
+        inputs: files or DICOM folders.
+        out_dir: output folder.
+        predictor: loaded networks.
+        on_case: called after each case with its path and report (e.g. to advance a progress
+            bar).
+
+    Raises:
+        InputError: two inputs would write the same case name, or an input is missing.
+    """
+    paths = [Path(p) for p in inputs]
+    names = [case_name(p) for p in paths]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(
+            f"inputs share the case names {dup}; expected unique names per output folder; "
+            "rename them or predict them into separate folders"
+        )
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"input {p} does not exist; expected a CT file or DICOM folder")
+    reports = []
+    for p in paths:
+        report = predict_case(p, out_dir, predictor, protect=paths)
+        reports.append(report)
+        if on_case is not None:
+            on_case(p, report)
+    return reports

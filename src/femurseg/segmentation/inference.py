@@ -1,0 +1,118 @@
+"""Stage-2 inference: a loaded segmenter that turns one detected femur into probabilities."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from monai.inferers import sliding_window_inference
+
+from femurseg.preprocessing.boxes import Box
+from femurseg.preprocessing.grid import Grid
+from femurseg.segmentation.config import SegmenterConfig, SegmentRules
+from femurseg.segmentation.network import build_segmenter
+from femurseg.segmentation.postprocess import remove_islands
+from femurseg.segmentation.prepare import crop_image, side_grid
+from femurseg.types import Label, Volume
+from femurseg.weights import (
+    Stage,
+    check_override,
+    config_from_dict,
+    default_weights,
+    load_checkpoint,
+    load_state,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class SideProbability:
+    """Femur probability of one side on its crop grid (paste back with ``paste_back``).
+
+    Attributes:
+        side: the femur side.
+        prob: float32 (X', Y', Z') femur probability on ``grid``, islands removed.
+        grid: the crop grid (mirrored for a right femur when the config says so).
+        roi: world RAS+ mm box that was cropped (stage-1 box plus margin).
+    """
+
+    side: Label
+    prob: npt.NDArray[np.float32]
+    grid: Grid
+    roi: Box
+
+
+class Segmenter:
+    """The stage-2 network, loaded once and called per femur.
+
+    Args:
+        checkpoint: stage-2 checkpoint; None uses the shipped weights (checksum verified).
+        device: torch device.
+        rules: inference settings (window overlap, threshold, island size).
+        overrides: preprocessing values the caller expects (e.g. ``{"spacing_mm": 1.5}``);
+            any that contradict the checkpoint's config raise :class:`ConfigError`.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        rules: SegmentRules | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(checkpoint) if checkpoint is not None else default_weights(Stage.STAGE2)
+        ckpt = load_checkpoint(self.path, Stage.STAGE2)
+        self.config: SegmenterConfig = config_from_dict(
+            SegmenterConfig, ckpt["model_config"], "stage2 config"
+        )
+        for key, value in (overrides or {}).items():
+            check_override(f"stage2.{key}", getattr(self.config, key), value)
+        self.rules = rules or SegmentRules()
+        self.device = torch.device(device)
+        self.net = build_segmenter(self.config)
+        load_state(self.net, ckpt["model"], self.path)
+        self.net.eval().to(self.device)
+        self.sha256 = sha256_file(self.path)
+
+    @torch.inference_mode()
+    def predict_crop(self, image: torch.Tensor) -> npt.NDArray[np.float32]:
+        """Femur probability of a normalised crop (X', Y', Z'), by sliding windows."""
+        x = image[None, None].to(self.device)
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            logits = sliding_window_inference(
+                x,
+                roi_size=self.config.roi_size,
+                sw_batch_size=self.rules.sw_batch_size,
+                predictor=self.net,
+                overlap=self.rules.overlap,
+                mode="gaussian",
+            )
+        if not isinstance(logits, torch.Tensor):  # monai's return type is a union
+            raise TypeError(f"sliding_window_inference returned {type(logits).__name__}")
+        return torch.softmax(logits.float(), dim=1)[0, 1].cpu().numpy()
+
+    def segment(self, volume: Volume, side: Label, box: Box) -> SideProbability:
+        """Femur probability for one side of a canonical volume.
+
+        Args:
+            volume: the canonical scan.
+            side: which femur the box holds.
+            box: tight world RAS+ mm box from stage 1.
+
+        Returns:
+            The probability on the (possibly mirrored) crop grid, small islands removed.
+        """
+        like = Grid.of(volume)
+        grid = side_grid(like, box, side, self.config)
+        image = crop_image(volume.array, like, grid, self.config)
+        prob = self.predict_crop(image)
+        prob = remove_islands(prob, self.rules.threshold, grid.voxel_ml, self.rules.min_island_ml)
+        return SideProbability(side, prob, grid, box.expand(self.config.margin_mm))

@@ -1,0 +1,7 @@
+"""Training both stages on datasets in our layout (seeded, resumable, CPU / CUDA / DDP)."""
+
+from femurseg.training.config import TrainConfig
+from femurseg.training.data import CaseEntry, read_split
+from femurseg.training.loop import export_weights, learning_rate, train
+
+__all__ = ["CaseEntry", "TrainConfig", "export_weights", "learning_rate", "read_split", "train"]

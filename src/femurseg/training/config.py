@@ -1,0 +1,68 @@
+"""Training configuration (frozen, validated, saved in every checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from femurseg.config import check_range
+from femurseg.errors import ConfigError
+from femurseg.weights import Stage
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one stage is trained.
+
+    Attributes:
+        stage: which network.
+        steps: total optimiser steps (global, the same on every DDP rank).
+        batch_size: samples per step and rank (stage 1 pads whole scans to a common size).
+        lr: peak learning rate (AdamW), reached after ``warmup_steps``, cosine decay to 5 %.
+        warmup_steps: linear warm-up length.
+        weight_decay: AdamW weight decay.
+        patch_size: stage 2: training patch (i, j, k) in crop voxels; stage 1: the largest
+            coarse sub-volume (whole scans larger than this are cropped at random).
+        fg_fraction: stage 2: share of patches centred on a femur voxel.
+        box_jitter_mm: stage 2: extra random context around the truth box, so training crops
+            cover stage-1 box errors of about this size.
+        val_every: steps between validations (each writes ``last.pt``; the best also
+            ``best.pt``).
+        val_cases: at most this many validation cases (to keep validation quick).
+        seed: all randomness derives from (seed, rank, step), so a resumed run continues
+            exactly as an uninterrupted one would.
+        amp: mixed precision on CUDA (ignored on the CPU).
+    """
+
+    stage: Stage = Stage.STAGE2
+    steps: int = 2000
+    batch_size: int = 2
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 1e-5
+    patch_size: tuple[int, int, int] = (64, 64, 96)
+    fg_fraction: float = 0.7
+    box_jitter_mm: float = 10.0
+    val_every: int = 100
+    val_cases: int = 6
+    seed: int = 0
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "stage", Stage(self.stage))
+        except ValueError as err:
+            raise ConfigError(f"stage={self.stage!r}; expected stage1 or stage2") from err
+        check_range("steps", self.steps, 1, 10_000_000)
+        check_range("batch_size", self.batch_size, 1, 1024)
+        check_range("lr", self.lr, 1e-7, 1.0)
+        check_range("warmup_steps", self.warmup_steps, 0, 1_000_000)
+        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        if len(self.patch_size) != 3 or any(p < 8 or p % 8 for p in self.patch_size):
+            raise ConfigError(
+                f"patch_size={self.patch_size}; expected 3 multiples of 8, each at least 8"
+            )
+        check_range("fg_fraction", self.fg_fraction, 0.0, 1.0)
+        check_range("box_jitter_mm", self.box_jitter_mm, 0.0, 100.0)
+        check_range("val_every", self.val_every, 1, 10_000_000)
+        check_range("val_cases", self.val_cases, 1, 100_000)
+        check_range("seed", self.seed, 0, 2**31 - 1)

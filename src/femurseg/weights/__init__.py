@@ -1,0 +1,271 @@
+"""Checkpoint format, shipped default weights and their SHA-256 checksums.
+
+A checkpoint is a plain dict saved with :func:`torch.save` and read back with
+``torch.load(..., weights_only=True)`` (no pickled code is ever executed):
+
+* ``format`` ("femurseg-checkpoint"), ``format_version``, ``stage`` ("stage1" / "stage2"),
+* ``model_config``: the frozen model + preprocessing config as a plain dict,
+* ``train_config``: the training config (plain dict) or None,
+* ``model``: the network's ``state_dict``,
+* optional training state: ``optimizer``, ``scheduler``, ``step``, ``epoch``, ``rng``,
+  ``metrics``, ``femurseg_version``.
+
+The shipped weights (``stage1.pt``, ``stage2.pt`` beside this file) are listed with their
+SHA-256 in ``SHA256SUMS``; they are verified before loading. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import logging
+import os
+import tempfile
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from femurseg.errors import ConfigError, FemursegError, InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "femurseg-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_DIR = Path(__file__).resolve().parent
+CHECKSUM_FILE = "SHA256SUMS"
+
+C = TypeVar("C")
+
+
+class Stage(str, enum.Enum):
+    """The two networks of the pipeline."""
+
+    STAGE1 = "stage1"
+    STAGE2 = "stage2"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checksums(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
+    """``{file name: sha256}`` from ``folder/SHA256SUMS`` (``sha256sum`` format); {} if absent."""
+    path = folder / CHECKSUM_FILE
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[1].lstrip("*")] = parts[0].lower()
+    return out
+
+
+def write_checksums(
+    folder: Path = WEIGHTS_DIR, names: tuple[str, ...] = ("stage1.pt", "stage2.pt")
+) -> Path:
+    """Write ``folder/SHA256SUMS`` for the named files (release tooling)."""
+    lines = [f"{sha256_file(folder / n)}  {n}" for n in names]
+    path = folder / CHECKSUM_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def verify_checksum(path: Path, expected: str) -> str:
+    """Check a file's SHA-256 against ``expected``; return the digest.
+
+    Raises:
+        FemursegError: the digest differs (a damaged or replaced weights file).
+    """
+    got = sha256_file(path)
+    if got != expected.lower():
+        raise FemursegError(
+            f"weights file {path} has SHA-256 {got[:16]}..., expected {expected[:16]}... from "
+            f"{CHECKSUM_FILE}; the file is damaged or was replaced; reinstall femurseg"
+        )
+    return got
+
+
+def default_weights(stage: Stage) -> Path:
+    """Path of the shipped weights for ``stage``, checked against ``SHA256SUMS``.
+
+    Raises:
+        FemursegError: the file or its checksum entry is missing, or the checksum differs.
+    """
+    name = f"{Stage(stage).value}.pt"
+    path = WEIGHTS_DIR / name
+    sums = read_checksums(WEIGHTS_DIR)
+    if not path.is_file() or name not in sums:
+        raise FemursegError(
+            f"shipped {name} or its {CHECKSUM_FILE} entry is missing in {WEIGHTS_DIR}; expected "
+            "weights installed with femurseg; reinstall it or pass your own checkpoint"
+        )
+    verify_checksum(path, sums[name])
+    return path
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write a checkpoint dict atomically (temporary file in the same folder, then rename).
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    path = Path(path)
+    body = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **payload}
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        torch.save(body, tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write checkpoint {path} ({err}); check the folder is writable with free space"
+        ) from err
+    return path
+
+
+def load_checkpoint(path: str | Path, stage: Stage | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU and check it.
+
+    Args:
+        path: checkpoint file.
+        stage: the stage it must belong to (None accepts either).
+
+    Returns:
+        The checkpoint dict (see module docstring).
+
+    Raises:
+        InputError: unreadable file, not a femurseg checkpoint, or the wrong stage.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist; expected a .pt file from training")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling/format failure
+        raise InputError(
+            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); expected a femurseg "
+            "checkpoint written by `femurseg train`"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(
+            f"{path} is not a femurseg checkpoint (no format tag {CHECKPOINT_FORMAT!r}); "
+            "expected a file written by `femurseg train`"
+        )
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(
+            f"{path} has checkpoint format {ckpt.get('format_version')}, newer than the "
+            f"supported {FORMAT_VERSION}; upgrade femurseg"
+        )
+    if stage is not None and ckpt.get("stage") != Stage(stage).value:
+        raise InputError(
+            f"{path} is a {ckpt.get('stage')} checkpoint, expected {Stage(stage).value}; "
+            "pass the weights of the right stage"
+        )
+    for key in ("model_config", "model"):
+        if key not in ckpt:
+            raise InputError(f"checkpoint {path} lacks {key!r}; it is incomplete, retrain")
+    return ckpt
+
+
+def load_state(net: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load a network's state dict strictly, turning a mismatch into an :class:`InputError`."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise InputError(
+            f"weights in {path} do not fit the network its config describes ({first}); "
+            "the checkpoint is damaged or from another version"
+        ) from err
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where) if len(inner) == 1 else value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        return config_from_dict(hint, value, where)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError as err:
+            allowed = ", ".join(str(m.value) for m in hint)
+            raise ConfigError(f"{where}={value!r} is not one of {allowed}") from err
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, where) for v in value)
+        return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=False))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is Path and isinstance(value, str):
+        return Path(value)
+    return value
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
+    """Rebuild a (nested) frozen config dataclass from :func:`femurseg.config.to_dict` output.
+
+    Missing keys take the field default; unknown keys are an error. Validation runs in the
+    dataclass's ``__post_init__`` as usual.
+
+    Raises:
+        ConfigError: unknown keys, or values the config rejects.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown keys {unknown}; expected only {sorted(names)}; "
+            "was it written by a newer femurseg?"
+        )
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where} cannot be built: {err}") from err
+
+
+def check_override(name: str, stored: Any, override: Any) -> None:
+    """Refuse an override that contradicts a value stored in a checkpoint.
+
+    Raises:
+        ConfigError: ``override`` is given (not None) and differs from ``stored``.
+    """
+    if override is None:
+        return
+    same = (
+        abs(float(stored) - float(override)) <= 1e-9
+        if isinstance(stored, float)
+        else (stored == override)
+    )
+    if not same:
+        raise ConfigError(
+            f"{name}={override!r} contradicts the checkpoint's {name}={stored!r}; the network "
+            "was trained with the checkpoint's value; drop the override or retrain"
+        )

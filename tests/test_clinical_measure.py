@@ -1,0 +1,186 @@
+"""Measurements and quality flags against analytic femur phantoms and the real CT case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from clinical_femur import FemurSpec, bilateral_phantom
+from femurseg.errors import ConfigError
+from femurseg.measure import (
+    FlagCode,
+    MeasureConfig,
+    QualityConfig,
+    measure_femurs,
+    quality_flags,
+)
+from femurseg.types import LABELS, Label
+
+Phantom = tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64], dict[int, FemurSpec]]
+
+
+@pytest.fixture(scope="module")
+def phantom() -> Phantom:
+    """Both femurs on anisotropic voxels (1.2 x 1.5 x 2.5 mm), NSA 128 (left) / 122 (right)."""
+    return bilateral_phantom(spacing=(1.2, 1.5, 2.5), nsa=(128.0, 122.0))
+
+
+def _flip_x(labels: npt.NDArray[np.uint8], affine: npt.NDArray[np.float64]):
+    """The same world content stored with the first array axis reversed."""
+    flipped = affine.copy()
+    flipped[:3, 3] = affine[:3, 3] + affine[:3, 0] * (labels.shape[0] - 1)
+    flipped[:3, 0] = -affine[:3, 0]
+    return labels[::-1].copy(), flipped
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_measurements_match_known_geometry(phantom: Phantom, flip: bool) -> None:
+    labels, affine, specs = phantom
+    if flip:
+        labels, affine = _flip_x(labels, affine)
+    result = measure_femurs(labels, affine)
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
+    for value, spec in specs.items():
+        m = result[LABELS[Label(value)]]
+        assert m.found and m.cut_ends == ()
+        assert m.value("volume_ml") == pytest.approx((labels == value).sum() * voxel_ml)
+        assert m.value("volume_in_view_ml") == m.value("volume_ml")
+        assert m.value("length_mm") == pytest.approx(spec.length, abs=3.0)  # ~1 z voxel
+        assert m.value("head_diameter_mm") == pytest.approx(2 * spec.head_radius, abs=1.5)
+        assert m.value("neck_shaft_angle_deg") == pytest.approx(spec.nsa_deg, abs=2.5)
+        centre = np.asarray(m.landmarks["head_centre"])
+        assert np.linalg.norm(centre - spec.head_centre) < 1.5
+        assert all(v.reason is None for v in m.items.values())
+        assert np.asarray(m.landmarks["shaft_axis"])[2] > 0.99
+
+
+def test_distal_cut_omits_length_and_volume_keeps_head(phantom: Phantom) -> None:
+    labels, affine, specs = phantom
+    cut = labels[:, :, 60:]  # starts 150 mm above the condyles: mid-shaft cut
+    shifted = affine.copy()
+    shifted[:3, 3] += 60 * affine[:3, 2]
+    result = measure_femurs(cut, shifted)
+    for value, spec in specs.items():
+        m = result[LABELS[Label(value)]]
+        assert m.cut_ends == ("distal",)
+        for name in ("length_mm", "volume_ml"):
+            assert m.value(name) is None
+            assert "distal" in str(m.items[name].reason)
+        assert m.value("volume_in_view_ml") is not None
+        assert m.value("head_diameter_mm") == pytest.approx(2 * spec.head_radius, abs=1.5)
+        assert m.value("neck_shaft_angle_deg") == pytest.approx(spec.nsa_deg, abs=2.5)
+
+
+def test_proximal_cut_omits_head_angle_and_length(phantom: Phantom) -> None:
+    labels, affine, _ = phantom
+    result = measure_femurs(labels[:, :, :130], affine)  # top of view at 285 mm: head cut off
+    for side in ("femur_left", "femur_right"):
+        m = result[side]
+        assert "proximal" in m.cut_ends
+        for name in ("length_mm", "head_diameter_mm", "neck_shaft_angle_deg", "volume_ml"):
+            assert m.value(name) is None
+            assert "proximal" in str(m.items[name].reason)
+
+
+def test_short_shaft_gives_head_but_no_angle(phantom: Phantom) -> None:
+    labels, affine, specs = phantom
+    start = 115  # 287 mm: only the head, neck and 20 mm of shaft in view
+    shifted = affine.copy()
+    shifted[:3, 3] += start * affine[:3, 2]
+    result = measure_femurs(labels[:, :, start:], shifted)
+    m = result["femur_right"]
+    assert m.value("head_diameter_mm") == pytest.approx(2 * specs[2].head_radius, abs=2.0)
+    assert m.value("neck_shaft_angle_deg") is None
+    assert "shaft" in str(m.items["neck_shaft_angle_deg"].reason)
+
+
+def test_missing_side_has_every_measurement_omitted(phantom: Phantom) -> None:
+    labels, affine, _ = phantom
+    only_right = np.where(labels == Label.FEMUR_RIGHT, labels, 0).astype(np.uint8)
+    m = measure_femurs(only_right, affine)["femur_left"]
+    assert not m.found
+    assert all(v.value is None and "not found" in str(v.reason) for v in m.items.values())
+    assert m.to_dict()["measurements"]["length_mm"]["value"] is None
+
+
+def test_measure_config_is_validated() -> None:
+    with pytest.raises(ConfigError):
+        MeasureConfig(head_radius_mm=(30.0, 20.0))
+    with pytest.raises(ConfigError):
+        MeasureConfig(min_shaft_mm=0.0)
+
+
+def test_quality_flags_on_phantom(phantom: Phantom) -> None:
+    labels, affine, _ = phantom
+    hu = np.where(labels > 0, 1200.0, 0.0).astype(np.float32)
+    flags = quality_flags(labels, affine, hu=hu, scores={"femur_left": 0.9, "femur_right": 0.9})
+    assert flags == {"femur_left": [], "femur_right": []}
+
+    # A metal stem in the left femur, left out of the mask (a hole) as models often do.
+    lab = labels.copy()
+    stem = np.zeros(labels.shape, dtype=bool)
+    stem[40:44, 25:29, 90:110] = True  # around the left shaft axis (x -90, y 0), z 185-235 mm
+    assert np.all(lab[stem] == Label.FEMUR_LEFT)
+    lab[stem] = 0
+    hu2 = hu.copy()
+    hu2[stem] = 3000.0
+    flags = quality_flags(lab, affine, hu=hu2, scores={"femur_right": 0.2})
+    metal = [f for f in flags["femur_left"] if f.code == FlagCode.METAL_SUSPECTED]
+    assert len(metal) == 1 and metal[0].details["voxels"] == stem.sum()
+    assert [f.code for f in flags["femur_right"]] == [FlagCode.LOW_CONFIDENCE]
+    assert flags["femur_right"][0].details == {"score": 0.2, "threshold": 0.5}
+    strict = QualityConfig(min_metal_voxels=int(stem.sum()) + 1)
+    assert not quality_flags(lab, affine, hu=hu2, config=strict)["femur_left"]
+    assert not quality_flags(lab, affine)["femur_left"]  # no HU: no metal check
+
+
+def test_quality_flags_cut_ends_and_not_found(phantom: Phantom) -> None:
+    labels, affine, _ = phantom
+    top = quality_flags(labels[:, :, :130], affine)["femur_left"]
+    assert [f.code for f in top] == [FlagCode.CUT_BY_EDGE]
+    assert top[0].details["ends"] == ["proximal"]
+    assert top[0].details["faces"] == ["superior"]
+    shifted = affine.copy()
+    shifted[:3, 3] += 60 * affine[:3, 2]
+    bottom = quality_flags(labels[:, :, 60:], shifted)["femur_right"][0]
+    assert bottom.details["ends"] == ["distal"] and bottom.details["faces"] == ["inferior"]
+    empty = quality_flags(np.zeros((10, 10, 10), np.uint8), np.eye(4))
+    assert [f.code for f in empty["femur_left"]] == [FlagCode.NOT_FOUND]
+    tiny = np.zeros((20, 20, 20), np.uint8)
+    tiny[5:7, 5:7, 5:7] = Label.FEMUR_RIGHT  # 8 mm^3 < 1 ml
+    assert FlagCode.NOT_FOUND in [f.code for f in quality_flags(tiny, np.eye(4))["femur_right"]]
+
+
+def test_quality_config_is_validated() -> None:
+    with pytest.raises(ConfigError):
+        QualityConfig(min_detection_score=1.5)
+    with pytest.raises(ConfigError):
+        QualityConfig(metal_hu=100.0)
+
+
+@pytest.mark.shared
+def test_real_case_measurements_and_flags(totalseg_case: Path) -> None:
+    from femurseg.io import read_labels, read_volume
+
+    vol = read_volume(totalseg_case / "ct.nii.gz")
+    labels = np.zeros(vol.shape, dtype=np.uint8)
+    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+        mask, _ = read_labels(totalseg_case / "segmentations" / f"{LABELS[side]}.nii.gz", like=vol)
+        labels[mask > 0] = side
+    result = measure_femurs(labels, vol.affine)
+    flags = quality_flags(labels, vol.affine, hu=vol.array)
+    for side in ("femur_left", "femur_right"):
+        m = result[side]
+        assert m.cut_ends == ("distal",)  # the scan ends at the proximal thighs
+        assert m.value("length_mm") is None and "distal" in str(m.items["length_mm"].reason)
+        assert m.value("neck_shaft_angle_deg") is None  # too little shaft in view
+        codes = [f.code for f in flags[side]]
+        assert FlagCode.CUT_BY_EDGE in codes
+    # Native right hip: an adult femoral head is about 40 to 55 mm across.
+    assert 38.0 < (result["femur_right"].value("head_diameter_mm") or 0) < 56.0
+    # Left hip implant: metal inside the left femur only.
+    assert FlagCode.METAL_SUSPECTED in [f.code for f in flags["femur_left"]]
+    assert FlagCode.METAL_SUSPECTED not in [f.code for f in flags["femur_right"]]
