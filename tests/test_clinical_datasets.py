@@ -147,8 +147,8 @@ def _nnunet_root(tmp_path: Path, labels_json: dict, n: int = 3) -> Path:
         ct[2:18, 2:14, :] = 30
         lab = np.zeros(ct.shape, dtype=np.uint8)
         lab[2:5, 2:14, :] = 1  # pelvis, to be dropped
-        lab[5:9, 5:9, 2:10] = 2  # i small -> world x large (patient right)... see below
-        lab[12:16, 5:9, 2:10] = 3
+        lab[5:9, 5:9, 2:10] = 2  # world x = 20 - 2 i: 4..10 mm, patient right
+        lab[12:16, 5:9, 2:10] = 3  # x -10..-4 mm, patient left
         _save(ct, affine, root / "imagesTr" / f"legs_{c:03d}_0000.nii.gz")
         _save(lab, affine, root / "labelsTr" / f"legs_{c:03d}.nii.gz")
     doc = {"channel_names": {"0": "CT"}, "labels": labels_json, "numTraining": n,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-
 from clinical_femur import FemurSpec, bilateral_phantom
+
 from femurseg.errors import ConfigError
 from femurseg.measure import (
     FlagCode,

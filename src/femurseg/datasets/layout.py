@@ -262,7 +262,11 @@ def write_dataset_json(
         "source": source or {},
     }
     text = json.dumps(doc, indent=2) + "\n"
-    return atomic_write(layout.json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def _write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    return atomic_write(layout.json_path, _write)
 
 
 def read_dataset_json(root: str | Path) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def write_femur_meshes(
         path = mesh_path(Path(folder), case, label)
 
         def _write(tmp: Path, mesh: trimesh.Trimesh = mesh) -> None:
-            tmp.write_bytes(mesh.export(file_type="stl"))
+            mesh.export(file_obj=str(tmp), file_type="stl")
 
         out[LABELS[label]] = atomic_write(path, _write)
     return out

@@ -16,7 +16,9 @@ Method (pure geometry on the mask; no landmarks from a model):
 * Head: the point of the proximal region deepest inside the mask (Euclidean distance transform)
   among those medial of the shaft gives a first centre and radius; a least-squares sphere is then
   fitted to the surface points near that sphere, leaving out the cone towards the neck, and
-  refined twice. Diameter = 2 x radius.
+  refined twice. Diameter = 2 x radius. When too little shaft is in view for the shaft axis
+  (a scan ending at the proximal thigh), the head is still searched from a provisional axis
+  (world z through the lowest third of what is in view); the neck-shaft angle is then omitted.
 * Neck axis: from the head centre to the centroid of the mask in a shell 1.05 to 1.5 head radii
   around it (the neck just outside the head), away from the shaft, refined in a 45 degree cone.
   Neck-shaft angle = angle between the neck axis (head -> neck base) and the shaft axis
@@ -329,45 +331,46 @@ def measure_femur(
     top, bottom = float(pts[:, 2].max()), float(pts[:, 2].min())
     proximal_in = CutEnd.PROXIMAL not in ends
     distal_in = CutEnd.DISTAL not in ends
-    shaft, shaft_why = None, "the proximal end is cut by the image edge"
+    shaft: _Shaft | None = None
+    shaft_why: str | None = whole
     if proximal_in:
         lo = bottom + (cfg.distal_region_mm if distal_in else 0.0)
         shaft, shaft_why = _shaft_axis(pts, lo, top - cfg.proximal_region_mm, cfg)
     if shaft is not None:
         landmarks["shaft_point"] = shaft.point.tolist()
         landmarks["shaft_axis"] = shaft.axis.tolist()
-    if ends:
-        items["length_mm"] = _m("length_mm", None, whole)
-    elif shaft is None:
-        items["length_mm"] = _m("length_mm", None, shaft_why)
+    if ends or shaft is None:
+        items["length_mm"] = _m("length_mm", None, whole if ends else shaft_why)
     else:
         proj = surface_points(m, a) @ shaft.axis
         items["length_mm"] = _m("length_mm", float(proj.max() - proj.min()))
-    head: tuple[FloatArray, float, float] | str
     if not proximal_in:
-        head = whole
+        head: tuple[FloatArray, float, float] | str = whole
     else:
         # Without a shaft in view the head is still found, from a provisional axis.
         guide = shaft or _provisional_shaft(pts, bottom, top)
         head = _head(ijk, pts, a, side, guide, top, cfg)
+    nsa: float | str
     if isinstance(head, str):
         items["head_diameter_mm"] = _m("head_diameter_mm", None, head)
-        items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", None, head)
+        nsa = head
     else:
         centre, radius, _ = head
         landmarks["head_centre"] = centre.tolist()
         items["head_diameter_mm"] = _m("head_diameter_mm", 2.0 * radius)
-    if isinstance(head, str):
-        return FemurMeasurements(name, True, tuple(e.value for e in ends), items, landmarks)
-    if shaft is None:
-        items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", None, shaft_why)
-    else:
-        neck = _neck_axis(pts, centre, radius, shaft)
-        if isinstance(neck, str):
-            items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", None, neck)
+        if shaft is None:
+            nsa = str(shaft_why)
         else:
-            landmarks["neck_axis"] = neck.tolist()
-            items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", angle_deg(neck, shaft.axis))
+            neck = _neck_axis(pts, centre, radius, shaft)
+            if isinstance(neck, str):
+                nsa = neck
+            else:
+                landmarks["neck_axis"] = neck.tolist()
+                nsa = angle_deg(neck, shaft.axis)
+    if isinstance(nsa, str):
+        items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", None, nsa)
+    else:
+        items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", nsa)
     return FemurMeasurements(name, True, tuple(e.value for e in ends), items, landmarks)
 
 
