@@ -104,6 +104,8 @@ def test_box_lattice_count_property(lo, ext, sp) -> None:
     expected = np.prod(np.floor(i_hi) - np.floor(i_lo))
     crop = voxelize(mesh, aff, shape)
     assert crop.count == expected
+    if expected == 0:
+        return  # a box between voxel centres has no voxels to move
     # Negative case: a box shifted by one voxel is not the same mask.
     moved = voxelize(mesh.copy().apply_translation([sp[0], 0, 0]), aff, shape)
     assert moved.slices != crop.slices or not np.array_equal(moved.to_full(), crop.to_full())
