@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -145,6 +145,11 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Samples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     val_every: Annotated[int | None, typer.Option(help="Steps between validations.")] = None,
+    val_cases: Annotated[int | None, typer.Option(help="Validation cases used (at most).")] = None,
+    patch: Annotated[
+        tuple[int, int, int] | None,
+        typer.Option(help="Patch size in voxels (stage 2) / largest sub-volume (stage 1)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     spacing: Annotated[
         float | None, typer.Option(help="Network voxel size in mm (stage default if unset).")
@@ -172,10 +177,16 @@ def train(
             raise ConfigError("--steps and --epochs were both given; give one of them")
         base = TrainConfig(stage=st)
         if st == Stage.STAGE1:
-            base = dataclasses.replace(base, batch_size=1, patch_size=(112, 96, 160), lr=3e-3)
-        changes = {
+            base = dataclasses.replace(base, batch_size=1, patch_size=(112, 96, 192), lr=3e-3)
+        changes: dict[str, Any] = {
             k: v
-            for k, v in {"batch_size": batch_size, "lr": lr, "val_every": val_every}.items()
+            for k, v in {
+                "batch_size": batch_size,
+                "lr": lr,
+                "val_every": val_every,
+                "val_cases": val_cases,
+                "patch_size": patch,
+            }.items()
             if v is not None
         }
         cfg = dataclasses.replace(base, seed=seed, **changes)
@@ -234,12 +245,13 @@ def predict(
     def _predict() -> None:
         from femurseg.devices import Device
         from femurseg.errors import InputError
-        from femurseg.pipeline import PredictConfig, Predictor, predict_many
+        from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
 
         try:
             dev = Device(device)
         except ValueError as err:
             raise InputError(f"--device {device!r} is unknown; expected auto, cpu or cuda") from err
+        check_inputs(inputs)
         s1 = {"spacing_mm": stage1_spacing} if stage1_spacing is not None else {}
         wanted = {"spacing_mm": stage2_spacing, "margin_mm": margin}
         s2 = {k: v for k, v in wanted.items() if v is not None}
@@ -417,8 +429,14 @@ def dataset_import_nnunet(
         from femurseg.datasets import import_nnunet
 
         _echo_import(
-            import_nnunet(src, out, label_map=label_map, seed=seed,
-                          fractions=_fractions(fractions), overwrite=overwrite)  # fmt: skip
+            import_nnunet(
+                src,
+                out,
+                label_map=label_map,
+                seed=seed,
+                fractions=_fractions(fractions),
+                overwrite=overwrite,
+            )  # fmt: skip
         )
 
     run_guarded(_run)
@@ -440,6 +458,86 @@ def dataset_split(
             f"split {folder}: {len(s.train)} train, {len(s.val)} val, {len(s.test)} test "
             f"(seed {s.seed})"
         )
+
+    run_guarded(_run)
+
+
+def _spacing(text: str | None) -> tuple[float, float, float] | None:
+    """``"1"`` (isotropic) or ``"0.8,0.8,2"`` (x, y, z mm) -> a spacing triple."""
+    from femurseg.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError as e:
+        raise ConfigError(
+            f"--spacing {text!r} is not a number list; expected e.g. 1 or 0.8,0.8,2 (mm)"
+        ) from e
+    if len(vals) == 1:
+        vals = vals * 3
+    if len(vals) != 3:
+        raise ConfigError(f"--spacing {text!r} has {len(vals)} values; expected 1 or 3 (x,y,z mm)")
+    return (vals[0], vals[1], vals[2])
+
+
+@app.command()
+def phantom(
+    n: Annotated[int, typer.Option("--n", help="Number of cases.")] = 10,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")] = Path(
+        "phantoms"
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Dataset seed (same seed, same files).")] = 0,
+    shapes: Annotated[
+        Path | None, typer.Option("--shapes", help="LLP26 mesh folder; default: procedural bones.")
+    ] = None,
+    fov: Annotated[
+        str, typer.Option("--fov", help="full|hip|thighs|knee|one_leg|cut|mixed")
+    ] = "mixed",
+    spacing: Annotated[
+        str | None, typer.Option("--spacing", help="Voxel size mm: 1 or x,y,z; default: drawn.")
+    ] = None,
+    hip_implants: Annotated[
+        float | None, typer.Option("--hip-implants", help="Chance per femur of a hip implant.")
+    ] = None,
+    knee_implants: Annotated[
+        float | None, typer.Option("--knee-implants", help="Chance per leg of a knee implant.")
+    ] = None,
+    exclude_subjects: Annotated[
+        str, typer.Option("--exclude-subjects", help="Comma-separated LLP26 subjects held out.")
+    ] = "",
+    workers: Annotated[int, typer.Option("--workers", help="Cases generated in parallel.")] = 1,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty dataset folder.")
+    ] = False,
+) -> None:
+    """Write a synthetic lower-limb CT dataset (images, labels, dataset.json with a split)."""
+
+    def _run() -> None:
+        import dataclasses
+
+        from femurseg.errors import ConfigError
+        from femurseg.phantoms.dataset import write_dataset
+        from femurseg.phantoms.params import FovKind, ImplantParams, PhantomConfig
+
+        try:
+            kind = FovKind(fov)
+        except ValueError as e:
+            kinds = "|".join(k.value for k in FovKind)
+            raise ConfigError(f"--fov {fov!r} is unknown; expected one of {kinds}") from e
+        imp = ImplantParams()
+        changes = {k: v for k, v in (("hip_probability", hip_implants),
+                                     ("knee_probability", knee_implants)) if v is not None}
+        if changes:
+            imp = dataclasses.replace(imp, **changes)
+        excl = tuple(s for s in exclude_subjects.split(",") if s)
+        cfg = PhantomConfig(fov=kind, spacing=_spacing(spacing), implants=imp,
+                            exclude_subjects=excl)
+        with _progress() as bar:
+            task = bar.add_task("phantoms", total=n, info="")
+            path = write_dataset(out, n, seed, cfg, shapes, workers, overwrite,
+                                 on_case=lambda name: bar.update(task, advance=1, info=name))
+        typer.echo(f"wrote {n} cases and {path}")
 
     run_guarded(_run)
 

@@ -141,7 +141,7 @@ def _binned(zs: A, v: A) -> list[A]:
     vz = v[order, 2]
     lo = np.searchsorted(vz, zs - BIN_HALF_MM)
     hi = np.searchsorted(vz, zs + BIN_HALF_MM)
-    return [v[order[a:b]] for a, b in zip(lo, hi)]
+    return [v[order[a:b]] for a, b in zip(lo, hi, strict=True)]
 
 
 def _smooth(v: A, grow: bool = False) -> A:
@@ -212,7 +212,8 @@ def _leg(anatomy: Anatomy, side: str, zs: A, t: CaseTissues, rng: np.random.Gene
     bones = _verts(anatomy, [f"femur_{side}", f"tibfib_{side}", f"patella_{side}"])
     bins = _binned(zs, bones)
     has = np.array([len(v) > 0 for v in bins])
-    bc = np.array([v[:, :2].mean(axis=0) if len(v) else [np.nan, np.nan] for v in bins])
+    bc = np.array([(v[:, :2].min(axis=0) + v[:, :2].max(axis=0)) / 2 if len(v)
+                   else [np.nan, np.nan] for v in bins])
     cx = np.where(has, bc[:, 0], cx)
     cy = np.where(has, bc[:, 1], cy)
     thigh = np.clip(1.0 - np.abs(u - 0.45) / 0.6, 0.0, 1.0)
@@ -228,18 +229,30 @@ def _leg(anatomy: Anatomy, side: str, zs: A, t: CaseTissues, rng: np.random.Gene
     return Profile(cx, cy, a, b, fat, fourier, lat, thigh_septa)
 
 
-def _contain(bins: list[A], cx: A, cy: A, a: A, b: A, margin: float) -> tuple[A, A]:
-    """Grow the ellipses so that every bone point stays ``margin`` mm inside them."""
+def _contain(
+    bins: list[A], cx: A, cy: A, a: A, b: A, margin: float, smooth: bool = True
+) -> tuple[A, A]:
+    """Grow the ellipses so that every bone point stays ``margin`` mm inside them.
+
+    Each semi-axis first grows to the bone's extent along it, then both scale together until
+    the points off the axes fit too.
+    """
     a = a.copy()
     b = b.copy()
     for i, v in enumerate(bins):
         if not len(v):
             continue
+        dx = np.abs(v[:, 0] - cx[i])
+        dy = np.abs(v[:, 1] - cy[i])
+        a[i] = max(a[i], float(dx.max()) + margin)
+        b[i] = max(b[i], float(dy.max()) + margin)
         am, bm = max(a[i] - margin, 1.0), max(b[i] - margin, 1.0)
-        rho = float(np.sqrt(((v[:, 0] - cx[i]) / am) ** 2 + ((v[:, 1] - cy[i]) / bm) ** 2).max())
+        rho = float(np.sqrt((dx / am) ** 2 + (dy / bm) ** 2).max())
         if rho > 1.0:
             a[i] = am * rho + margin
             b[i] = bm * rho + margin
+    if not smooth:
+        return a, b
     return _smooth(a, grow=True), _smooth(b, grow=True)
 
 
@@ -257,7 +270,7 @@ def _trunk(
     y_hi = np.zeros(n)
     for i in idx:
         v = bins[i]
-        a[i] = np.abs(v[:, 0] - cx0).max() + 0.5 * t.gluteal_mm
+        a[i] = np.abs(v[:, 0] - cx0).max() + 0.3 * t.gluteal_mm
         y_lo[i] = v[:, 1].min() - t.gluteal_mm
         y_hi[i] = v[:, 1].max() + ABDOMINAL_WALL_MM
     top, bot = idx.max(), idx.min()
@@ -266,20 +279,21 @@ def _trunk(
     a[top + 1 :] = a[top] * 0.95
     y_lo[top + 1 :] = y_lo[top]
     y_hi[top + 1 :] = y_hi[top] + 0.3 * t.subcut_fat_mm
-    # The running maximum from the top keeps the section from pinching between pelvis parts.
-    a[bot : top + 1] = (
-        np.maximum.accumulate(a[bot : top + 1][::-1])[::-1] * 0.6 + a[bot : top + 1] * 0.4
-    )
     cy = (y_lo + y_hi) / 2
     b = (y_hi - y_lo) / 2
+    cy[bot:top + 1] = _smooth(cy[bot:top + 1])
+    # Every pelvis point (the anterior iliac spines too) inside the muscle with a margin.
+    a[bot:top + 1], b[bot:top + 1] = _contain(
+        bins[bot:top + 1], np.full(top + 1 - bot, cx0), cy[bot:top + 1], a[bot:top + 1],
+        b[bot:top + 1], ABDOMINAL_WALL_MM, smooth=False)
+    a[top + 1:], b[top + 1:] = a[top] * 0.95, b[top]
     cy[:bot] = cy[bot]
     # Buttocks: round off below the lowest pelvis point.
     zb = zs[bot]
     fade = np.sqrt(np.clip(1.0 - ((zb - zs) / BUTTOCK_FADE_MM) ** 2, 0.0, 1.0))
     a[:bot] = a[bot] * fade[:bot]
     b[:bot] = b[bot] * fade[:bot]
-    a, b = _smooth(a), _smooth(b)
-    cy = _smooth(cy)
+    a, b = _smooth(a, grow=True), _smooth(b, grow=True)
     a[zs < zb - BUTTOCK_FADE_MM] = 0.0
     fat = np.full(n, 1.25 * t.subcut_fat_mm)
     fourier = rng.uniform(-0.2, 0.2, 4)

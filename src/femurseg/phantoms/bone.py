@@ -27,6 +27,8 @@ TRABECULAR_FINE_MM = 0.5
 TRABECULAR_COARSE_MM = 2.0
 #: depth (mm) over which cancellous bone below the cortex is denser (subchondral bone).
 SUBCHONDRAL_MM = 3.0
+#: how much denser than plain cancellous bone it is, as a fraction of cortical - cancellous.
+SUBCHONDRAL_GAIN = 0.15
 #: width (fraction of the bone length) of the shaft-to-end transitions.
 SHAFT_TRANSITION = 0.08
 
@@ -93,8 +95,8 @@ def render_bone(
     sp = grid.spacing
     depth = bone_depth(crop, sp)
     if axis is None:
-        cortex = np.float32(t.cortex_pelvis_mm)
-        canal = np.float32(0.0)
+        cortex: F32 | np.float32 = np.float32(t.cortex_pelvis_mm)
+        canal: F32 | np.float32 = np.float32(0.0)
     else:
         pos = _axis_position(crop, grid, axis)
         s0, s1 = axis.shaft
@@ -112,9 +114,10 @@ def render_bone(
     below = np.maximum(depth - cortex, 0.0)
     sub = np.exp(-below / np.float32(SUBCHONDRAL_MM))
     canc = np.float32(t.cancellous) * (1.0 + np.float32(t.trabecular_contrast) * tex)
-    canc += np.float32(0.3 * (t.cortical - t.cancellous)) * sub * (1.0 - canal)
+    canc += np.float32(SUBCHONDRAL_GAIN * (t.cortical - t.cancellous)) * sub * (1.0 - canal)
     inner = canal * np.float32(t.marrow) + (1.0 - canal) * canc
-    is_cortex = depth < cortex
+    # The outermost voxel layer is always cortex (at coarse steps it straddles the surface).
+    is_cortex = depth < np.maximum(cortex, np.float32(0.51 * min(sp)))
     # Cortical bone is dense but not uniform (Haversian porosity): a few percent of texture.
     value = np.where(is_cortex, np.float32(t.cortical) * (1.0 + 0.04 * tex), inner)
     kind = np.where(

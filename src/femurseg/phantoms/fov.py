@@ -141,8 +141,8 @@ def choose_fov(
         side = "left" if rng.uniform() < 0.5 else "right"
         cx = 0.5 * (float(anatomy.landmarks[f"hip_{side}"][0])
                     + float(anatomy.landmarks[f"knee_{side}"][0]))
-        half = 0.5 * rng.uniform(*ONE_LEG_WIDTH_MM)
-        lo[0], hi[0] = cx - half, cx + half
+        half_w = 0.5 * rng.uniform(*ONE_LEG_WIDTH_MM)
+        lo[0], hi[0] = cx - half_w, cx + half_w
     centre = (lo + hi) / 2
     half = (hi - lo) / 2
     circ: tuple[float, float, float] | None = None

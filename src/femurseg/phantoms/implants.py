@@ -193,7 +193,7 @@ def _intersect(
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
     """Overlap of two boxes as (slices into a's box, slices into b's box)."""
     sa, sb = [], []
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         lo, hi = max(u.start, v.start), min(u.stop, v.stop)
         if hi <= lo:
             return None
@@ -259,5 +259,5 @@ def _ellipsoid(r_mm: float, spacing: tuple[float, float, float]) -> npt.NDArray[
     """Ball structuring element of radius ``r_mm`` on an anisotropic grid."""
     n = [max(int(np.ceil(r_mm / s)), 1) for s in spacing]
     g = np.ogrid[-n[0] : n[0] + 1, -n[1] : n[1] + 1, -n[2] : n[2] + 1]
-    q = sum((gi * s / r_mm) ** 2 for gi, s in zip(g, spacing))
+    q = sum((gi * s / r_mm) ** 2 for gi, s in zip(g, spacing, strict=True))
     return np.asarray(q <= 1.0)

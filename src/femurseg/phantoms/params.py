@@ -88,17 +88,17 @@ class TissueParams:
     table_shell_hu: Range = (150.0, 450.0)
     table_foam_hu: Range = (-985.0, -930.0)
     mattress_hu: Range = (-960.0, -880.0)
-    cortical_dense_hu: Range = (1300.0, 1800.0)
-    cortical_porotic_hu: Range = (650.0, 1000.0)
-    cancellous_dense_hu: Range = (200.0, 400.0)
-    cancellous_porotic_hu: Range = (60.0, 150.0)
+    cortical_dense_hu: Range = (1200.0, 1700.0)
+    cortical_porotic_hu: Range = (600.0, 950.0)
+    cancellous_dense_hu: Range = (150.0, 320.0)
+    cancellous_porotic_hu: Range = (40.0, 130.0)
     marrow_hu: Range = (-50.0, 60.0)
     trabecular_contrast: Range = (0.25, 0.5)
     cortex_shaft_mm: Range = (4.5, 7.0)
     cortex_end_mm: Range = (0.8, 1.5)
     cortex_pelvis_mm: Range = (1.0, 2.0)
     porotic_cortex_factor: Range = (0.6, 0.8)
-    subcut_fat_mm: Range = (4.0, 45.0)
+    subcut_fat_mm: Range = (4.0, 40.0)
     marbling: Range = (0.02, 0.25)
     fascia_mm: Range = (1.0, 2.5)
     skin_mm: Range = (1.5, 2.5)
@@ -140,7 +140,7 @@ class ImplantParams:
     stem_length_mm: Range = (110.0, 160.0)
     streak_strength: Range = (0.6, 1.4)
     streak_pixel_mm: float = 3.0
-    streak_angles: int = 90
+    streak_angles: int = 180
     streak_z_step_mm: float = 4.0
 
     def __post_init__(self) -> None:
@@ -172,10 +172,10 @@ class ScannerParams:
         air_gap_mm: least air kept around the body inside the field of view (x, y).
     """
 
-    psf_fwhm_mm: Range = (0.8, 1.4)
+    psf_fwhm_mm: Range = (0.8, 2.0)
     slice_profile_fwhm_mm: Range = (0.3, 1.0)
-    noise_sd_hu: Range = (25.0, 45.0)
-    noise_size_power: Range = (1.0, 2.0)
+    noise_sd_hu: Range = (12.0, 32.0)
+    noise_size_power: Range = (0.5, 1.5)
     noise_grain_mm: Range = (0.7, 1.2)
     max_render_mm: float = 1.25
     extended_range_probability: float = 0.2

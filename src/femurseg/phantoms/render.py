@@ -115,7 +115,7 @@ def render_clean(
     timings["soft_tissue"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     axes = _axes(anatomy)
-    for name, r in zip(crops, r_bone.spawn(len(crops))):
+    for name, r in zip(crops, r_bone.spawn(len(crops)), strict=True):
         render_bone(crops[name], grid, t, r, hu, cls, axes.get(name))
     timings["bones"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -163,11 +163,11 @@ def render_ct(
     r_clean, r_streak, r_noise = rng.spawn(3)
     hu, cls = render_clean(anatomy, body, t, implants, fine, r_clean, timings)
     t0 = time.perf_counter()
-    metal = block_mean((cls == Tissue.METAL).astype(np.float32), f) if implants else None
+    metal, k_off = _metal_fraction(cls, f) if implants else (None, 0)
     centre = tuple(fi // 2 for fi in f)
     tissue = np.ascontiguousarray(cls[centre[0]::f[0], centre[1]::f[1], centre[2]::f[2]])
     del cls
-    img = np.ascontiguousarray(block_mean(hu, f), dtype=np.float32)
+    img = block_mean(hu, f)
     del hu
     clean = img.copy() if keep_clean else None
     blur(img, out, scan)
@@ -175,7 +175,7 @@ def render_ct(
     t0 = time.perf_counter()
     n_streak = 0
     if metal is not None:
-        n_streak = add_streaks(img, metal, out, scan, cfg.implants, r_streak)
+        n_streak = add_streaks(img, metal, k_off, out, scan, cfg.implants, r_streak)
     timings["streaks"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     add_noise(img, out, scan, r_noise)
@@ -192,6 +192,17 @@ def render_ct(
     log.debug("rendered %s (supersampling %s, %d streak slices) in %s", out.shape, f, n_streak,
               {k: round(v, 2) for k, v in timings.items()})
     return Rendered(img, labels, tissue, clean, timings)
+
+
+def _metal_fraction(cls: U8, f: tuple[int, int, int]) -> tuple[F32 | None, int]:
+    """Metal fraction per output voxel over the output slices holding metal, and the first of
+    those slices (None, 0 when there is no metal)."""
+    has = np.nonzero((cls == Tissue.METAL).any(axis=(0, 1)))[0]
+    if len(has) == 0:
+        return None, 0
+    k0, k1 = int(has[0]) // f[2], int(has[-1]) // f[2] + 1
+    sub = cls[:, :, k0 * f[2]:k1 * f[2]] == Tissue.METAL
+    return block_mean(sub.astype(np.float32), f), k0
 
 
 def timings_meta(r: Rendered) -> dict[str, Any]:

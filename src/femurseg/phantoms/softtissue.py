@@ -25,7 +25,9 @@ F32 = npt.NDArray[np.float32]
 #: smooth-union radius between legs and trunk, mm.
 UNION_MM = 25.0
 #: muscle kept around the pelvic bones (iliacus, glutei, obturators), mm.
-PELVIC_MUSCLE_MM = 14.0
+PELVIC_MUSCLE_MM = 22.0
+#: pixel size (mm) of the distance map used for it.
+PELVIC_EDT_MM = 3.0
 #: coarse lattice steps (x, y, z) of the random fields, mm; muscle texture runs along z.
 MARBLING_STEP = (9.0, 9.0, 40.0)
 BOWEL_STEP = (13.0, 13.0, 13.0)
@@ -90,6 +92,7 @@ class SoftTissueRenderer:
         self.gas_thr = _threshold_for_fraction(self.gas._coarse, t.gas_fraction, 0.05)
         self.table_hu, self.table_cls = self._table_section()
         self.rest = body.table.rest(self.x.astype(np.float64)).astype(np.float32)
+        self.rest_j = int((float(self.rest.min()) - grid.origin[1]) / grid.spacing[1])
 
     def _table_section(self) -> tuple[F32, npt.NDArray[np.uint8]]:
         tb, t = self.body.table, self.t
@@ -107,18 +110,18 @@ class SoftTissueRenderer:
         mat = (np.abs(x - tb.xc) <= tb.width / 2 - 10.0) & (y > top) & (y <= top + tb.mattress_mm)
         cls = np.zeros((x.shape[0], y.shape[1]), dtype=np.uint8)
         hu = np.full(cls.shape, t.air, dtype=np.float32)
-        cls[slab] = Tissue.TABLE_FOAM
-        hu[slab] = t.table_foam
-        cls[shell] = Tissue.TABLE_SHELL
-        hu[shell] = t.table_shell
-        cls[mat] = Tissue.TABLE_FOAM
-        hu[mat] = t.mattress
+        np.copyto(cls, np.uint8(Tissue.TABLE_FOAM), where=slab)
+        np.copyto(hu, t.table_foam, where=slab)
+        np.copyto(cls, np.uint8(Tissue.TABLE_SHELL), where=shell)
+        np.copyto(hu, t.table_shell, where=shell)
+        np.copyto(cls, np.uint8(Tissue.TABLE_FOAM), where=mat)
+        np.copyto(hu, t.mattress, where=mat)
         return hu, cls
 
-    def _structure(
-        self, p: Profile, z: float, m: F32, b: F32, septa: npt.NDArray[np.bool_] | None
-    ) -> tuple[tuple[slice, slice], F32, F32, F32] | None:
-        """Add one ellipse (leg or trunk) at height z into the muscle/body distance maps."""
+    def _bbox(
+        self, p: Profile, z: float
+    ) -> tuple[tuple[float, ...], tuple[int, int, int, int]] | None:
+        """Ellipse parameters at height z and their index box (i0, i1, j0, j1) on the grid."""
         cx, cy, a, bb, fat = self.body.at(p, z)
         if a <= 1.0 or bb <= 1.0:
             return None
@@ -130,7 +133,16 @@ class SoftTissueRenderer:
         j1 = min(int((cy + reach - g.origin[1]) / g.spacing[1]) + 2, g.shape[1])
         if i1 <= i0 or j1 <= j0:
             return None
-        sl = (slice(i0, i1), slice(j0, j1))
+        return (cx, cy, a, bb, fat), (i0, i1, j0, j1)
+
+    def _structure(
+        self, p: Profile, par: tuple[float, ...], box: tuple[int, int, int, int],
+        win: tuple[int, int], m: F32, b: F32, septa: npt.NDArray[np.bool_] | None,
+    ) -> tuple[tuple[slice, slice], F32, F32]:
+        """Add one ellipse (leg or trunk) into the window's muscle/body distance maps."""
+        cx, cy, a, bb, fat = par
+        i0, i1, j0, j1 = box
+        sl = (slice(i0 - win[0], i1 - win[0]), slice(j0 - win[1], j1 - win[1]))
         dx = (self.x[i0:i1] - np.float32(cx)) * np.float32(p.lat)
         dy = self.y[:, j0:j1] - np.float32(cy)
         d = np.sqrt(dx * dx + dy * dy) + np.float32(1e-3)
@@ -150,7 +162,7 @@ class SoftTissueRenderer:
                 along = dx * cp + dy * sp
                 perp = np.abs(dx * sp - dy * cp)
                 septa[sl] |= (perp < w) & (along > r_bone) & (sdf_m < 0)
-        return sl, sdf_m, c, s
+        return sl, sdf_m, s
 
     def render_slice(self, k: int, hu: F32, cls: npt.NDArray[np.uint8]) -> None:
         """Fill slice ``k`` of the grid.
@@ -161,38 +173,57 @@ class SoftTissueRenderer:
             cls: uint8 (X, Y) output, :class:`Tissue` values, written in place.
         """
         t, z = self.t, float(self.z[k])
-        shape = hu.shape
+        hu[...] = self.table_hu
+        cls[...] = self.table_cls
+        parts = [(p, self._bbox(p, z)) for p in (*self.body.legs.values(), self.body.trunk)]
+        live = [(p, bx) for p, bx in parts if bx is not None]
+        if not live:
+            return
+        boxes = np.array([bx[1] for _, bx in live])
+        i0, i1 = int(boxes[:, 0].min()), int(boxes[:, 1].max())
+        j0, j1 = int(boxes[:, 2].min()), int(boxes[:, 3].max())
+        # Down to the table, for the cushions under raised legs.
+        j0 = max(min(j0, self.rest_j), 0)
+        win = (i0, j0)
+        shape = (i1 - i0, j1 - j0)
         m = np.full(shape, _BIG, dtype=np.float32)
         b = np.full(shape, _BIG, dtype=np.float32)
         septa = np.zeros(shape, dtype=bool)
-        for p in self.body.legs.values():
-            self._structure(p, z, m, b, septa)
-        trunk = self._structure(self.body.trunk, z, m, b, None)
-        b = np.maximum(b, self.rest - self.y)  # the back flattened on the table
+        trunk = None
+        for p, (par, box) in live:
+            is_trunk = p is self.body.trunk
+            r = self._structure(p, par, box, win, m, b, None if is_trunk else septa)
+            if is_trunk:
+                trunk = r
+        y = self.y[:, j0:j1]
+        b = np.maximum(b, self.rest[i0:i1] - y)  # the back flattened on the table
         body = b < 0
         muscle = body & (m < 0)
-        hu[...] = self.table_hu
-        cls[...] = self.table_cls
-        hu[body] = t.fat
-        cls[body] = Tissue.FAT
-        frac = np.clip((self.marb_w - np.abs(self.marbling.slice(k))) / (0.5 * self.marb_w),
-                       0.0, 1.0)
+        hw, cw = hu[i0:i1, j0:j1], cls[i0:i1, j0:j1]
+        np.copyto(hw, t.fat, where=body)
+        np.copyto(cw, np.uint8(Tissue.FAT), where=body)
+        fm = self.marbling.slice(k, i0, i1, j0, j1)
+        frac = np.clip((self.marb_w - np.abs(fm)) / (0.5 * self.marb_w), 0.0, 1.0)
         mus_hu = np.float32(t.muscle) + np.float32(t.fat - t.muscle) * frac
-        hu[muscle] = mus_hu[muscle]
-        cls[muscle & (frac <= 0.5)] = Tissue.MUSCLE
+        np.copyto(hw, mus_hu, where=muscle)
+        np.copyto(cw, np.uint8(Tissue.MUSCLE), where=muscle & (frac <= 0.5))
         fascia = septa & muscle
-        hu[fascia] = t.fat
-        cls[fascia] = Tissue.FAT
+        np.copyto(hw, t.fat, where=fascia)
+        np.copyto(cw, np.uint8(Tissue.FAT), where=fascia)
         if trunk is not None and z > self.body.pelvis_bottom_z:
-            self._pelvic_cavity(k, z, trunk, m, hu, cls)
+            self._pelvic_cavity(k, z, trunk, win, m, hw, cw)
         skin = body & (b > -t.skin_mm)
-        hu[skin] = t.skin
-        cls[skin] = Tissue.SKIN
-        self._cushions(z, body, hu, cls)
+        np.copyto(hw, t.skin, where=skin)
+        np.copyto(cw, np.uint8(Tissue.SKIN), where=skin)
+        self._cushions(z, win, body, hw, cw)
 
-    def _cushions(self, z: float, body: npt.NDArray[np.bool_], hu: F32,
+    def _cushions(self, z: float, win: tuple[int, int], body: npt.NDArray[np.bool_], hu: F32,
                   cls: npt.NDArray[np.uint8]) -> None:
         """Foam supports under legs that do not rest on the table (flexed hips or knees)."""
+        i0, j0 = win
+        x = self.x[i0:i0 + body.shape[0]]
+        y = self.y[:, j0:j0 + body.shape[1]]
+        rest_w = self.rest[i0:i0 + body.shape[0]]
         for p in self.body.legs.values():
             cx, cy, a, bb, fat = self.body.at(p, z)
             if a <= 1.0:
@@ -201,39 +232,44 @@ class SoftTissueRenderer:
             rest = float(self.body.table.rest(np.array([cx]))[0])
             if back - rest < CUSHION_MIN_GAP_MM:
                 continue
-            reg = ((np.abs(self.x - np.float32(cx)) < 0.7 * (a + fat)) & (self.y > self.rest)
-                   & (self.y < np.float32(cy)) & ~body)
-            hu[reg] = self.t.mattress
-            cls[reg] = Tissue.TABLE_FOAM
+            reg = ((np.abs(x - np.float32(cx)) < 0.7 * (a + fat)) & (y > rest_w)
+                   & (y < np.float32(cy)) & ~body)
+            np.copyto(hu, self.t.mattress, where=reg)
+            np.copyto(cls, np.uint8(Tissue.TABLE_FOAM), where=reg)
 
     def _pelvic_cavity(
         self,
         k: int,
         z: float,
-        trunk: tuple[tuple[slice, slice], F32, F32, F32],
+        trunk: tuple[tuple[slice, slice], F32, F32],
+        win: tuple[int, int],
         m: F32,
         hu: F32,
         cls: npt.NDArray[np.uint8],
     ) -> None:
-        """Visceral fat, bowel and bladder inside the trunk's muscular wall."""
+        """Visceral fat, bowel and bladder inside the trunk's muscular wall (window arrays)."""
         t = self.t
-        sl, sdf, _c, s = trunk
+        sl, sdf, s = trunk
         wall = np.float32(12.0) + np.float32(t.gluteal_mm - 12.0) * (0.5 - 0.5 * s)
         cav = (sdf < -wall) & (m[sl] < -wall)
         if not cav.any():
             return
+        wsl = (slice(win[0], win[0] + hu.shape[0]), slice(win[1], win[1] + hu.shape[1]))
         if self.pelvis is not None:
-            near = self._near_pelvis(k)
-            if near is not None:
+            near_full = self._near_pelvis(k)
+            if near_full is not None:
+                near = near_full[wsl]
                 cav &= ~near[sl]
                 region_m = near & (cls != Tissue.SKIN) & (m < 0)
-                hu[region_m] = t.muscle
-                cls[region_m] = Tissue.MUSCLE
+                np.copyto(hu, t.muscle, where=region_m)
+                np.copyto(cls, np.uint8(Tissue.MUSCLE), where=region_m)
         hu_s, cls_s = hu[sl], cls[sl]
-        hu_s[cav] = t.fat
-        cls_s[cav] = Tissue.FAT
-        x = self.x[sl[0]]
-        y = self.y[:, sl[1]]
+        np.copyto(hu_s, t.fat, where=cav)
+        np.copyto(cls_s, np.uint8(Tissue.FAT), where=cav)
+        gi = (sl[0].start + win[0], sl[0].stop + win[0])
+        gj = (sl[1].start + win[1], sl[1].stop + win[1])
+        x = self.x[gi[0]:gi[1]]
+        y = self.y[:, gj[0]:gj[1]]
         bc, ba = self.body.bladder_centre, self.body.bladder_axes
         q = (
             ((x - bc[0]) / ba[0]) ** 2
@@ -242,19 +278,20 @@ class SoftTissueRenderer:
         )
         bladder = cav & (q < 1.0)
         if z > bc[2] - ba[2]:
-            f = self.bowel.slice(k)[sl]
+            f = self.bowel.slice(k, gi[0], gi[1], gj[0], gj[1])
             loop = cav & ~bladder & (q > 1.3) & (f > BOWEL_THRESHOLD)
             lumen = loop & (f > BOWEL_THRESHOLD + BOWEL_WALL)
-            hu_s[loop] = t.bowel + 10.0
-            cls_s[loop] = Tissue.BOWEL
-            hu_s[lumen] = t.bowel + 12.0 * f[lumen]
+            np.copyto(hu_s, t.bowel + 10.0, where=loop)
+            np.copyto(cls_s, np.uint8(Tissue.BOWEL), where=loop)
+            np.copyto(hu_s, t.bowel + 12.0 * f, where=lumen)
             # Gas rises to the anterior (non-dependent) side of a supine patient.
             ant = (y - np.float32(bc[1])) / np.float32(100.0)
-            gas = lumen & (self.gas.slice(k)[sl] + ant > self.gas_thr)
-            hu_s[gas] = t.gas
-            cls_s[gas] = Tissue.GAS
-        hu_s[bladder] = t.fluid
-        cls_s[bladder] = Tissue.FLUID
+            g = self.gas.slice(k, gi[0], gi[1], gj[0], gj[1])
+            gas = lumen & (g + ant > self.gas_thr)
+            np.copyto(hu_s, t.gas, where=gas)
+            np.copyto(cls_s, np.uint8(Tissue.GAS), where=gas)
+        np.copyto(hu_s, t.fluid, where=bladder)
+        np.copyto(cls_s, np.uint8(Tissue.FLUID), where=bladder)
 
     def _near_pelvis(self, k: int) -> npt.NDArray[np.bool_] | None:
         """Pixels of slice k within PELVIC_MUSCLE_MM of the pelvic bones (2D distance)."""
@@ -267,12 +304,17 @@ class SoftTissueRenderer:
         if not sl2.any():
             return None
         g = self.grid
-        pad = int(np.ceil(PELVIC_MUSCLE_MM / min(g.spacing[:2]))) + 1
+        # Coarse is enough for a muscle boundary: distance on a grid about 3 mm apart.
+        q = max(1, int(round(PELVIC_EDT_MM / min(g.spacing[:2]))))
+        pad = (int(np.ceil(PELVIC_MUSCLE_MM / min(g.spacing[:2]))) // q + 2) * q
         i0, j0 = max(sx.start - pad, 0), max(sy.start - pad, 0)
         i1, j1 = min(sx.stop + pad, g.shape[0]), min(sy.stop + pad, g.shape[1])
-        local = np.zeros((i1 - i0, j1 - j0), dtype=bool)
-        local[sx.start - i0 : sx.stop - i0, sy.start - j0 : sy.stop - j0] = sl2
-        d = ndi.distance_transform_edt(~local, sampling=g.spacing[:2])
+        ni, nj = -(-(i1 - i0) // q) * q, -(-(j1 - j0) // q) * q
+        local = np.zeros((ni, nj), dtype=bool)
+        local[sx.start - i0:sx.stop - i0, sy.start - j0:sy.stop - j0] = sl2
+        low = local.reshape(ni // q, q, nj // q, q).any(axis=(1, 3))
+        d = ndi.distance_transform_edt(~low, sampling=(g.spacing[0] * q, g.spacing[1] * q))
+        near = np.repeat(np.repeat(d < PELVIC_MUSCLE_MM, q, axis=0), q, axis=1)
         out = np.zeros(g.shape[:2], dtype=bool)
-        out[i0:i1, j0:j1] = d < PELVIC_MUSCLE_MM
+        out[i0:i1, j0:j1] = near[: i1 - i0, : j1 - j0]
         return out

@@ -217,24 +217,27 @@ class SliceField:
         self._coarse = smooth_field(rng, (int(n[0]), int(n[1]), int(n[2])), smooth_vox)
         self._z0 = o[2]
         self._sz = sp[2] / st[2]
-        self._wx = _interp_matrix(shape[0], sp[0] / st[0], int(n[0]))
-        self._wy = _interp_matrix(shape[1], sp[1] / st[1], int(n[1]))
+        self._ix = _interp_index(shape[0], sp[0] / st[0], int(n[0]))
+        self._iy = _interp_index(shape[1], sp[1] / st[1], int(n[1]))
 
-    def slice(self, k: int) -> F32:
-        """The field on fine slice ``k``: float32 (X, Y), about unit SD."""
+    def slice(
+        self, k: int, i0: int = 0, i1: int | None = None, j0: int = 0, j1: int | None = None
+    ) -> F32:
+        """The field on fine slice ``k`` over the window [i0:i1, j0:j1]: float32, about unit SD."""
         zc = k * self._sz
         k0 = min(int(np.floor(zc)), self._coarse.shape[2] - 2)
         t = np.float32(zc - k0)
         c = (1 - t) * self._coarse[:, :, k0] + t * self._coarse[:, :, k0 + 1]
-        return (self._wx @ c @ self._wy.T).astype(np.float32)
+        xi, xt = self._ix[0][i0:i1], self._ix[1][i0:i1, None]
+        yi, yt = self._iy[0][j0:j1], self._iy[1][None, j0:j1]
+        r = c[xi] * (1 - xt) + c[xi + 1] * xt
+        return (r[:, yi] * (1 - yt) + r[:, yi + 1] * yt).astype(np.float32, copy=False)
 
 
-def _interp_matrix(n_fine: int, ratio: float, n_coarse: int) -> F32:
-    """Linear interpolation weights (n_fine, n_coarse) for fine index i at coarse i * ratio."""
+def _interp_index(
+    n_fine: int, ratio: float, n_coarse: int
+) -> tuple[npt.NDArray[np.intp], F32]:
+    """Lower coarse index and weight of the upper one for fine index i at coarse i * ratio."""
     pos = np.arange(n_fine) * ratio
-    i0 = np.minimum(np.floor(pos).astype(int), n_coarse - 2)
-    t = (pos - i0).astype(np.float32)
-    w = np.zeros((n_fine, n_coarse), dtype=np.float32)
-    w[np.arange(n_fine), i0] = 1 - t
-    w[np.arange(n_fine), i0 + 1] = t
-    return w
+    i0 = np.minimum(np.floor(pos).astype(np.intp), n_coarse - 2)
+    return i0, (pos - i0).astype(np.float32)

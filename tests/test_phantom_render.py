@@ -1,0 +1,231 @@
+"""Render side of the phantom generator: labels, tissues, FOVs, implants, scanner, determinism.
+
+Cases are tiny (4 mm voxels, rendered without supersampling) and shared per module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from femurseg.errors import ConfigError
+from femurseg.phantoms.generate import Case, generate_case
+from femurseg.phantoms.params import (
+    FovKind,
+    ImplantParams,
+    PhantomConfig,
+    ScannerParams,
+    TissueParams,
+)
+from femurseg.phantoms.tissues import Tissue
+from femurseg.phantoms.voxelize import voxelize
+
+SP = 4.0
+
+
+def cfg_for(fov: FovKind, hip: float = 0.0, knee: float = 0.0, circle: bool = False,
+            **kw: object) -> PhantomConfig:
+    return PhantomConfig(
+        fov=fov, spacing=(SP, SP, SP), recon_circle=circle,
+        scanner=ScannerParams(max_render_mm=SP, **kw),  # type: ignore[arg-type]
+        implants=ImplantParams(hip_probability=hip, knee_probability=knee),
+    )
+
+
+@pytest.fixture(scope="module")
+def hip_case() -> Case:
+    return generate_case(cfg_for(FovKind.HIP), np.random.default_rng(11), None, keep_clean=True)
+
+
+@pytest.fixture(scope="module")
+def implant_case() -> Case:
+    cfg = cfg_for(FovKind.THIGHS, hip=1.0, knee=1.0)
+    return generate_case(cfg, np.random.default_rng(5), None, keep_clean=True)
+
+
+def test_labels_are_exact_femur_voxels(hip_case: Case) -> None:
+    lab, aff = hip_case.labels, hip_case.image.affine
+    assert lab.dtype == np.uint8 and set(np.unique(lab)) == {0, 1, 2}
+    for name, value in (("femur_left", 1), ("femur_right", 2)):
+        want = voxelize(hip_case.anatomy.meshes[name], aff, lab.shape).to_full()
+        np.testing.assert_array_equal(lab == value, want)
+
+
+def test_left_label_is_patient_left(hip_case: Case) -> None:
+    ijk_l = np.argwhere(hip_case.labels == 1).mean(axis=0)
+    ijk_r = np.argwhere(hip_case.labels == 2).mean(axis=0)
+    x_l = hip_case.image.index_to_world(ijk_l)[0]
+    x_r = hip_case.image.index_to_world(ijk_r)[0]
+    assert x_l < x_r  # RAS+: patient left has the smaller x
+
+
+def test_tissue_hu_in_their_ranges(hip_case: Case) -> None:
+    p = TissueParams()
+    clean, tis = hip_case.rendered.clean, hip_case.rendered.tissue
+    assert clean is not None
+
+    def med(t: Tissue) -> float:
+        v = clean[tis == t]
+        assert v.size > 0, f"no {t.name} voxels"
+        return float(np.median(v))
+
+    assert p.fat_hu[0] - 5 <= med(Tissue.FAT) <= p.fat_hu[1] + 5
+    assert p.muscle_hu[0] - 15 <= med(Tissue.MUSCLE) <= p.muscle_hu[1] + 5
+    assert p.cortical_porotic_hu[0] * 0.8 <= med(Tissue.CORTICAL) <= p.cortical_dense_hu[1]
+    assert p.cancellous_porotic_hu[0] * 0.5 <= med(Tissue.CANCELLOUS) <= 800
+    assert med(Tissue.AIR) < -950
+
+
+def test_bones_never_touch_air(hip_case: Case) -> None:
+    tis = hip_case.rendered.tissue
+    bone = np.isin(tis, [Tissue.CORTICAL, Tissue.CANCELLOUS, Tissue.MARROW])
+    assert bone.any()
+    ring = ndi.binary_dilation(bone) & ~bone
+    assert not np.any(tis[ring] == Tissue.AIR)
+
+
+def test_scanner_output_is_integer_noisy_and_in_range(hip_case: Case) -> None:
+    img = hip_case.image.array
+    assert img.dtype == np.float32
+    np.testing.assert_array_equal(img, np.rint(img))
+    assert img.min() >= -1024 and img.max() <= 3071
+    tis = hip_case.rendered.tissue
+    fat = ndi.binary_erosion(tis == Tissue.FAT, iterations=1)
+    resid = img[fat] - hip_case.rendered.clean[fat]  # type: ignore[index]
+    assert 3.0 < resid.std() < 60.0
+
+
+def test_same_seed_same_case_other_seed_differs() -> None:
+    cfg = cfg_for(FovKind.KNEE)
+    a = generate_case(cfg, np.random.default_rng(3))
+    b = generate_case(cfg, np.random.default_rng(3))
+    c = generate_case(cfg, np.random.default_rng(4))
+    np.testing.assert_array_equal(a.image.array, b.image.array)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.meta["fov"] == b.meta["fov"]
+    assert a.image.shape != c.image.shape or not np.array_equal(a.image.array, c.image.array)
+
+
+def _z_range(case: Case) -> tuple[float, float]:
+    fov = case.meta["fov"]["z_range_mm"]
+    return float(fov[0]), float(fov[1])
+
+
+def test_knee_fov_has_no_femoral_head() -> None:
+    case = generate_case(cfg_for(FovKind.KNEE), np.random.default_rng(21))
+    lo, hi = _z_range(case)
+    lm = case.anatomy.landmarks
+    for s in ("left", "right"):
+        head_bottom = lm[f"hip_{s}"][2] - lm[f"head_radius_{s}"][0]
+        assert hi < head_bottom
+        assert lo < lm[f"knee_{s}"][2] < hi
+    assert (case.labels == 1).any() and (case.labels == 2).any()
+
+
+def test_full_fov_spans_crest_to_ankles() -> None:
+    case = generate_case(cfg_for(FovKind.FULL), np.random.default_rng(22))
+    lo, hi = _z_range(case)
+    lm = case.anatomy.landmarks
+    assert hi >= lm["pelvis_top"][2] and lo <= min(lm["ankle_left"][2], lm["ankle_right"][2])
+
+
+def test_one_leg_fov_is_centred_on_one_leg() -> None:
+    case = generate_case(cfg_for(FovKind.ONE_LEG), np.random.default_rng(23))
+    side = case.meta["fov"]["side"]
+    other = "right" if side == "left" else "left"
+    n = {s: int((case.labels == v).sum()) for s, v in (("left", 1), ("right", 2))}
+    assert n[side] > 0 and n[other] < n[side]
+    g = case.image
+    x_centre = g.index_to_world(np.array(g.shape) / 2 - 0.5)[0]
+    assert abs(x_centre - case.anatomy.landmarks[f"hip_{side}"][0]) < abs(
+        x_centre - case.anatomy.landmarks[f"hip_{other}"][0])
+
+
+def test_cut_fov_cuts_a_femur_at_the_image_edge() -> None:
+    case = generate_case(cfg_for(FovKind.CUT), np.random.default_rng(24))
+    femur = case.labels > 0
+    assert femur[:, :, 0].any() or femur[:, :, -1].any()
+
+
+def test_mixed_draws_several_kinds() -> None:
+    from femurseg.phantoms.fov import choose_kind
+
+    cfg = PhantomConfig()
+    rng = np.random.default_rng(0)
+    kinds = {choose_kind(cfg, rng) for _ in range(200)}
+    assert kinds == set(FovKind) - {FovKind.MIXED}
+
+
+def test_implants_present_and_inside_femur_label(implant_case: Case) -> None:
+    tis, lab, img = implant_case.rendered.tissue, implant_case.labels, implant_case.image
+    kinds = {(i["kind"], i["side"]) for i in implant_case.meta["implants"]}
+    assert kinds == {("hip", "left"), ("hip", "right"), ("knee", "left"), ("knee", "right")}
+    metal = tis == Tissue.METAL
+    assert metal.sum() > 50
+    assert img.array.max() >= 2500
+    # The femur label keeps the femur's extent: the resected head's centre is still labelled.
+    for s, v in (("left", 1), ("right", 2)):
+        ijk = np.rint(img.world_to_index(implant_case.anatomy.landmarks[f"hip_{s}"])).astype(int)
+        if np.all((ijk >= 0) & (ijk < img.shape)):
+            assert lab[tuple(ijk)] == v
+            assert tis[tuple(ijk)] == Tissue.METAL
+
+
+def test_streaks_add_dark_and_bright_bands(implant_case: Case) -> None:
+    clean = implant_case.rendered.clean
+    assert clean is not None
+    tis = implant_case.rendered.tissue
+    soft = np.isin(tis, [Tissue.FAT, Tissue.MUSCLE])
+    k = int(np.argmax((tis == Tissue.METAL).sum(axis=(0, 1))))
+    diff = (implant_case.image.array - clean)[:, :, k][soft[:, :, k]]
+    assert diff.min() < -100 or diff.max() > 100
+
+
+def test_recon_circle_pads_outside_and_clears_labels() -> None:
+    cfg = cfg_for(FovKind.HIP, circle=True, circle_probability=1.0, padding_values=(-3024.0,))
+    case = generate_case(cfg, np.random.default_rng(12))
+    img = case.image.array
+    assert case.meta["fov"]["circle"] is not None
+    corner = img[0, 0, :]
+    assert np.all(corner == -3024.0)
+    assert np.all(case.labels[img == -3024.0] == 0)
+    assert case.labels.any()
+
+
+def test_noise_grows_with_body_size() -> None:
+    from femurseg.phantoms.grid import Grid
+    from femurseg.phantoms.scanner import ScanDraw, add_noise
+
+    g = Grid((200, 200, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    s = ScanDraw(1.0, 0.5, 30.0, 1.5, 1.0, False, None, 1.0)
+    yy, xx = np.mgrid[:200, :200]
+    sds = []
+    for r in (40, 95):  # water-equivalent diameters 80 mm and 190 mm
+        img = np.full(g.shape, -1000.0, dtype=np.float32)
+        img[(xx - 100) ** 2 + (yy - 100) ** 2 < r**2] = 0.0
+        base = img.copy()
+        add_noise(img, g, s, np.random.default_rng(0))
+        sds.append(float((img - base)[80:120, 80:120].std()))
+    assert sds[1] > 2.0 * sds[0]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError):
+        PhantomConfig(fov="elbow")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        PhantomConfig(spacing=(1.0, 1.0))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        PhantomConfig(orientations=("RAR",))
+    with pytest.raises(ConfigError):
+        PhantomConfig(subjects=("LLP26_01",), exclude_subjects=("LLP26_01",))
+    with pytest.raises(ConfigError):
+        TissueParams(fat_hu=(-80.0, -120.0))
+    with pytest.raises(ConfigError):
+        ImplantParams(hip_probability=1.5)
+    with pytest.raises(ConfigError):
+        ScannerParams(padding_values=())
+    ok = dataclasses.replace(PhantomConfig(), fov=FovKind.HIP)
+    assert ok.fov is FovKind.HIP

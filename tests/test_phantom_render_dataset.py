@@ -1,0 +1,127 @@
+"""Dataset writer and ``femurseg phantom``: files, orientations, split, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from femurseg.cli import app
+from femurseg.errors import ConfigError, OutputError
+from femurseg.io.read import read_labels, read_volume
+from femurseg.io.write import write_image
+from femurseg.phantoms.dataset import split_cases, write_dataset
+from femurseg.phantoms.generate import generate_case
+from femurseg.phantoms.params import FovKind, PhantomConfig, ScannerParams
+
+runner = CliRunner()
+SMALL = PhantomConfig(fov=FovKind.KNEE, spacing=(5.0, 5.0, 5.0),
+                      scanner=ScannerParams(max_render_mm=5.0))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ds") / "a"
+    write_dataset(out, 2, 7, SMALL)
+    return out
+
+
+def test_dataset_layout_and_json(dataset: Path) -> None:
+    doc = json.loads((dataset / "dataset.json").read_text())
+    assert doc["labels"] == {"0": "background", "1": "femur_left", "2": "femur_right"}
+    assert [c["name"] for c in doc["cases"]] == ["phantom_0000", "phantom_0001"]
+    for c in doc["cases"]:
+        meta = c["meta"]
+        for key in ("subjects", "fov", "spacing", "orientation", "implants", "seed"):
+            assert key in meta
+        vol = read_volume(dataset / c["image"])
+        lab, aff = read_labels(dataset / c["label"], like=vol)
+        assert set(np.unique(lab)) <= {0, 1, 2} and lab.any()
+        np.testing.assert_allclose(aff, vol.affine)
+    split = doc["split"]
+    assert sorted(split["train"] + split["val"] + split["test"]) == ["phantom_0000",
+                                                                      "phantom_0001"]
+
+
+def test_parallel_workers_give_byte_identical_files(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    write_dataset(out, 2, 7, SMALL, workers=2)
+    for rel in ("dataset.json", "images/phantom_0001.nii.gz", "labels/phantom_0000.nii.gz"):
+        assert (out / rel).read_bytes() == (dataset / rel).read_bytes(), rel
+
+
+def test_refuses_non_empty_folder_unless_overwrite(dataset: Path) -> None:
+    with pytest.raises(OutputError, match="not empty"):
+        write_dataset(dataset, 1, 7, SMALL)
+
+
+def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        write_dataset(tmp_path / "x", 0, 1, SMALL)
+    with pytest.raises(ConfigError):
+        write_dataset(tmp_path / "x", 1, 1, SMALL, shapes_dir=tmp_path / "missing")
+
+
+@pytest.mark.parametrize("n, want", [(100, (85, 8, 7)), (3, (1, 1, 1)), (10, (8, 1, 1)),
+                                     (1, (1, 0, 0))])
+def test_split_proportions(n: int, want: tuple[int, int, int]) -> None:
+    names = [f"c{i}" for i in range(n)]
+    s = split_cases(names, 3)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == want
+    assert split_cases(names, 3) == s
+    assert sorted(s["train"] + s["val"] + s["test"]) == sorted(names)
+
+
+@pytest.mark.parametrize("code", ["LPS", "PIR", "LAS"])
+def test_orientation_variants_read_back_to_same_world_labels(tmp_path: Path, code: str) -> None:
+    case = generate_case(SMALL, np.random.default_rng(2))
+    img_p, lab_p = tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz"
+    write_image(case.image.array, case.image.affine, img_p, axcodes=code, dtype=np.int16)
+    write_image(case.labels, case.image.affine, lab_p, axcodes=code, dtype=np.uint8)
+    vol = read_volume(img_p)
+    lab, aff = read_labels(lab_p, like=vol)
+    np.testing.assert_allclose(vol.affine, case.image.affine, atol=1e-4)
+    np.testing.assert_array_equal(lab, case.labels)
+    np.testing.assert_array_equal(vol.array, case.image.array)
+    # Left stays left in world coordinates whatever the file's axis order.
+    x_l = vol.index_to_world(np.argwhere(lab == 1).mean(axis=0))[0]
+    x_r = vol.index_to_world(np.argwhere(lab == 2).mean(axis=0))[0]
+    assert x_l < x_r
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--n", "0"],
+        ["--fov", "elbow"],
+        ["--spacing", "1,2"],
+        ["--spacing", "abc"],
+        ["--workers", "0"],
+        ["--shapes", "/no/such/folder"],
+        ["--hip-implants", "2"],
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str]) -> None:
+    result = runner.invoke(app, ["phantom", "-o", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+
+
+def test_cli_refuses_non_empty_output(dataset: Path) -> None:
+    result = runner.invoke(app, ["phantom", "--n", "1", "-o", str(dataset)])
+    assert result.exit_code == 2
+    assert "--overwrite" in result.output
+
+
+def test_cli_writes_a_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    result = runner.invoke(app, ["phantom", "--n", "1", "-o", str(out), "--seed", "4",
+                                 "--fov", "knee", "--spacing", "5"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "dataset.json").read_text())
+    assert doc["cases"][0]["meta"]["fov"]["kind"] == "knee"
+    assert doc["cases"][0]["meta"]["spacing"] == [5.0, 5.0, 5.0]
