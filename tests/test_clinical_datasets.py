@@ -49,7 +49,9 @@ def test_split_is_a_partition(n: int, seed: int) -> None:
     parts = [*s.train, *s.val, *s.test]
     assert sorted(parts) == sorted(ids)
     assert len(set(parts)) == n
-    assert len(s.val) == round(n * 0.08)
+    assert len(s.val) == (max(1, round(n * 0.08)) if n >= 3 else round(n * 0.08))
+    want_test = max(1, round(n * 0.07)) if n >= 3 else min(round(n * 0.07), n - len(s.val))
+    assert len(s.test) == want_test
 
 
 def test_split_refuses_bad_input() -> None:

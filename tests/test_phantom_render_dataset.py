@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from femurseg.cli import app
+from femurseg.datasets.layout import split_cases
 from femurseg.errors import ConfigError, OutputError
 from femurseg.io.read import read_labels, read_volume
 from femurseg.io.write import write_image
-from femurseg.phantoms.dataset import split_cases, write_dataset
+from femurseg.phantoms.dataset import write_dataset
 from femurseg.phantoms.generate import generate_case
 from femurseg.phantoms.params import FovKind, PhantomConfig, ScannerParams
 
@@ -31,19 +33,22 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dataset_layout_and_json(dataset: Path) -> None:
     doc = json.loads((dataset / "dataset.json").read_text())
-    assert doc["labels"] == {"0": "background", "1": "femur_left", "2": "femur_right"}
-    assert [c["name"] for c in doc["cases"]] == ["phantom_0000", "phantom_0001"]
-    for c in doc["cases"]:
-        meta = c["meta"]
+    assert doc["labels"] == {"background": 0, "femur_left": 1, "femur_right": 2}
+    assert doc["cases"] == ["phantom_0000", "phantom_0001"]
+    for name in doc["cases"]:
+        meta = doc["case_info"][name]
         for key in ("subjects", "fov", "spacing", "orientation", "implants", "seed"):
             assert key in meta
-        vol = read_volume(dataset / c["image"])
-        lab, aff = read_labels(dataset / c["label"], like=vol)
+        vol = read_volume(dataset / "images" / f"{name}.nii.gz")
+        lab, aff = read_labels(dataset / "labels" / f"{name}.nii.gz", like=vol)
         assert set(np.unique(lab)) <= {0, 1, 2} and lab.any()
         np.testing.assert_allclose(aff, vol.affine)
+        assert "".join(nib.aff2axcodes(nib.load(dataset / "images" / f"{name}.nii.gz").affine)) \
+            == meta["orientation"]
     split = doc["split"]
     assert sorted(split["train"] + split["val"] + split["test"]) == ["phantom_0000",
                                                                       "phantom_0001"]
+    assert doc["source"]["generator"] == "femurseg phantom"
 
 
 def test_parallel_workers_give_byte_identical_files(dataset: Path, tmp_path: Path) -> None:
@@ -69,10 +74,10 @@ def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
                                      (1, (1, 0, 0))])
 def test_split_proportions(n: int, want: tuple[int, int, int]) -> None:
     names = [f"c{i}" for i in range(n)]
-    s = split_cases(names, 3)
-    assert (len(s["train"]), len(s["val"]), len(s["test"])) == want
-    assert split_cases(names, 3) == s
-    assert sorted(s["train"] + s["val"] + s["test"]) == sorted(names)
+    s = split_cases(names, seed=3)
+    assert (len(s.train), len(s.val), len(s.test)) == want
+    assert split_cases(names, seed=3) == s
+    assert sorted(s.train + s.val + s.test) == sorted(names)
 
 
 @pytest.mark.parametrize("code", ["LPS", "PIR", "LAS"])
@@ -123,5 +128,6 @@ def test_cli_writes_a_dataset(tmp_path: Path) -> None:
                                  "--fov", "knee", "--spacing", "5"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "dataset.json").read_text())
-    assert doc["cases"][0]["meta"]["fov"]["kind"] == "knee"
-    assert doc["cases"][0]["meta"]["spacing"] == [5.0, 5.0, 5.0]
+    meta = doc["case_info"][doc["cases"][0]]
+    assert meta["fov"]["kind"] == "knee"
+    assert meta["spacing"] == [5.0, 5.0, 5.0]

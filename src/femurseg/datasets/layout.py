@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from femurseg.atomic import atomic_write
 from femurseg.errors import InputError, OutputError
-from femurseg.export.atomic import atomic_write
 from femurseg.types import LABELS, Volume
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ def split_cases(
         fractions: (train, val, test), non-negative, summing to 1.
 
     Returns:
-        The split; val and test get ``round(n * fraction)`` cases, train the rest.
+        The split; val and test get ``round(n * fraction)`` cases (at least one each when
+        n >= 3 and their fraction is not 0), train the rest.
 
     Raises:
         InputError: duplicate ids or bad fractions.
@@ -149,8 +150,14 @@ def split_cases(
         )
     order = np.random.default_rng(seed).permutation(len(ids))
     shuffled = [ids[i] for i in order]
-    n_val = round(len(ids) * fr[1])
-    n_test = min(round(len(ids) * fr[2]), len(ids) - n_val)
+    n = len(ids)
+    n_val = round(n * fr[1])
+    n_test = round(n * fr[2])
+    if n >= 3:
+        # A split is only usable with something to validate and test on.
+        n_val = max(n_val, 1 if fr[1] > 0 else 0)
+        n_test = max(n_test, 1 if fr[2] > 0 else 0)
+    n_test = min(n_test, n - n_val)
     val = shuffled[:n_val]
     test = shuffled[n_val : n_val + n_test]
     train = shuffled[n_val + n_test :]
@@ -192,7 +199,12 @@ def prepare_dataset_dir(root: str | Path, *, overwrite: bool = False) -> Dataset
 
 
 def write_case(
-    layout: DatasetLayout, case_id: str, image: Volume, labels: npt.ArrayLike
+    layout: DatasetLayout,
+    case_id: str,
+    image: Volume,
+    labels: npt.ArrayLike,
+    *,
+    axcodes: str | None = None,
 ) -> tuple[Path, Path]:
     """Write one case's CT and label map (each file atomic; both removed if either fails).
 
@@ -202,16 +214,23 @@ def write_case(
         image: the CT; written as int16 HU in its own on-disk layout (or RAS for an in-memory
             volume).
         labels: uint8 label map, shape ``image.shape`` (X, Y, Z) canonical, values 0/1/2.
+        axcodes: on-disk axis order for both files (e.g. ``"LPS"``); None keeps the image's own
+            input layout.
 
     Returns:
         ``(image path, label path)``.
     """
-    from femurseg.io import write_labels, write_volume
+    from femurseg.io import write_image, write_labels, write_volume
 
     img_path, lab_path = layout.image_path(case_id), layout.label_path(case_id)
     try:
-        write_volume(image, img_path)
-        write_labels(labels, image, lab_path)
+        if axcodes is None:
+            write_volume(image, img_path)
+            write_labels(labels, image, lab_path)
+        else:
+            write_image(image.array, image.affine, img_path, axcodes=axcodes, dtype=np.int16)
+            write_image(np.asarray(labels, dtype=np.uint8), image.affine, lab_path,
+                        axcodes=axcodes, dtype=np.uint8)  # fmt: skip
     except BaseException:
         img_path.unlink(missing_ok=True)
         lab_path.unlink(missing_ok=True)

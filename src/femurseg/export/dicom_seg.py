@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from femurseg.atomic import atomic_write
 from femurseg.config import check_range
 from femurseg.errors import InputError, OutputError
-from femurseg.export.atomic import atomic_write
 from femurseg.io.orient import ras_to_lps, to_disk
 from femurseg.types import Label, SourceGeometry, Volume
 

@@ -26,9 +26,9 @@ import numpy.typing as npt
 import trimesh
 from skimage import measure
 
+from femurseg.atomic import atomic_write
 from femurseg.config import check_range
 from femurseg.errors import ConfigError
-from femurseg.export.atomic import atomic_write
 from femurseg.types import LABELS, Label
 
 log = logging.getLogger(__name__)

@@ -1,20 +1,19 @@
 """Writing label maps back in the input's geometry, and canonical arrays in a chosen layout.
 
-Every write is atomic: the file is written under a hidden temporary name in the target folder and
-moved into place with :func:`os.replace`, so a crash never leaves a half-written output.
+Every write is atomic (:func:`femurseg.atomic.atomic_write`), so a crash never leaves a
+half-written output.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from femurseg.atomic import atomic_write
 from femurseg.errors import OutputError
 from femurseg.io.itk import write_itk
 from femurseg.io.nifti import write_nifti
@@ -57,30 +56,22 @@ def save_atomic(
         OutputError: unsupported ending, or the file cannot be written.
     """
     fmt = _out_format(path)
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=suffix_of(path), dir=path.parent
-        )
-        os.close(fd)
-        tmp = Path(name)
-        if fmt == "nifti":
-            write_nifti(disk, affine, tmp, header)
-        else:
-            write_itk(disk, affine, tmp)
-        os.replace(tmp, path)
-    except Exception as err:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if isinstance(err, (OutputError, ValueError)):
+
+    def _write(tmp: Path) -> None:
+        try:
+            if fmt == "nifti":
+                write_nifti(disk, affine, tmp, header)
+            else:
+                write_itk(disk, affine, tmp)
+        except (OutputError, ValueError, OSError):
             raise
-        raise OutputError(
-            f"cannot write {path} ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
-            "check that the folder exists, is writable and has free space"
-        ) from err
-    log.info("wrote %s", path)
-    return path
+        except Exception as err:  # writers raise RuntimeError etc. for I/O trouble
+            raise OutputError(
+                f"cannot write {path} ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                "check that the folder exists, is writable and has free space"
+            ) from err
+
+    return atomic_write(path, _write, suffix=suffix_of(path))
 
 
 def write_labels(labels: npt.ArrayLike, like: Volume, path: str | Path) -> Path:

@@ -1,19 +1,18 @@
-"""Write a synthetic dataset: images/, labels/ and dataset.json with a seeded split.
+"""Write a synthetic dataset in the femurseg layout (:mod:`femurseg.datasets.layout`).
 
 Layout::
 
     DIR/images/<case>.nii.gz   CT, int16 HU, on-disk orientation drawn per case
     DIR/labels/<case>.nii.gz   uint8 0 background, 1 femur_left, 2 femur_right, same geometry
-    DIR/dataset.json           cases, per-case meta, label names, train/val/test split
+    DIR/dataset.json           cases, per-case meta (case_info), label names, seeded split
 
 Case ``i`` is drawn from ``SeedSequence(seed).spawn(n)[i]``, so a case does not depend on how
 many workers made the dataset or in which order; the same seed gives byte-identical files.
-Each file is written atomically (temporary file, then rename).
+Each file is written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -24,17 +23,19 @@ from typing import Any
 import numpy as np
 
 from femurseg.config import to_dict
-from femurseg.errors import ConfigError, OutputError
+from femurseg.datasets.layout import (
+    DatasetLayout,
+    prepare_dataset_dir,
+    split_cases,
+    write_case,
+    write_dataset_json,
+)
+from femurseg.errors import ConfigError
 from femurseg.phantoms.generate import generate_case
 from femurseg.phantoms.params import PhantomConfig
-from femurseg.types import LABELS
 
 log = logging.getLogger(__name__)
 
-#: split proportions (train, val, test), as in Xie et al. 2025 (85/8/7).
-SPLIT = (0.85, 0.08, 0.07)
-#: dataset.json format version.
-FORMAT_VERSION = 1
 #: meta keys left out of dataset.json because they change from run to run.
 VOLATILE_META = ("timings_s",)
 
@@ -44,83 +45,26 @@ def case_name(i: int) -> str:
     return f"phantom_{i:04d}"
 
 
-def split_cases(names: list[str], seed: int, proportions: tuple[float, float, float] = SPLIT
-                ) -> dict[str, list[str]]:
-    """A seeded train/val/test split; at least one val and one test case when n >= 3.
-
-    Args:
-        names: case names.
-        seed: split seed.
-        proportions: (train, val, test) fractions summing to 1.
-
-    Returns:
-        ``{"train": [...], "val": [...], "test": [...]}``, each sorted.
-    """
-    if abs(sum(proportions) - 1.0) > 1e-6 or min(proportions) < 0:
-        raise ConfigError(f"split proportions {proportions} must be >= 0 and sum to 1")
-    n = len(names)
-    n_val = int(round(proportions[1] * n))
-    n_test = int(round(proportions[2] * n))
-    if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
-    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(n)
-    shuffled = [names[i] for i in order]
-    val = sorted(shuffled[:n_val])
-    test = sorted(shuffled[n_val:n_val + n_test])
-    train = sorted(shuffled[n_val + n_test:])
-    return {"train": train, "val": val, "test": test}
-
-
-def prepare_output(out: Path, overwrite: bool) -> None:
-    """Create ``out``; refuse a non-empty folder unless ``overwrite`` (then clear our files).
-
-    Raises:
-        OutputError: ``out`` is a file, or a non-empty folder and ``overwrite`` is False.
-    """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {out} is a file; expected a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(
-                f"output folder {out} is not empty; expected a new or empty folder; "
-                "choose another folder or pass --overwrite"
-            )
-        for sub in ("images", "labels"):
-            d = out / sub
-            if d.is_dir():
-                for f in d.glob("*.nii.gz"):
-                    f.unlink()
-        (out / "dataset.json").unlink(missing_ok=True)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-
-
 def make_case(
-    args: tuple[int, np.random.SeedSequence, PhantomConfig, str | None, str, int]
-) -> dict[str, Any]:
+    args: tuple[int, np.random.SeedSequence, PhantomConfig, str | None, str, int],
+) -> tuple[str, dict[str, Any]]:
     """Generate and write case ``i`` (top-level so that worker processes can run it).
 
     Args:
-        args: (index, seed sequence, config, shapes folder or None, output folder, seed).
+        args: (index, seed sequence, config, shapes folder or None, dataset folder, seed).
 
     Returns:
-        The case's dataset.json entry.
+        The case name and its meta for dataset.json's ``case_info``.
     """
-    from femurseg.io.write import write_image
-
     i, ss, cfg, shapes, out, seed = args
     case = generate_case(cfg, np.random.default_rng(ss), Path(shapes) if shapes else None)
     name = case_name(i)
-    orient = case.meta["orientation"]
-    img_rel, lab_rel = f"images/{name}.nii.gz", f"labels/{name}.nii.gz"
-    write_image(case.image.array, case.image.affine, Path(out) / img_rel, axcodes=orient,
-                dtype=np.int16)
-    write_image(case.labels, case.image.affine, Path(out) / lab_rel, axcodes=orient,
-                dtype=np.uint8)
+    write_case(DatasetLayout(Path(out)), name, case.image, case.labels,
+               axcodes=case.meta["orientation"])  # fmt: skip
     log.info("case %s: %s", name, case.meta.get("timings_s"))
     meta = {k: v for k, v in case.meta.items() if k not in VOLATILE_META}
     meta["seed"] = {"dataset_seed": seed, "case_index": i}
-    return {"name": name, "image": img_rel, "label": lab_rel, "meta": meta}
+    return name, meta
 
 
 def write_dataset(
@@ -133,12 +77,12 @@ def write_dataset(
     overwrite: bool = False,
     on_case: Callable[[str], None] | None = None,
 ) -> Path:
-    """Generate ``n`` cases into ``out`` and write dataset.json.
+    """Generate ``n`` cases into ``out`` and write dataset.json with an 85/8/7 split.
 
     Args:
         out: dataset folder (new, empty, or non-empty with ``overwrite``).
         n: number of cases (>= 1).
-        seed: dataset seed.
+        seed: dataset seed (cases and split).
         cfg: phantom configuration.
         shapes_dir: LLP26 folder, or None for procedural bones.
         workers: worker processes (1: in this process).
@@ -149,8 +93,8 @@ def write_dataset(
         Path of dataset.json.
 
     Raises:
-        ConfigError: bad ``n``, ``seed`` or ``workers``.
-        OutputError: see :func:`prepare_output`.
+        ConfigError: bad ``n``, ``seed``, ``workers`` or shapes folder.
+        OutputError: ``out`` is not empty and ``overwrite`` is False.
     """
     if n < 1:
         raise ConfigError(f"n={n} cases; expected at least 1")
@@ -163,37 +107,36 @@ def write_dataset(
             f"shapes folder {shapes_dir} does not exist; expected the LLP26 folder "
             "(shapes/llp26); fix the path or leave --shapes out for procedural bones"
         )
-    prepare_output(out, overwrite)
+    layout = prepare_dataset_dir(out, overwrite=overwrite)
     seqs = np.random.SeedSequence(seed).spawn(n)
     jobs = [(i, seqs[i], cfg, str(shapes_dir) if shapes_dir else None, str(out), seed)
-            for i in range(n)]
-    entries: list[dict[str, Any]] = []
+            for i in range(n)]  # fmt: skip
+    info: dict[str, dict[str, Any]] = {}
     if workers == 1:
-        for job in jobs:
-            entries.append(make_case(job))
+        done = map(make_case, jobs)
+        for name, meta in done:
+            info[name] = meta
             if on_case:
-                on_case(entries[-1]["name"])
+                on_case(name)
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for entry in pool.map(make_case, jobs):
-                entries.append(entry)
+            for name, meta in pool.map(make_case, jobs):
+                info[name] = meta
                 if on_case:
-                    on_case(entry["name"])
-    entries.sort(key=lambda e: e["name"])
-    doc = {
-        "format_version": FORMAT_VERSION,
-        "generator": "femurseg phantom",
-        "seed": seed,
-        "n": n,
-        "labels": {str(k): v for k, v in LABELS.items()},
-        "split": split_cases([e["name"] for e in entries], seed),
-        "config": to_dict(cfg),
-        "shapes": "llp26" if shapes_dir else "procedural",
-        "cases": entries,
-    }
-    path = out / "dataset.json"
-    tmp = out / ".dataset.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+                    on_case(name)
+    path = write_dataset_json(
+        layout,
+        split_cases(info, seed=seed),
+        name="femurseg phantoms",
+        description="Synthetic lower-limb CTs with exact femur labels (femurseg phantom).",
+        case_info=dict(sorted(info.items())),
+        source={
+            "generator": "femurseg phantom",
+            "seed": seed,
+            "n": n,
+            "shapes": "llp26" if shapes_dir else "procedural",
+            "config": to_dict(cfg),
+        },
+    )
     log.info("wrote %d cases to %s", n, out)
     return path

@@ -1,4 +1,8 @@
-"""Atomic file writes for the exporters: temporary file in the target folder, then rename."""
+"""Atomic file writes: a temporary file in the target folder, then :func:`os.replace`.
+
+Every output femurseg writes (images, label maps, meshes, DICOM, JSON, checkpoints) goes through
+:func:`atomic_write`, so a crash or a full disk never leaves a half-written file behind.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,17 @@ from femurseg.errors import OutputError
 log = logging.getLogger(__name__)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:
+def atomic_write(
+    path: Path, write: Callable[[Path], None], *, overwrite: bool = True, suffix: str = ".tmp"
+) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a hidden temporary file, renamed into place.
 
     Args:
         path: final file path; its folder is created if needed.
         write: called once with the temporary path; must write the whole file there.
         overwrite: when False an existing ``path`` is an error.
+        suffix: ending of the temporary file; writers that pick the format from the file name
+            (nibabel, SimpleITK) need the real ending, e.g. ``.nii.gz``.
 
     Returns:
         ``path``.
@@ -35,7 +43,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool =
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
         write(tmp)
