@@ -391,6 +391,28 @@ def predict_case(
     return report
 
 
+def check_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Check that inputs exist and have distinct case names (before loading any network).
+
+    Raises:
+        InputError: no inputs, a missing input, or two inputs with the same case name.
+    """
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise InputError("no input given; expected one or more CT files or DICOM folders")
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"input {p} does not exist; expected a CT file or DICOM folder")
+    names = [case_name(p) for p in paths]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(
+            f"inputs share the case names {dup}; expected unique names per output folder; "
+            "rename them or predict them into separate folders"
+        )
+    return paths
+
+
 def predict_many(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
@@ -409,17 +431,7 @@ def predict_many(
     Raises:
         InputError: two inputs would write the same case name, or an input is missing.
     """
-    paths = [Path(p) for p in inputs]
-    names = [case_name(p) for p in paths]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise InputError(
-            f"inputs share the case names {dup}; expected unique names per output folder; "
-            "rename them or predict them into separate folders"
-        )
-    for p in paths:
-        if not p.exists():
-            raise InputError(f"input {p} does not exist; expected a CT file or DICOM folder")
+    paths = check_inputs(inputs)
     reports = []
     for p in paths:
         report = predict_case(p, out_dir, predictor, protect=paths)

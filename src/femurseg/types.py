@@ -7,8 +7,9 @@ The canonical form (made only by :mod:`femurseg.io`):
   applied on reading; an oblique scan keeps its oblique affine, no resampling is done.
 * ``affine`` is the 4x4 matrix taking voxel indices ``(i, j, k, 1)`` to world RAS+ millimetres
   (the NIfTI / nibabel convention; DICOM and ITK LPS coordinates are converted on read).
-* ``source`` records how the file on disk was laid out, so that a label map can be written back in
-  exactly that geometry (same shape, affine and axis order) through :func:`femurseg.io.write_labels`.
+* ``source`` records how the file on disk was laid out, so that a label map can be written back
+  in exactly that geometry (same shape, affine and axis order) through
+  :func:`femurseg.io.write_labels`.
 """
 
 from __future__ import annotations

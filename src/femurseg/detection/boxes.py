@@ -135,19 +135,15 @@ def _detect_side(
     comp = comps == best
     volume = float(sizes[best - 1]) * grid.voxel_ml
     score = float(probs[int(side)][comp].mean())
-    if volume < rules.min_volume_ml or score < rules.min_score:
-        return SideDetection(
-            side,
-            False,
-            None,
-            score,
-            volume,
-            message=(
-                f"no {name} found: largest candidate {volume:.1f} ml (score {score:.2f}) is below "
-                f"{rules.min_volume_ml:g} ml or score {rules.min_score:g}; "
-                "check that the scan covers the thighs"
-            ),
-        )
+    if volume < rules.min_volume_ml:
+        why = f"largest candidate {volume:.1f} ml < {rules.min_volume_ml:g} ml"
+    elif score < rules.min_score:
+        why = f"largest candidate ({volume:.0f} ml) has score {score:.2f} < {rules.min_score:g}"
+    else:
+        why = ""
+    if why:
+        msg = f"no {name} found: {why}; check that the scan covers the thighs"
+        return SideDetection(side, False, None, score, volume, message=msg)
     box = _component_box(probs[int(side)], comp, grid, rules.threshold)
     return SideDetection(side, True, box, score, volume, truncated=_touches_fov(box, grid))
 

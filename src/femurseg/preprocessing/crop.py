@@ -87,7 +87,7 @@ def crop(
 
 def pad_to_multiple(
     t: torch.Tensor, multiple: int | tuple[int, int, int], value: float = 0.0
-) -> tuple[torch.Tensor, tuple[slice, ...]]:
+) -> tuple[torch.Tensor, tuple[Any, ...]]:
     """Pad the last three axes at their ends up to a multiple of ``multiple``.
 
     Args:

@@ -56,7 +56,7 @@ def index_map(src: Grid, dst: Grid) -> tuple[npt.NDArray[np.float64], npt.NDArra
             "grids do not share axis directions (index map is not diagonal); expected a grid "
             "derived from the source grid by scaling, shifting or mirroring"
         )
-    return diag.copy(), m[:3, 3].copy()
+    return np.asarray(diag, dtype=np.float64).copy(), np.asarray(m[:3, 3], dtype=np.float64)
 
 
 def _as_tensor(array: npt.NDArray[Any] | torch.Tensor) -> torch.Tensor:
@@ -164,6 +164,8 @@ def resample(
         cmin, cmax = coords[a].min(), coords[a].max()
         lo[a] = int(np.clip(np.floor(cmin) - k[a], 0, src_n[a] - 1))
         hi[a] = int(np.clip(np.ceil(cmax) + k[a] + 1, lo[a] + 1, src_n[a]))
+        # whole blocks only, so a partial block can occur only at the volume's own end
+        hi[a] = int(min(lo[a] + np.ceil((hi[a] - lo[a]) / k[a]) * k[a], src_n[a]))
     if np.any(
         [
             c.max() < -0.5 - _ON_GRID or c.min() > n - 0.5 + _ON_GRID

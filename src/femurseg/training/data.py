@@ -2,9 +2,12 @@
 
 ``dataset.json`` lists cases and their split::
 
-    {"cases": [{"id": "case_0001", "image": "images/case_0001.nii.gz",
-                "label": "labels/case_0001.nii.gz"}, ...],
+    {"cases": ["case_0001", ...] or [{"name": "case_0001", "image": "images/case_0001.nii.gz",
+               "label": "labels/case_0001.nii.gz"}, ...],
      "split": {"train": ["case_0001", ...], "val": [...], "test": [...]}}
+
+Both writers are read: ``femurseg dataset import`` lists case ids (files follow the layout),
+``femurseg phantom`` lists dicts with a ``name`` and the file paths.
 
 Each stage prepares its training arrays once (read, canonicalise, resample, crop) and keeps them
 in memory, cached in the run folder so a resumed run does not prepare them again.
@@ -40,6 +43,9 @@ class CaseEntry:
 
 
 def _entries(root: Path, meta: dict[str, Any]) -> dict[str, CaseEntry]:
+    """Case entries of either writer: ids only (importers: ``images/<id>.nii.gz`` and
+    ``labels/<id>.nii.gz``) or dicts with ``id``/``name`` and ``image``/``label`` paths (the
+    phantom generator)."""
     raw = meta.get("cases")
     if not isinstance(raw, list):
         raise InputError(
@@ -48,14 +54,26 @@ def _entries(root: Path, meta: dict[str, Any]) -> dict[str, CaseEntry]:
         )
     out: dict[str, CaseEntry] = {}
     for item in raw:
+        if isinstance(item, str):
+            out[item] = CaseEntry(
+                item, root / "images" / f"{item}.nii.gz", root / "labels" / f"{item}.nii.gz"
+            )
+            continue
         try:
-            cid = str(item["id"])
-            out[cid] = CaseEntry(cid, root / item["image"], root / item["label"])
-        except (KeyError, TypeError) as err:
+            cid = str(item.get("id", item.get("name")))
+            image = item.get("image", f"images/{cid}.nii.gz")
+            label = item.get("label", f"labels/{cid}.nii.gz")
+        except AttributeError as err:
             raise InputError(
-                f"{root / 'dataset.json'} has a case entry {item!r} without id/image/label; "
-                "fix or regenerate dataset.json"
+                f"{root / 'dataset.json'} has a case entry {item!r} that is neither an id nor a "
+                "mapping; fix or regenerate dataset.json"
             ) from err
+        if cid == "None":
+            raise InputError(
+                f"{root / 'dataset.json'} has a case entry without id or name: {item!r}; fix or "
+                "regenerate dataset.json"
+            )
+        out[cid] = CaseEntry(cid, root / image, root / label)
     return out
 
 
@@ -126,6 +144,6 @@ def cached_arrays(
     arrays = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, __key__=np.array(key), **arrays)
+    np.savez(tmp, __key__=np.array(key), **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return arrays

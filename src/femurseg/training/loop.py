@@ -127,6 +127,7 @@ def train(
     resume: bool = False,
     device: Device | str = Device.AUTO,
     progress: Progress | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one stage and write checkpoints, metrics and curves into ``run_dir``.
 
@@ -138,6 +139,8 @@ def train(
         resume: continue from ``run_dir/last.pt`` (its configs are kept; ``steps`` may grow).
         device: where to train.
         progress: called after every step.
+        cache_dir: where prepared training arrays are kept (default ``run_dir/cache``); runs
+            on the same data and preprocessing can share one.
 
     Returns:
         Summary: final step, best metric, paths.
@@ -167,7 +170,8 @@ def train(
         torch.cuda.set_device(dev)
     torch.manual_seed(train_cfg.seed + rank)
     run.mkdir(parents=True, exist_ok=True)
-    task = build_task(stage, Path(data_dir), train_cfg, model_cfg, run / "cache")
+    cache = Path(cache_dir) if cache_dir is not None else run / "cache"
+    task = build_task(stage, Path(data_dir), train_cfg, model_cfg, cache)
 
     net = task.build().to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
