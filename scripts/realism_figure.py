@@ -1,9 +1,11 @@
 """Compare a phantom with the real example CT: docs/realism.png and summary HU statistics.
 
-Renders a procedural (or LLP26) phantom at the real CT's spacing (3 mm) and field of view (hip),
-then shows both side by side: a coronal view through the femoral heads, an axial slice at the
-heads, and HU histograms of femur bone and of soft tissue. Prints mean/SD HU of fat, muscle and
-cortical bone and the noise SD in fat for both, measured the same way on each.
+Renders a procedural (or LLP26) phantom at the real CT's spacing (3 mm) and field of view (hip,
+reaching up into the lumbar spine like the real one), then shows both side by side with axes
+in mm: a coronal view through the femoral heads, an axial slice at the heads, an axial slice
+through the abdomen (L2-L3), and HU histograms of femur bone and of soft tissue. Prints mean/SD
+HU of fat, muscle and cortical bone and the noise SD in fat for both, measured the same way on
+each; femur statistics use only the top of each femur, as long as the real CT shows of it.
 
 Usage::
 
@@ -60,24 +62,38 @@ def tissue_stats(img: np.ndarray, femur: np.ndarray) -> dict[str, tuple[float, f
     }
 
 
-def _panel_row(axes, img, femur, head_k, head_j, title, sp):  # type: ignore[no-untyped-def]
-    cor = img[:, head_j, :].T
-    axes[0].imshow(cor, origin="lower", cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1],
-                   aspect=sp[2] / sp[0])
-    axes[0].set_title(f"{title}: coronal through the hips")
-    axes[1].imshow(img[:, :, head_k].T, origin="lower", cmap="gray", vmin=WINDOW[0],
-                   vmax=WINDOW[1], aspect=sp[1] / sp[0])
-    axes[1].contour(femur[:, :, head_k].T, [0.5], colors="r", linewidths=0.6)
-    axes[1].set_title(f"{title}: axial at the femoral heads")
+def _show(ax, sl, sp, title):  # type: ignore[no-untyped-def]
+    """Show a 2D (u, v) slice with axes in mm (u horizontal, v vertical)."""
+    ext = (0.0, sl.shape[0] * sp[0], 0.0, sl.shape[1] * sp[1])
+    ax.imshow(sl.T, origin="lower", cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], extent=ext)
+    ax.set_xlabel("mm")
+    ax.set_title(title)
+    return ext
+
+
+def _panel_row(axes, img, femur, head_k, head_j, abd_k, title, sp):  # type: ignore[no-untyped-def]
+    _show(axes[0], img[:, head_j, :], (sp[0], sp[2]), f"{title}: coronal through the hips")
+    ext = _show(axes[1], img[:, :, head_k], (sp[0], sp[1]), f"{title}: axial at the femoral heads")
+    axes[1].contour(femur[:, :, head_k].T, [0.5], colors="r", linewidths=0.6, extent=ext)
+    _show(axes[2], img[:, :, abd_k], (sp[0], sp[1]), f"{title}: axial through the abdomen")
     body = ndi.binary_fill_holes(img > -500)
     soft = img[body & (img > -250) & (img < 250)]
     bone = img[femur]
-    axes[2].hist(soft, bins=np.arange(-250, 251, 5), density=True, alpha=0.6, label="soft tissue")
-    axes[2].hist(bone, bins=np.arange(-250, 1800, 20), density=True, alpha=0.6, label="femur")
-    axes[2].set_yscale("log")
-    axes[2].set_xlabel("HU")
-    axes[2].legend()
-    axes[2].set_title(f"{title}: HU histograms")
+    axes[3].hist(soft, bins=np.arange(-250, 251, 5), density=True, alpha=0.6, label="soft tissue")
+    axes[3].hist(bone, bins=np.arange(-250, 1800, 20), density=True, alpha=0.6, label="femur")
+    axes[3].set_yscale("log")
+    axes[3].set_xlabel("HU")
+    axes[3].legend()
+    axes[3].set_title(f"{title}: HU histograms")
+
+
+def top_of(femur: np.ndarray, length_vox: int) -> np.ndarray:
+    """The femur mask cut to its top ``length_vox`` slices (like a scan ending below it)."""
+    ks = np.nonzero(femur.any(axis=(0, 1)))[0]
+    out = femur.copy()
+    if len(ks):
+        out[:, :, : max(int(ks.max()) - length_vox + 1, 0)] = False
+    return out
 
 
 def main() -> None:
@@ -98,26 +114,35 @@ def main() -> None:
     real_femur = fr > 0  # the right femur has no implant
 
     cfg = PhantomConfig(fov=FovKind.HIP, spacing=real.spacing, recon_circle=False,
+                        abdomen_probability=1.0,
                         implants=ImplantParams(hip_probability=1.0 if args.hip_implant else 0.0,
                                                knee_probability=0.0))
     case = generate_case(cfg, np.random.default_rng(args.seed), args.shapes)
     ph = case.image.array
     ph_femur = case.labels == 2
 
-    # Slices through the femoral heads.
+    # Slices through the femoral heads, and through the abdomen 60 % of the way from the heads
+    # to the top of the image (about L2-L3 in both).
     real_k = int(np.nonzero(real_femur.any(axis=(0, 1)))[0].max()) - 7  # ~20 mm below the top
     real_j = int(np.argwhere(real_femur[:, :, real_k]).mean(axis=0)[1])
     hip = case.anatomy.landmarks["hip_right"]
     ph_ijk = np.rint(case.image.world_to_index(hip)).astype(int)
 
-    fig, ax = plt.subplots(2, 3, figsize=(17, 11))
-    _panel_row(ax[0], real.array, real_femur | (fl > 0), real_k, real_j, "real CT", real.spacing)
-    _panel_row(ax[1], ph, case.labels > 0, int(ph_ijk[2]), int(ph_ijk[1]), "phantom",
-               case.image.spacing)
+    def abd(k: int, n: int) -> int:
+        return min(int(k + 0.6 * (n - k)), n - 1)
+
+    fig, ax = plt.subplots(2, 4, figsize=(22, 11))
+    _panel_row(ax[0], real.array, real_femur | (fl > 0), real_k, real_j,
+               abd(real_k, real.shape[2]), "real CT", real.spacing)
+    _panel_row(ax[1], ph, case.labels > 0, int(ph_ijk[2]), int(ph_ijk[1]),
+               abd(int(ph_ijk[2]), ph.shape[2]), "phantom", case.image.spacing)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=70)
+    fig.savefig(args.out, dpi=60)
 
+    ks = np.nonzero(real_femur.any(axis=(0, 1)))[0]
+    length = int(ks.max() - ks.min() + 1)
+    ph_femur = top_of(ph_femur, length)
     rs = tissue_stats(real.array, real_femur)
     ps = tissue_stats(ph, ph_femur)
     print(f"{'(HU)':34s} {'real mean':>10s} {'real sd':>8s} {'phantom mean':>13s} {'sd':>8s}")

@@ -13,13 +13,19 @@ below the groin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.tissues import CaseTissues
+from femurseg.phantoms.params import TableParams
+from femurseg.phantoms.spine import Spine
+from femurseg.phantoms.tissues import CaseTissues, draw
+
+if TYPE_CHECKING:
+    from femurseg.phantoms.abdomen import Organs
 
 A = npt.NDArray[np.float64]
 
@@ -36,6 +42,8 @@ ABDOMINAL_WALL_MM = 12.0
 #: lengths of soft tissue kept beyond the bones, above the pelvis and below the ankle, mm.
 TRUNK_ABOVE_MM = 250.0
 FOOT_BELOW_MM = 60.0
+#: least depth by which the body's back flattens on its support, mm.
+SINK_MIN_MM = 3.0
 
 
 @dataclass
@@ -58,10 +66,13 @@ class Profile:
 
 @dataclass
 class Table:
-    """Patient table cross-section (constant along z).
+    """Patient table cross-section (constant along z), world mm.
 
-    The top of the table is curved: ``y_top(x) = y0 + curve * (x - xc)**2`` within its width;
-    an optional mattress of thickness ``mattress_mm`` lies on it and the body rests on that.
+    A curved carbon-fibre sandwich: its top is ``y_top(x) = y0 + curve * (x - xc)**2`` within
+    its width and its bottom runs ``thickness`` below, with skins ``top_skin`` and
+    ``bottom_skin`` thick over a foam core. A pad ``mattress_mm`` thick (0: none) with a cover
+    ``cover_mm`` thick lies on it, and the body rests on that, with ``contact_fat`` mm of
+    compressed fat (below the skin) between its muscle and the support.
     """
 
     xc: float
@@ -69,8 +80,11 @@ class Table:
     curve: float
     width: float
     thickness: float
-    shell: float
+    top_skin: float
+    bottom_skin: float
     mattress_mm: float
+    cover_mm: float
+    contact_fat: float = 0.0
 
     def top(self, x: A) -> A:
         """Table top y (mm) at world x (mm)."""
@@ -92,6 +106,8 @@ class BodyModel:
     bladder_centre: A
     bladder_axes: A
     table: Table
+    spine: Spine | None = None
+    organs: Organs | None = None
 
     def at(self, prof: Profile, z: float) -> tuple[float, float, float, float, float]:
         """(cx, cy, a, b, fat) of ``prof`` interpolated at height ``z`` (mm)."""
@@ -151,13 +167,23 @@ def _smooth(v: A, grow: bool = False) -> A:
     return ndi.gaussian_filter1d(v, s, mode="nearest")
 
 
-def build_body(anatomy: Anatomy, t: CaseTissues, rng: np.random.Generator) -> BodyModel:
+def build_body(
+    anatomy: Anatomy,
+    t: CaseTissues,
+    rng: np.random.Generator,
+    table: TableParams | None = None,
+    spine: Spine | None = None,
+    organs: Organs | None = None,
+) -> BodyModel:
     """Fit the soft tissue outline of one case around its posed bones.
 
     Args:
         anatomy: posed bones and landmarks in world RAS+ mm.
         t: the case's tissue draw (fat thickness, muscle sizes, margins).
         rng: random generator for shape variation.
+        table: the table's parameter ranges (defaults if None).
+        spine: the lumbar spine, kept inside the trunk's muscle (None: no spine).
+        organs: the abdominal organs placed around the spine (None: none).
 
     Returns:
         The case's :class:`BodyModel`.
@@ -165,10 +191,11 @@ def build_body(anatomy: Anatomy, t: CaseTissues, rng: np.random.Generator) -> Bo
     lm = anatomy.landmarks
     allv = _verts(anatomy, list(anatomy.meshes))
     z_lo = float(allv[:, 2].min()) - FOOT_BELOW_MM
-    z_hi = float(allv[:, 2].max()) + TRUNK_ABOVE_MM
+    spine_pts = spine.outline_points() if spine is not None else np.zeros((0, 3))
+    z_hi = float(max(allv[:, 2].max(), *spine_pts[:, 2])) + TRUNK_ABOVE_MM
     zs = np.arange(z_lo, z_hi + Z_STEP_MM, Z_STEP_MM)
     legs = {side: _leg(anatomy, side, zs, t, rng) for side in ("left", "right")}
-    trunk, pelvis_bottom = _trunk(anatomy, zs, t, rng)
+    trunk, pelvis_bottom = _trunk(anatomy, zs, t, rng, spine_pts)
     # Bladder: behind and above the pubic symphysis (most anterior pelvis point near midline).
     pv = np.asarray(anatomy.meshes["pelvis"].vertices)
     cx = float(lm["pelvis_centre"][0])
@@ -177,8 +204,9 @@ def build_body(anatomy: Anatomy, t: CaseTissues, rng: np.random.Generator) -> Bo
     r = t.bladder_mm
     axes = np.array([1.2 * r, 0.85 * r, 0.8 * r])
     centre = np.array([cx, pubis[1] - axes[1] - 12.0, pubis[2] + 0.6 * axes[2]])
-    table = _table(legs, trunk, zs, anatomy, t, rng)
-    return BodyModel(zs, legs, trunk, pelvis_bottom, centre, axes, table)
+    table_ = _table(legs, trunk, anatomy, spine_pts, t, table or TableParams(), rng)
+    _lay_back_on(trunk, float(table_.rest(np.array([table_.xc]))[0]), zs >= pelvis_bottom)
+    return BodyModel(zs, legs, trunk, pelvis_bottom, centre, axes, table_, spine, organs)
 
 
 def _leg(anatomy: Anatomy, side: str, zs: A, t: CaseTissues, rng: np.random.Generator) -> Profile:
@@ -257,7 +285,7 @@ def _contain(
 
 
 def _trunk(
-    anatomy: Anatomy, zs: A, t: CaseTissues, rng: np.random.Generator
+    anatomy: Anatomy, zs: A, t: CaseTissues, rng: np.random.Generator, spine_pts: A
 ) -> tuple[Profile, float]:
     pv = _verts(anatomy, ["pelvis"])
     cx0 = float(anatomy.landmarks["pelvis_centre"][0])
@@ -287,6 +315,9 @@ def _trunk(
         bins[bot:top + 1], np.full(top + 1 - bot, cx0), cy[bot:top + 1], a[bot:top + 1],
         b[bot:top + 1], ABDOMINAL_WALL_MM, smooth=False)
     a[top + 1:], b[top + 1:] = a[top] * 0.95, b[top]
+    if len(spine_pts):  # the lumbar spine inside the back muscles
+        sb = _binned(zs, spine_pts)
+        a, b = _contain(sb, np.full(n, cx0), cy, a, b, ABDOMINAL_WALL_MM, smooth=False)
     cy[:bot] = cy[bot]
     # Buttocks: round off below the lowest pelvis point.
     zb = zs[bot]
@@ -300,33 +331,57 @@ def _trunk(
     return Profile(np.full(n, cx0), cy, a, b, fat, fourier, 1.0), float(zb)
 
 
+def _lay_back_on(trunk: Profile, rest: float, where: npt.NDArray[np.bool_]) -> None:
+    """Deepen the trunk's back (in place, front fixed) wherever its outline would stand off
+    the support surface at height ``rest`` (mm): a supine back lies on the table all along,
+    and the renderer flattens what reaches below it."""
+    f = trunk.fourier
+    post = max(1.0 - f[1] - f[2], 0.3)  # fat modulation straight behind the centre
+    outer = trunk.cy - trunk.b - trunk.fat * post
+    d = np.where(where & (trunk.a > 0), outer - (rest - SINK_MIN_MM), 0.0)
+    d = np.maximum(d, 0.0)
+    trunk.cy -= d / 2
+    trunk.b += d / 2
+
+
 def _table(
     legs: dict[str, Profile],
     trunk: Profile,
-    zs: A,
     anatomy: Anatomy,
+    spine_pts: A,
     t: CaseTissues,
+    p: TableParams,
     rng: np.random.Generator,
 ) -> Table:
     posts = []
-    for p in [*legs.values(), trunk]:
-        m = p.a > 0
-        posts.append(np.min(p.cy[m] - p.b[m] - p.fat[m] * (1 - abs(p.fourier[1]))))
+    for prof in [*legs.values(), trunk]:
+        m = prof.a > 0
+        posts.append(np.min(prof.cy[m] - prof.b[m] - prof.fat[m] * (1 - abs(prof.fourier[1]))))
     y_back = float(min(posts))
-    allv = _verts(anatomy, list(anatomy.meshes))
-    bone_back = float(allv[:, 1].min())
-    # The body sinks a little into the table: flatten the back by up to half the fat depth,
-    # never closer than the muscle margin plus the skin to a bone.
-    sink = float(rng.uniform(0.2, 0.5)) * t.subcut_fat_mm + 3.0
-    rest = min(y_back + sink, bone_back - t.muscle_margin_mm - t.skin_mm)
-    mattress = float(rng.choice([0.0, rng.uniform(15.0, 45.0)]))
     xc = float(anatomy.landmarks["pelvis_centre"][0])
+    curve = draw(rng, p.curve)
+    width = draw(rng, p.width_mm)
+    # The patient's weight flattens the back and buttocks on the support: the support surface
+    # lies a muscle margin, the skin and a compressed layer of fat below the hindmost bones of
+    # the trunk and thighs (measured along the curved surface; lower legs rest on positioning
+    # aids, see the soft tissue cushions), and at least SINK_MIN_MM inside the outline.
+    knee_z = max(float(anatomy.landmarks[f"knee_{s}"][2]) for s in ("left", "right"))
+    allv = np.concatenate([_verts(anatomy, list(anatomy.meshes)), spine_pts])
+    allv = allv[(np.abs(allv[:, 0] - xc) < width / 2) & (allv[:, 2] > knee_z)]
+    bone_back = float(np.min(allv[:, 1] - curve * (allv[:, 0] - xc) ** 2))
+    limit = bone_back - t.muscle_margin_mm - t.skin_mm
+    fat = draw(rng, p.sink_fraction) * t.subcut_fat_mm
+    rest = min(max(y_back + SINK_MIN_MM, limit - fat), limit)
+    pad = draw(rng, p.pad_mm) if rng.uniform() < p.pad_probability else 0.0
     return Table(
         xc=xc,
-        y0=rest - mattress,
-        curve=float(rng.uniform(0.0, 2.5e-4)),
-        width=float(rng.uniform(420.0, 520.0)),
-        thickness=float(rng.uniform(35.0, 60.0)),
-        shell=float(rng.uniform(1.5, 3.0)),
-        mattress_mm=mattress,
+        y0=rest - pad,
+        curve=curve,
+        width=width,
+        thickness=draw(rng, p.thickness_mm),
+        top_skin=draw(rng, p.top_skin_mm),
+        bottom_skin=draw(rng, p.bottom_skin_mm),
+        mattress_mm=pad,
+        cover_mm=min(draw(rng, p.pad_cover_mm), pad),
+        contact_fat=max(min(fat, limit - rest), 0.0),
     )

@@ -18,6 +18,7 @@ from femurseg.phantoms.anatomy import Anatomy
 from femurseg.phantoms.body import BodyModel
 from femurseg.phantoms.grid import Grid
 from femurseg.phantoms.params import FovKind, PhantomConfig
+from femurseg.phantoms.spine import Spine
 
 A = npt.NDArray[np.float64]
 
@@ -25,6 +26,8 @@ A = npt.NDArray[np.float64]
 ONE_LEG_WIDTH_MM = (170.0, 260.0)
 #: clearance (mm) between the femoral head and the top of a knee field of view.
 KNEE_HEAD_CLEARANCE_MM = 40.0
+#: an abdominal field of view ends between the middle of L3 and this far above L1, mm.
+ABOVE_L1_MM = 20.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,11 @@ def _z(anatomy: Anatomy, name: str) -> float:
     return float(np.asarray(anatomy.landmarks[name])[2])
 
 
-def z_range(kind: FovKind, anatomy: Anatomy, rng: np.random.Generator) -> tuple[float, float]:
-    """(bottom, top) world z (mm) of a field of view of ``kind``."""
+def z_range(
+    kind: FovKind, anatomy: Anatomy, rng: np.random.Generator, abdomen_top: float | None = None
+) -> tuple[float, float]:
+    """(bottom, top) world z (mm) of a field of view of ``kind``; a ``hip`` or ``full`` one
+    ends at ``abdomen_top`` (mm) when that is given."""
     u = rng.uniform
     crest = _z(anatomy, "pelvis_top")
     hip = min(_z(anatomy, "hip_left"), _z(anatomy, "hip_right"))
@@ -91,9 +97,11 @@ def z_range(kind: FovKind, anatomy: Anatomy, rng: np.random.Generator) -> tuple[
     fbot = min(_z(anatomy, "femur_bottom_left"), _z(anatomy, "femur_bottom_right"))
     r = max(float(np.asarray(anatomy.landmarks[f"head_radius_{s}"])[0]) for s in ("left", "right"))
     if kind is FovKind.FULL:
-        return ankle - u(0.0, 25.0), crest + u(5.0, 40.0)
+        lo, hi = ankle - u(0.0, 25.0), crest + u(5.0, 40.0)
+        return lo, hi if abdomen_top is None else max(hi, abdomen_top)
     if kind is FovKind.HIP:
-        return hip - u(50.0, 100.0), crest + u(0.0, 60.0)
+        lo, hi = hip - u(50.0, 100.0), crest + u(0.0, 60.0)
+        return lo, hi if abdomen_top is None else max(hi, abdomen_top)
     if kind is FovKind.THIGHS:
         return fbot - u(10.0, 60.0), ftop + u(5.0, 40.0)
     if kind is FovKind.KNEE:
@@ -118,6 +126,9 @@ def choose_fov(
     gap_mm: tuple[float, float],
     circle: bool,
     rng: np.random.Generator,
+    spine: Spine | None = None,
+    abdomen_probability: float = 0.0,
+    tight: tuple[float, float, float] | None = None,
 ) -> Fov:
     """Choose a field of view of ``kind`` and build its output grid.
 
@@ -129,11 +140,25 @@ def choose_fov(
         gap_mm: range of the air gap kept around the body in-plane, mm.
         circle: whether to show a circular reconstruction field (padding outside it).
         rng: random generator.
+        spine: the lumbar spine; with it, ``hip`` and ``full`` fields of view reach up to
+            L3-L1 with chance ``abdomen_probability``.
+        abdomen_probability: that chance.
+        tight: (chance, lowest cut, highest cut) of a field of view narrower than the body:
+            its side edges cut that many mm into the body (never for ``one_leg``).
     """
-    z_lo, z_hi = z_range(kind, anatomy, rng)
+    top = None
+    if spine is not None and kind in (FovKind.HIP, FovKind.FULL) and (
+            rng.uniform() < abdomen_probability):
+        top = rng.uniform(float(spine.vertebrae[2].centre[2]), spine.top_z + ABOVE_L1_MM)
+    z_lo, z_hi = z_range(kind, anatomy, rng, top)
     lo, hi = body.extent(z_lo, z_hi)
     gap = rng.uniform(*gap_mm)
     lo, hi = lo - gap, hi + gap
+    cut = None
+    if tight is not None and kind is not FovKind.ONE_LEG and rng.uniform() < tight[0]:
+        # Narrower than the body: no air at the sides, which may cut into the hips.
+        cut = gap + rng.uniform(tight[1], tight[2])
+        lo[0], hi[0] = lo[0] + cut, hi[0] - cut
     # Some of the table shows below the body, not all of it.
     lo[1] = max(lo[1], body.table.y0 - rng.uniform(0.0, body.table.thickness + 10.0))
     side = None
@@ -149,7 +174,7 @@ def choose_fov(
     if circle:
         # A square reconstruction field with its inscribed circle, the body inside it.
         r = float(half.max())
-        if side is None:  # the whole body inside the circle
+        if side is None and cut is None:  # the whole body inside the circle
             r = max(r, body.max_radius(centre, z_lo, z_hi) + gap / 2)
         half = np.array([r, r])
         circ = (float(centre[0]), float(centre[1]), r)

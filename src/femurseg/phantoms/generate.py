@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from femurseg.config import to_dict
 from femurseg.errors import ConfigError
+from femurseg.phantoms.abdomen import place_organs
 from femurseg.phantoms.anatomy import Anatomy
 from femurseg.phantoms.assemble import assemble, sample_pose
 from femurseg.phantoms.body import build_body
@@ -27,6 +28,7 @@ from femurseg.phantoms.params import PhantomConfig
 from femurseg.phantoms.render import Rendered, render_ct, timings_meta
 from femurseg.phantoms.scanner import draw_scan
 from femurseg.phantoms.shapes import BoneSet, list_subjects, load_subject
+from femurseg.phantoms.spine import place_spine
 from femurseg.phantoms.tissues import draw_case_tissues
 from femurseg.types import Volume
 
@@ -116,16 +118,20 @@ def generate_case(
         on-disk orientation drawn for writing it.
     """
     t_start = time.perf_counter()
-    r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc = rng.spawn(8)
+    r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk = rng.spawn(9)
     anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
+    spine = place_spine(anatomy, cfg.trunk, r_trunk)
+    organs = place_organs(spine, float(anatomy.landmarks["pelvis_top"][2]), cfg.trunk, r_trunk)
     t_anat = time.perf_counter() - t_start
     tissues = draw_case_tissues(cfg.tissues, r_tis)
-    body = build_body(anatomy, tissues, r_body)
+    body = build_body(anatomy, tissues, r_body, cfg.table, spine, organs)
     kind = choose_kind(cfg, r_fov)
     spacing = choose_spacing(cfg, r_fov)
     scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
-    fov = choose_fov(kind, anatomy, body, spacing, cfg.scanner.air_gap_mm,
-                     scan.padding is not None, r_fov)
+    sc = cfg.scanner
+    fov = choose_fov(kind, anatomy, body, spacing, sc.air_gap_mm, scan.padding is not None,
+                     r_fov, spine, cfg.abdomen_probability,
+                     (sc.tight_fov_probability, *sc.tight_fov_cut_mm))
     implants = draw_implants(cfg.implants, r_imp)
     rendered = render_ct(anatomy, body, tissues, implants, fov, scan, cfg, r_render, keep_clean)
     orientation = str(cfg.orientations[int(r_misc.integers(len(cfg.orientations)))])
@@ -139,6 +145,9 @@ def generate_case(
         "orientation": orientation,
         "implants": [i.to_meta() for i in implants],
         "tissues": tissues.to_meta(),
+        "table": _jsonable(body.table.__dict__),
+        "spine": {"s1_top": spine.s1_top, "l1_top_z": spine.top_z},
+        "organs": organs.to_meta(),
         "scanner": scan.to_meta(),
         "label_voxels": {"femur_left": int(counts[1]), "femur_right": int(counts[2])},
         "timings_s": {"anatomy": round(t_anat, 3), **timings_meta(rendered),

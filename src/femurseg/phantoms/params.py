@@ -55,9 +55,12 @@ class TissueParams:
 
     Attributes:
         fat_hu, muscle_hu, skin_hu, fluid_hu, bowel_hu, gas_hu: soft tissue HU ranges.
+        liver_hu, spleen_hu, kidney_hu, blood_hu, disc_hu, stool_hu: abdominal organs, the great
+            vessels, intervertebral discs and colonic contents (unenhanced CT).
         air_hu: air outside the body (a scanner's air reads slightly above -1024).
-        table_shell_hu, table_foam_hu, mattress_hu: the patient table (carbon shell, foam core)
-            and an optional foam mattress on it.
+        table_shell_hu, table_foam_hu, mattress_hu: the patient table (carbon-fibre skins, foam
+            core) and the pad on it (foam, reading well above air, under a vinyl cover whose HU
+            is ``pad_cover_hu``).
         cortical_dense_hu, cortical_porotic_hu: cortical bone HU for young dense bone and for
             osteoporotic bone; a per-case bone quality in [0, 1] interpolates between them.
         cancellous_dense_hu, cancellous_porotic_hu: cancellous bone HU, as above.
@@ -76,22 +79,32 @@ class TissueParams:
         gluteal_mm: muscle thickness behind and beside the pelvis.
         bladder_mm: bladder semi-axes range.
         gas_fraction: fraction of bowel volume holding gas.
+        bone_quality_a, bone_quality_b: shape parameters of the Beta distribution of the
+            per-case bone quality (0 osteoporotic, 1 young dense); b > a skews it low because
+            CT patients are mostly older.
     """
 
     fat_hu: Range = (-112.0, -88.0)
-    muscle_hu: Range = (35.0, 58.0)
+    muscle_hu: Range = (28.0, 52.0)
     skin_hu: Range = (10.0, 60.0)
     fluid_hu: Range = (0.0, 20.0)
     bowel_hu: Range = (15.0, 45.0)
     gas_hu: Range = (-1000.0, -900.0)
+    liver_hu: Range = (45.0, 70.0)
+    spleen_hu: Range = (38.0, 55.0)
+    kidney_hu: Range = (25.0, 40.0)
+    blood_hu: Range = (30.0, 50.0)
+    disc_hu: Range = (70.0, 110.0)
+    stool_hu: Range = (-80.0, 20.0)
     air_hu: Range = (-1005.0, -990.0)
-    table_shell_hu: Range = (150.0, 450.0)
-    table_foam_hu: Range = (-985.0, -930.0)
-    mattress_hu: Range = (-960.0, -880.0)
-    cortical_dense_hu: Range = (1200.0, 1700.0)
-    cortical_porotic_hu: Range = (600.0, 950.0)
-    cancellous_dense_hu: Range = (150.0, 320.0)
-    cancellous_porotic_hu: Range = (40.0, 130.0)
+    table_shell_hu: Range = (300.0, 800.0)
+    table_foam_hu: Range = (-990.0, -940.0)
+    mattress_hu: Range = (-850.0, -550.0)
+    pad_cover_hu: Range = (-150.0, 150.0)
+    cortical_dense_hu: Range = (1100.0, 1500.0)
+    cortical_porotic_hu: Range = (550.0, 850.0)
+    cancellous_dense_hu: Range = (140.0, 260.0)
+    cancellous_porotic_hu: Range = (30.0, 110.0)
     marrow_hu: Range = (-50.0, 60.0)
     trabecular_contrast: Range = (0.25, 0.5)
     cortex_shaft_mm: Range = (4.5, 7.0)
@@ -111,9 +124,86 @@ class TissueParams:
     gluteal_mm: Range = (30.0, 60.0)
     bladder_mm: Range = (25.0, 50.0)
     gas_fraction: Range = (0.02, 0.15)
+    bone_quality_a: float = 1.4
+    bone_quality_b: float = 2.2
 
     def __post_init__(self) -> None:
         _check_ranges(self, -3024.0, 30000.0)
+        check_range("bone_quality_a", self.bone_quality_a, 0.1, 100.0)
+        check_range("bone_quality_b", self.bone_quality_b, 0.1, 100.0)
+
+
+@dataclass(frozen=True)
+class TableParams:
+    """The patient table and the pad on it (mm; HU are in :class:`TissueParams`).
+
+    The table is a curved carbon-fibre sandwich, ``y_top(x) = y0 + curve * (x - xc)**2``: thin
+    skins over a foam core that reads like air. The patient lies on it directly or on a thin
+    pad.
+
+    Attributes:
+        curve: curvature of the table top, 1/mm (real tables rise 30-70 mm at their edges).
+        width_mm: width of the table.
+        thickness_mm: depth of the sandwich (top skin to bottom skin).
+        top_skin_mm, bottom_skin_mm: carbon skin thicknesses.
+        pad_probability: chance that a pad lies between table and patient.
+        pad_mm: pad thickness when present.
+        pad_cover_mm: the pad's denser cover (vinyl) on its top face.
+        sink_fraction: how far the body sinks into the support, as a fraction of its
+            subcutaneous fat depth (soft tissue flattens on the table).
+    """
+
+    curve: Range = (6e-4, 1.8e-3)
+    width_mm: Range = (420.0, 520.0)
+    thickness_mm: Range = (25.0, 55.0)
+    top_skin_mm: Range = (1.0, 2.5)
+    bottom_skin_mm: Range = (1.5, 3.0)
+    pad_probability: float = 0.6
+    pad_mm: Range = (3.0, 30.0)
+    pad_cover_mm: Range = (0.5, 1.5)
+    sink_fraction: Range = (0.2, 0.5)
+
+    def __post_init__(self) -> None:
+        check_range("pad_probability", self.pad_probability, 0.0, 1.0)
+        _check_ranges(self, 0.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class TrunkParams:
+    """The lumbar spine and abdomen above the pelvis (mm, degrees), drawn per case.
+
+    Attributes:
+        body_height_mm: vertebral body height (L3; L1 is a little lower, L5 a little higher).
+        disc_height_mm: intervertebral disc height.
+        body_width_mm: medio-lateral width of the vertebral body (L3).
+        body_depth_mm: antero-posterior depth of the vertebral body (L3).
+        sacral_slope_deg: tilt of the S1 endplate from horizontal (faces anteriorly).
+        lordosis_deg: L1-S1 lordosis (how far the spine's axis turns back between them).
+        transverse_mm: length of the transverse processes beyond the pedicles.
+        spinous_mm: length of the spinous processes behind the laminae.
+        psoas_mm: psoas radius at L5 (it tapers to a third of that at L1).
+        kidney_mm: kidney half-length (its width and depth follow from it).
+        liver_below_crest_mm: height of the liver's lower tip above the iliac crest.
+        colon_mm: radius of the ascending and descending colon.
+        aorta_mm: radius of the abdominal aorta.
+    """
+
+    body_height_mm: Range = (24.0, 30.0)
+    disc_height_mm: Range = (7.0, 12.0)
+    body_width_mm: Range = (42.0, 52.0)
+    body_depth_mm: Range = (30.0, 37.0)
+    sacral_slope_deg: Range = (25.0, 45.0)
+    lordosis_deg: Range = (30.0, 60.0)
+    transverse_mm: Range = (16.0, 28.0)
+    spinous_mm: Range = (22.0, 32.0)
+    psoas_mm: Range = (16.0, 26.0)
+    kidney_mm: Range = (50.0, 60.0)
+    liver_below_crest_mm: Range = (40.0, 110.0)
+    colon_mm: Range = (15.0, 25.0)
+    aorta_mm: Range = (8.0, 12.0)
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, 0.0, 1000.0)
 
 
 @dataclass(frozen=True)
@@ -170,6 +260,9 @@ class ScannerParams:
             padding value outside it.
         padding_values: values scanners write outside the reconstruction circle.
         air_gap_mm: least air kept around the body inside the field of view (x, y).
+        tight_fov_probability: chance that the field of view is narrower than the body, as
+            in many pelvic scans (no air gap at the sides; the hips may be cut).
+        tight_fov_cut_mm: how far each side edge of such a field of view cuts into the body.
     """
 
     psf_fwhm_mm: Range = (0.8, 2.0)
@@ -182,9 +275,12 @@ class ScannerParams:
     circle_probability: float = 0.5
     padding_values: tuple[float, ...] = (-1024.0, -2048.0, -3024.0)
     air_gap_mm: Range = (5.0, 40.0)
+    tight_fov_probability: float = 0.3
+    tight_fov_cut_mm: Range = (0.0, 35.0)
 
     def __post_init__(self) -> None:
         check_range("max_render_mm", self.max_render_mm, 0.2, 5.0)
+        check_range("tight_fov_probability", self.tight_fov_probability, 0.0, 1.0)
         check_range("extended_range_probability", self.extended_range_probability, 0.0, 1.0)
         check_range("circle_probability", self.circle_probability, 0.0, 1.0)
         if not self.padding_values:
@@ -209,7 +305,9 @@ class PhantomConfig:
         subjects: LLP26 subjects to draw legs from (empty: all).
         exclude_subjects: LLP26 subjects never used (held out for testing).
         recon_circle: allow the circular reconstruction field with padding outside.
-        tissues, implants, scanner: the render-side parameter groups.
+        abdomen_probability: chance that a ``hip`` or ``full`` field of view reaches up into
+            the lumbar spine (L1-L3) instead of stopping near the iliac crests.
+        tissues, table, trunk, implants, scanner: the render-side parameter groups.
     """
 
     fov: FovKind = FovKind.MIXED
@@ -230,7 +328,10 @@ class PhantomConfig:
     subjects: tuple[str, ...] = ()
     exclude_subjects: tuple[str, ...] = ()
     recon_circle: bool = True
+    abdomen_probability: float = 0.4
     tissues: TissueParams = field(default_factory=TissueParams)
+    table: TableParams = field(default_factory=TableParams)
+    trunk: TrunkParams = field(default_factory=TrunkParams)
     implants: ImplantParams = field(default_factory=ImplantParams)
     scanner: ScannerParams = field(default_factory=ScannerParams)
 
@@ -251,6 +352,7 @@ class PhantomConfig:
                 raise ConfigError(f"spacing={self.spacing!r} must have 3 values (x, y, z) in mm")
             for i, s in enumerate(self.spacing):
                 check_range(f"spacing[{i}]", float(s), 0.2, 10.0)
+        check_range("abdomen_probability", self.abdomen_probability, 0.0, 1.0)
         _check_range_pair("inplane_spacing_mm", self.inplane_spacing_mm, 0.2, 10.0)
         if not self.slice_spacing_choices:
             raise ConfigError("slice_spacing_choices is empty; give at least one spacing in mm")

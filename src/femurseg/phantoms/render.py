@@ -103,6 +103,9 @@ def render_clean(
         n: voxelize(anatomy.meshes[n], grid.affine, grid.shape)
         for n in PAINT_ORDER if n in anatomy.meshes
     }
+    spine = body.spine
+    if spine is not None and grid.axis(2)[-1] > spine.s1_top[2]:
+        crops = {"spine": spine.rasterize(grid), **crops}  # painted first: the sacrum wins
     timings["voxelize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     r_soft, r_bone = rng.spawn(2)

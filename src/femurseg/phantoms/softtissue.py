@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
+from femurseg.phantoms.abdomen import STOOL_STEP, AbdomenPainter, reaches
 from femurseg.phantoms.body import BodyModel, Profile
 from femurseg.phantoms.grid import Grid
 from femurseg.phantoms.tissues import CaseTissues, SliceField, Tissue
@@ -36,6 +37,12 @@ GAS_STEP = (9.0, 9.0, 9.0)
 BOWEL_THRESHOLD = -0.25
 BOWEL_WALL = 0.22
 _BIG = np.float32(1e4)
+#: abdominal wall muscle between the trunk outline and the visceral cavity, mm; above the
+#: iliac crest the thick posterior (gluteal) wall thins to it over this height, mm.
+CAVITY_WALL_MM = 12.0
+CREST_BLEND_MM = 40.0
+#: the pad stops this far inside the table's edges, mm.
+PAD_INSET_MM = 10.0
 #: a leg further than this above the table gets a foam cushion under it, mm.
 CUSHION_MIN_GAP_MM = 8.0
 
@@ -91,31 +98,38 @@ class SoftTissueRenderer:
         self.marb_w = np.float32(max(t.marbling, 1e-3) / 0.8)
         self.gas_thr = _threshold_for_fraction(self.gas._coarse, t.gas_fraction, 0.05)
         self.table_hu, self.table_cls = self._table_section()
+        self.abdomen: AbdomenPainter | None = None
+        sp_, org_ = body.spine, body.organs
+        if sp_ is not None and org_ is not None and reaches(sp_, org_, float(self.z[-1])):
+            stool = SliceField(rng, org, sp, grid.shape, STOOL_STEP)
+            self.abdomen = AbdomenPainter(body, sp_, org_, t, stool)
         self.rest = body.table.rest(self.x.astype(np.float64)).astype(np.float32)
+        # Muscle stops a skin and a compressed fat layer above the support.
+        self.rest_m = self.rest + np.float32(t.skin_mm + body.table.contact_fat)
         self.rest_j = int((float(self.rest.min()) - grid.origin[1]) / grid.spacing[1])
 
     def _table_section(self) -> tuple[F32, npt.NDArray[np.uint8]]:
+        """HU and class of the table and pad cross-section (the same on every slice)."""
         tb, t = self.body.table, self.t
         x = self.x.astype(np.float64)
         y = self.y.astype(np.float64)
         top = tb.top(x)
-        inside_w = np.abs(x - tb.xc) <= tb.width / 2
-        bottom = tb.y0 - tb.thickness
-        slab = inside_w & (y <= top) & (y >= bottom)
-        shell = slab & (
-            (y > top - tb.shell)
-            | (y < bottom + tb.shell)
-            | (np.abs(x - tb.xc) > tb.width / 2 - tb.shell)
-        )
-        mat = (np.abs(x - tb.xc) <= tb.width / 2 - 10.0) & (y > top) & (y <= top + tb.mattress_mm)
+        half = tb.width / 2
+        inside_w = np.abs(x - tb.xc) <= half
+        slab = inside_w & (y <= top) & (y >= top - tb.thickness)
+        skin = slab & ((y > top - tb.top_skin) | (y < top - tb.thickness + tb.bottom_skin)
+                       | (np.abs(x - tb.xc) > half - tb.bottom_skin))
+        pad_w = np.abs(x - tb.xc) <= half - PAD_INSET_MM
+        pad = pad_w & (y > top) & (y <= top + tb.mattress_mm)
+        cover = pad & (y > top + tb.mattress_mm - tb.cover_mm)
         cls = np.zeros((x.shape[0], y.shape[1]), dtype=np.uint8)
         hu = np.full(cls.shape, t.air, dtype=np.float32)
-        np.copyto(cls, np.uint8(Tissue.TABLE_FOAM), where=slab)
-        np.copyto(hu, t.table_foam, where=slab)
-        np.copyto(cls, np.uint8(Tissue.TABLE_SHELL), where=shell)
-        np.copyto(hu, t.table_shell, where=shell)
-        np.copyto(cls, np.uint8(Tissue.TABLE_FOAM), where=mat)
-        np.copyto(hu, t.mattress, where=mat)
+        for where, c, v in ((slab, Tissue.TABLE_FOAM, t.table_foam),
+                            (skin, Tissue.TABLE_SHELL, t.table_shell),
+                            (pad, Tissue.TABLE_FOAM, t.mattress),
+                            (cover, Tissue.TABLE_FOAM, t.pad_cover)):
+            np.copyto(cls, np.uint8(c), where=where)
+            np.copyto(hu, np.float32(v), where=where)
         return hu, cls
 
     def _bbox(
@@ -197,6 +211,7 @@ class SoftTissueRenderer:
                 trunk = r
         y = self.y[:, j0:j1]
         b = np.maximum(b, self.rest[i0:i1] - y)  # the back flattened on the table
+        m = np.maximum(m, self.rest_m[i0:i1] - y)
         body = b < 0
         muscle = body & (m < 0)
         hw, cw = hu[i0:i1, j0:j1], cls[i0:i1, j0:j1]
@@ -250,7 +265,13 @@ class SoftTissueRenderer:
         """Visceral fat, bowel and bladder inside the trunk's muscular wall (window arrays)."""
         t = self.t
         sl, sdf, s = trunk
-        wall = np.float32(12.0) + np.float32(t.gluteal_mm - 12.0) * (0.5 - 0.5 * s)
+        # Thick gluteal and iliopsoas muscle behind and beside the pelvis; above the iliac
+        # crests only the thin abdominal wall (the abdomen painter adds the back muscles).
+        post = np.float32(t.gluteal_mm - CAVITY_WALL_MM)
+        org = self.body.organs
+        if org is not None:
+            post *= np.float32(np.clip((org.crest_z + CREST_BLEND_MM - z) / CREST_BLEND_MM, 0, 1))
+        wall = np.float32(CAVITY_WALL_MM) + post * (0.5 - 0.5 * s)
         cav = (sdf < -wall) & (m[sl] < -wall)
         if not cav.any():
             return
@@ -292,6 +313,8 @@ class SoftTissueRenderer:
             np.copyto(cls_s, np.uint8(Tissue.GAS), where=gas)
         np.copyto(hu_s, t.fluid, where=bladder)
         np.copyto(cls_s, np.uint8(Tissue.FLUID), where=bladder)
+        if self.abdomen is not None and self.abdomen.reaches(z):
+            self.abdomen.paint(k, z, x, y, cav, m[sl] < 0, hu_s, cls_s, (*gi, *gj))
 
     def _near_pelvis(self, k: int) -> npt.NDArray[np.bool_] | None:
         """Pixels of slice k within PELVIC_MUSCLE_MM of the pelvic bones (2D distance)."""

@@ -35,6 +35,7 @@ class Tissue(enum.IntEnum):
     CANCELLOUS = 10
     MARROW = 11
     METAL = 12
+    ORGAN = 13  # liver, spleen, kidneys, great vessels, intervertebral discs
 
 
 def draw(rng: np.random.Generator, r: Range) -> float:
@@ -56,10 +57,17 @@ class CaseTissues:
     fluid: float
     bowel: float
     gas: float
+    liver: float
+    spleen: float
+    kidney: float
+    blood: float
+    disc: float
+    stool: float
     air: float
     table_shell: float
     table_foam: float
     mattress: float
+    pad_cover: float
     cortical: float
     cancellous: float
     marrow: float
@@ -94,7 +102,8 @@ def draw_case_tissues(p: TissueParams, rng: np.random.Generator) -> CaseTissues:
         p: the ranges.
         rng: random generator (consumed in a fixed order, so a seed fixes the draw).
     """
-    q = float(rng.beta(1.5, 1.5))  # bone quality: most cases in between, some at the extremes
+    # Bone quality: most cases in between, skewed towards the older patients CT mostly sees.
+    q = float(rng.beta(p.bone_quality_a, p.bone_quality_b))
 
     def lerp(dense: Range, porotic: Range) -> float:
         return q * draw(rng, dense) + (1.0 - q) * draw(rng, porotic)
@@ -112,10 +121,17 @@ def draw_case_tissues(p: TissueParams, rng: np.random.Generator) -> CaseTissues:
         fluid=draw(rng, p.fluid_hu),
         bowel=draw(rng, p.bowel_hu),
         gas=draw(rng, p.gas_hu),
+        liver=draw(rng, p.liver_hu),
+        spleen=draw(rng, p.spleen_hu),
+        kidney=draw(rng, p.kidney_hu),
+        blood=draw(rng, p.blood_hu),
+        disc=draw(rng, p.disc_hu),
+        stool=draw(rng, p.stool_hu),
         air=draw(rng, p.air_hu),
         table_shell=draw(rng, p.table_shell_hu),
         table_foam=draw(rng, p.table_foam_hu),
         mattress=draw(rng, p.mattress_hu),
+        pad_cover=draw(rng, p.pad_cover_hu),
         cortical=cortical,
         cancellous=cancellous,
         marrow=draw(rng, p.marrow_hu) - 30.0 * (1.0 - q),  # fattier marrow with age
