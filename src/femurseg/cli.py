@@ -148,19 +148,27 @@ def train(
     val_cases: Annotated[int | None, typer.Option(help="Validation cases used (at most).")] = None,
     patch: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(help="Patch size in voxels (stage 2) / largest sub-volume (stage 1)."),
+        typer.Option(help="Stage 1: largest coarse sub-volume in voxels (stage 2: roi_size)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     spacing: Annotated[
         float | None, typer.Option(help="Network voxel size in mm (stage default if unset).")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tune).")
+    ] = None,
+    roi: Annotated[
+        tuple[int, int, int] | None,
+        typer.Option(help="Stage 2: window (training patch and inference) in voxels."),
+    ] = None,
 ) -> None:
     """Train stage 1 or stage 2 on a dataset folder; resumable; torchrun for several GPUs."""
 
     def _train() -> None:
         import dataclasses
         import math
+        import os
 
         from femurseg.detection import DetectorConfig
         from femurseg.errors import ConfigError, InputError
@@ -177,7 +185,7 @@ def train(
             raise ConfigError("--steps and --epochs were both given; give one of them")
         base = TrainConfig(stage=st)
         if st == Stage.STAGE1:
-            base = dataclasses.replace(base, batch_size=1, patch_size=(112, 96, 192), lr=3e-3)
+            base = dataclasses.replace(base, batch_size=1, lr=3e-3)
         changes: dict[str, Any] = {
             k: v
             for k, v in {
@@ -198,6 +206,10 @@ def train(
         model = DetectorConfig() if st == Stage.STAGE1 else SegmenterConfig()
         if spacing is not None:
             model = dataclasses.replace(model, spacing_mm=spacing)
+        if roi is not None:
+            if not isinstance(model, SegmenterConfig):
+                raise ConfigError("--roi applies to stage2 only; use --patch for stage1")
+            model = dataclasses.replace(model, roi_size=roi)
         with _progress() as bar:
             task = bar.add_task(f"train {st.value}", total=cfg.steps, info="")
 
@@ -206,8 +218,17 @@ def train(
                 bar.update(task, completed=done, total=total, info=text)
 
             summary = run_train(
-                data, out, cfg, model, resume=resume, device=device, progress=on_step
+                data,
+                out,
+                cfg,
+                model,
+                resume=resume,
+                device=device,
+                progress=on_step,
+                init_from=init,
             )
+        if int(os.environ.get("RANK", "0")) != 0:
+            return  # under torchrun only rank 0 reports
         typer.echo(
             f"trained {summary['stage']} for {summary['steps']} steps; best metric "
             f"{summary['best_metric']:.4f}; checkpoints {summary['best']} and {summary['last']}"
@@ -542,9 +563,27 @@ def phantom(
     run_guarded(_run)
 
 
-def main() -> None:  # pragma: no cover - console entry point convenience
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app; a command-line usage error is one line and exit 2.
+
+    Click would print a usage block and a framed message; users asked for one line that says
+    what was wrong and where to look.
+    """
+    from typer.exceptions import TyperException
+
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except TyperException as err:  # usage errors: unknown option, bad value, missing argument
+        ctx = getattr(err, "ctx", None)
+        where = ctx.command_path if ctx is not None else "femurseg"
+        what = " ".join(err.format_message().split()).rstrip(".")
+        typer.echo(f"error: {what}; see `{where} --help`", err=True)
+        return int(err.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())

@@ -1,15 +1,15 @@
 """From coarse class probabilities (or a label map) to one world-mm box per femur side.
 
-Left and right are decided in world coordinates: the network sees the scan in canonical RAS+
-axes, and when both sides are found, the one further towards world +x (patient right) is the
-right femur, whatever the network's channels say. A side whose largest candidate is too small
-or too uncertain is reported as not found, never guessed.
+Left and right are decided in world coordinates: when two femurs are found, the one further
+towards world +x (patient right) is the right femur, whatever the network's channels say; a
+single femur takes the side the network (which sees canonical RAS+ axes) votes for. A side
+without an accepted candidate is reported as not found, never guessed.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,49 +109,66 @@ def _touches_fov(box: Box, grid: Grid) -> bool:
     return bool(np.any(idx.min(axis=0) <= 0.0) or np.any(idx.max(axis=0) >= n - 1.0))
 
 
-def _detect_side(
-    probs: npt.NDArray[np.float32],
-    argmax: npt.NDArray[np.intp],
-    grid: Grid,
-    side: Label,
-    rules: BoxRules,
-) -> SideDetection:
-    name = LABELS[side]
-    comps, count = ndimage.label(argmax == int(side), structure=_CONNECTIVITY)
+@dataclass
+class _Candidate:
+    mask: npt.NDArray[np.bool_]
+    volume_ml: float
+    score: float
+    centre_x: float
+
+
+def _candidates(
+    fg: npt.NDArray[np.float32], grid: Grid, rules: BoxRules
+) -> tuple[list[_Candidate], str]:
+    """Accepted femur components (largest first, at most two) and why others were rejected."""
+    comps, count = ndimage.label(fg >= rules.threshold, structure=_CONNECTIVITY)
     if count == 0:
-        return SideDetection(
-            side,
-            False,
-            None,
-            0.0,
-            0.0,
-            message=(
-                f"no {name} found: no voxel of the coarse scan looks like femur; "
-                "check that the scan covers the thighs"
-            ),
-        )
-    sizes = np.bincount(comps.ravel())[1:]
-    best = int(np.argmax(sizes)) + 1
-    comp = comps == best
-    volume = float(sizes[best - 1]) * grid.voxel_ml
-    score = float(probs[int(side)][comp].mean())
-    if volume < rules.min_volume_ml:
-        why = f"largest candidate {volume:.1f} ml < {rules.min_volume_ml:g} ml"
-    elif score < rules.min_score:
-        why = f"largest candidate ({volume:.0f} ml) has score {score:.2f} < {rules.min_score:g}"
-    else:
-        why = ""
-    if why:
-        msg = f"no {name} found: {why}; check that the scan covers the thighs"
-        return SideDetection(side, False, None, score, volume, message=msg)
-    box = _component_box(probs[int(side)], comp, grid, rules.threshold)
-    return SideDetection(side, True, box, score, volume, truncated=_touches_fov(box, grid))
+        return [], "no voxel of the coarse scan looks like femur"
+    sizes = np.bincount(comps.ravel())
+    sizes[0] = 0
+    found: list[_Candidate] = []
+    why = ""
+    for label in np.argsort(sizes)[::-1][:4]:
+        if sizes[label] == 0:
+            break
+        mask = comps == label
+        volume = float(sizes[label]) * grid.voxel_ml
+        score = float(fg[mask].mean())
+        if volume < rules.min_volume_ml:
+            why = why or f"largest candidate {volume:.1f} ml < {rules.min_volume_ml:g} ml"
+            break
+        if score < rules.min_score:
+            why = why or f"candidate of {volume:.0f} ml has score {score:.2f} < {rules.min_score:g}"
+            continue
+        centre = grid.index_to_world(np.argwhere(mask).mean(axis=0))
+        found.append(_Candidate(mask, volume, score, float(centre[0])))
+        if len(found) == 2:
+            break
+    if len(found) == 2 and abs(found[0].centre_x - found[1].centre_x) < rules.min_separation_mm:
+        # two pieces of one femur, not two femurs
+        a, b = found
+        total = a.volume_ml + b.volume_ml
+        found = [
+            _Candidate(
+                a.mask | b.mask,
+                total,
+                (a.score * a.volume_ml + b.score * b.volume_ml) / total,
+                (a.centre_x * a.volume_ml + b.centre_x * b.volume_ml) / total,
+            )
+        ]
+    return found, why
 
 
 def boxes_from_probabilities(
     probs: npt.NDArray[np.float32], grid: Grid, rules: BoxRules | None = None
 ) -> dict[Label, SideDetection]:
     """Turn stage-1 class probabilities into one detection per side.
+
+    The femur probability (left + right) is thresholded into connected components; the two
+    largest that pass the size and score rules are the femurs. With two femurs, the one further
+    towards world +x is the right one (patient right is +x in RAS+). With one, its side is the
+    network's left/right vote over the component (the network sees the scan in canonical RAS+
+    axes); the other side is reported as not found.
 
     Args:
         probs: float32 (3, X, Y, Z) softmax probabilities for background, femur_left,
@@ -160,35 +177,44 @@ def boxes_from_probabilities(
         rules: acceptance thresholds.
 
     Returns:
-        ``{Label.FEMUR_LEFT: ..., Label.FEMUR_RIGHT: ...}``; when both are found and the
-        right box centre is not further towards world +x than the left one, the two are
-        re-assigned by world x (and a warning is logged).
+        ``{Label.FEMUR_LEFT: ..., Label.FEMUR_RIGHT: ...}``.
     """
     rules = rules or BoxRules()
     if probs.ndim != 4 or probs.shape[0] != len(Label) or probs.shape[1:] != grid.shape:
         raise ValueError(f"probs shape {probs.shape} must be (3, *{grid.shape})")
-    argmax = np.argmax(probs, axis=0)
-    out = {side: _detect_side(probs, argmax, grid, side, rules) for side in SIDES}
-    return assign_sides_by_world_x(out)
-
-
-def assign_sides_by_world_x(dets: dict[Label, SideDetection]) -> dict[Label, SideDetection]:
-    """Make the right femur the one further towards world +x when both are found."""
-    left, right = dets[Label.FEMUR_LEFT], dets[Label.FEMUR_RIGHT]
-    if not (left.found and right.found and left.box is not None and right.box is not None):
-        return dets
-    if right.box.centre[0] > left.box.centre[0]:
-        return dets
-    log.warning(
-        "stage 1 called the femur at world x=%.0f mm 'right' and the one at x=%.0f mm 'left'; "
-        "re-assigned by world x (+x is patient right)",
-        right.box.centre[0],
-        left.box.centre[0],
-    )
-    return {
-        Label.FEMUR_LEFT: replace(right, side=Label.FEMUR_LEFT),
-        Label.FEMUR_RIGHT: replace(left, side=Label.FEMUR_RIGHT),
-    }
+    fg = probs[int(Label.FEMUR_LEFT)] + probs[int(Label.FEMUR_RIGHT)]
+    found, why = _candidates(fg, grid, rules)
+    sides: dict[Label, tuple[_Candidate, str]] = {}
+    if len(found) == 2:
+        left, right = sorted(found, key=lambda c: c.centre_x)
+        sides = {Label.FEMUR_LEFT: (left, "world_x"), Label.FEMUR_RIGHT: (right, "world_x")}
+    elif len(found) == 1:
+        c = found[0]
+        vote = float(
+            (probs[int(Label.FEMUR_RIGHT)][c.mask] - probs[int(Label.FEMUR_LEFT)][c.mask]).mean()
+        )
+        side = Label.FEMUR_RIGHT if vote > 0 else Label.FEMUR_LEFT
+        sides = {side: (c, f"network vote {abs(vote):.2f}")}
+        why = why or "only one femur in view"
+    out: dict[Label, SideDetection] = {}
+    for side in SIDES:
+        name = LABELS[side]
+        if side not in sides:
+            msg = f"no {name} found: {why}; check that the scan covers the thighs"
+            out[side] = SideDetection(side, False, None, 0.0, 0.0, message=msg)
+            continue
+        c, how = sides[side]
+        box = _component_box(fg, c.mask, grid, rules.threshold)
+        out[side] = SideDetection(
+            side,
+            True,
+            box,
+            c.score,
+            c.volume_ml,
+            truncated=_touches_fov(box, grid),
+            message=f"side from {how}",
+        )
+    return out
 
 
 def boxes_from_labels(labels: npt.NDArray[Any], grid: Grid) -> dict[Label, Box | None]:

@@ -66,14 +66,19 @@ class BoxRules:
         min_volume_ml: smallest coarse femur component accepted as a femur; smaller means
             "not found" for that side.
         min_score: smallest accepted mean class probability over the component.
-        threshold: probability at which the box faces are placed (sub-voxel).
+        threshold: femur probability (left + right) defining the components; the box faces
+            are placed where it crosses this value (sub-voxel).
+        min_separation_mm: two components whose centres are closer than this in world x are
+            two pieces of one femur (femurs are about 150-200 mm apart).
     """
 
     min_volume_ml: float = 15.0
     min_score: float = 0.5
     threshold: float = 0.5
+    min_separation_mm: float = 60.0
 
     def __post_init__(self) -> None:
         check_range("min_volume_ml", self.min_volume_ml, 0.0, 5000.0)
         check_range("min_score", self.min_score, 0.0, 1.0)
         check_range("box threshold", self.threshold, 0.01, 0.99)
+        check_range("min_separation_mm", self.min_separation_mm, 0.0, 500.0)

@@ -22,7 +22,10 @@ class SegmenterConfig:
         init_filters: SegResNet channels at full resolution (multiple of 8 for GroupNorm).
         blocks_down: residual blocks per encoder level.
         blocks_up: residual blocks per decoder level (len(blocks_down) - 1 values).
-        roi_size: sliding-window size in voxels (i, j, k), multiples of the network divisor.
+        roi_size: sliding-window size in voxels (i, j, k), multiples of the network divisor;
+            also the training patch size, because GroupNorm statistics depend on the window
+            (a network trained on one window size and run on another over-segments), and the
+            smallest crop (a smaller box is widened with real context, not padding).
     """
 
     spacing_mm: float = 1.5
@@ -33,7 +36,7 @@ class SegmenterConfig:
     init_filters: int = 8
     blocks_down: tuple[int, ...] = (1, 2, 2, 4)
     blocks_up: tuple[int, ...] = (1, 1, 1)
-    roi_size: tuple[int, int, int] = (96, 80, 160)
+    roi_size: tuple[int, int, int] = (64, 64, 96)
 
     def __post_init__(self) -> None:
         check_range("segmenter.spacing_mm", self.spacing_mm, 0.3, 8.0)
@@ -77,15 +80,22 @@ class SegmentRules:
         threshold: femur probability at and above which a voxel is femur (after paste-back).
         min_island_ml: connected femur pieces smaller than this are removed (the largest
             piece of each side is always kept).
+        max_regrow: times a box may be grown when the femur reaches the crop's edge (a stage-1
+            box that cut the femur); 0 disables it.
+        regrow_mm: growth per touching face and time.
     """
 
     overlap: float = 0.25
     sw_batch_size: int = 1
     threshold: float = 0.5
     min_island_ml: float = 5.0
+    max_regrow: int = 2
+    regrow_mm: float = 40.0
 
     def __post_init__(self) -> None:
         check_range("overlap", self.overlap, 0.0, 0.9)
         check_range("sw_batch_size", self.sw_batch_size, 1, 64)
         check_range("threshold", self.threshold, 0.01, 0.99)
         check_range("min_island_ml", self.min_island_ml, 0.0, 1000.0)
+        check_range("max_regrow", self.max_regrow, 0, 10)
+        check_range("regrow_mm", self.regrow_mm, 1.0, 500.0)

@@ -111,8 +111,59 @@ class Segmenter:
             The probability on the (possibly mirrored) crop grid, small islands removed.
         """
         like = Grid.of(volume)
-        grid = side_grid(like, box, side, self.config)
-        image = crop_image(volume.array, like, grid, self.config)
-        prob = self.predict_crop(image)
-        prob = remove_islands(prob, self.rules.threshold, grid.voxel_ml, self.rules.min_island_ml)
+        for attempt in range(self.rules.max_regrow + 1):
+            grid = side_grid(like, box, side, self.config)
+            image = crop_image(volume.array, like, grid, self.config)
+            prob = self.predict_crop(image)
+            prob = remove_islands(
+                prob, self.rules.threshold, grid.voxel_ml, self.rules.min_island_ml
+            )
+            grown = grow_box(box, prob >= self.rules.threshold, grid, like, self.rules.regrow_mm)
+            if grown is None or attempt == self.rules.max_regrow:
+                break
+            log.info("stage 2: %s reaches the crop's edge; box grown to %s", side.name, grown)
+            box = grown
         return SideProbability(side, prob, grid, box.expand(self.config.margin_mm))
+
+
+def grow_box(
+    box: Box, mask: npt.NDArray[np.bool_], grid: Grid, like: Grid, step_mm: float
+) -> Box | None:
+    """The box grown by ``step_mm`` on every face where the femur mask reaches the crop's edge.
+
+    Faces where the crop already ends at the scan's field of view are not grown (the femur
+    leaves the scan there).
+
+    Args:
+        box: the world RAS+ mm box the crop was made from.
+        mask: femur mask (X', Y', Z') on the crop grid.
+        grid: the crop grid (possibly mirrored).
+        like: the scan's canonical grid.
+        step_mm: growth per touching face.
+
+    Returns:
+        The grown box, or None when no face needs growing.
+    """
+    lo = np.asarray(box.lo, dtype=np.float64)
+    hi = np.asarray(box.hi, dtype=np.float64)
+    scan = like.edge_corners_world()
+    crop = grid.edge_corners_world()
+    scan_lo, scan_hi = scan.min(axis=0), scan.max(axis=0)
+    crop_lo, crop_hi = crop.min(axis=0), crop.max(axis=0)
+    changed = False
+    for axis in range(3):
+        direction = grid.affine[:3, axis]
+        world_axis = int(np.argmax(np.abs(direction)))
+        towards_high = direction[world_axis] > 0
+        for face in (0, mask.shape[axis] - 1):
+            if not np.take(mask, face, axis=axis).any():
+                continue
+            upper = towards_high == (face > 0)
+            tol = grid.spacing[axis]
+            if upper and crop_hi[world_axis] + tol < scan_hi[world_axis]:
+                hi[world_axis] += step_mm
+                changed = True
+            elif not upper and crop_lo[world_axis] - tol > scan_lo[world_axis]:
+                lo[world_axis] -= step_mm
+                changed = True
+    return Box(tuple(lo), tuple(hi)) if changed else None  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 import torch
 
@@ -19,7 +20,8 @@ from femurseg.types import Label
 def side_grid(like: Grid, box: Box, side: Label, cfg: SegmenterConfig) -> Grid:
     """The stage-2 crop grid of one femur: box + margin at ``cfg.spacing_mm``.
 
-    A right femur's grid is mirrored along patient left-right when ``cfg.mirror_right``, so the
+    The crop is at least ``cfg.roi_size`` voxels where the scan allows. A right femur's grid is
+    mirrored along patient left-right when ``cfg.mirror_right``, so the
     network always sees a left-looking femur; the affine keeps world positions, so paste-back
     undoes the mirroring by itself.
 
@@ -30,7 +32,14 @@ def side_grid(like: Grid, box: Box, side: Label, cfg: SegmenterConfig) -> Grid:
         cfg: stage-2 config.
     """
     mirror = cfg.mirror_right and side == Label.FEMUR_RIGHT
-    return crop_grid(like, box.expand(cfg.margin_mm), cfg.spacing_mm, mirror=mirror)
+    roi = box.expand(cfg.margin_mm)
+    grid = crop_grid(like, roi, cfg.spacing_mm, mirror=mirror)
+    short = np.maximum(np.asarray(cfg.roi_size) - np.asarray(grid.shape), 0)
+    if short.any():
+        # widen small boxes with real context (up to the scan's edge) to one whole window
+        roi = roi.expand(tuple((short + 1) * cfg.spacing_mm / 2.0))
+        grid = crop_grid(like, roi, cfg.spacing_mm, mirror=mirror)
+    return grid
 
 
 def crop_image(

@@ -20,8 +20,12 @@ class TrainConfig:
         lr: peak learning rate (AdamW), reached after ``warmup_steps``, cosine decay to 5 %.
         warmup_steps: linear warm-up length.
         weight_decay: AdamW weight decay.
-        patch_size: stage 2: training patch (i, j, k) in crop voxels; stage 1: the largest
-            coarse sub-volume (whole scans larger than this are cropped at random).
+        patch_size: stage 1: the largest coarse sub-volume (i, j, k) in voxels; whole scans
+            larger than this are cropped at random. Stage 2 trains on windows of its model
+            config's ``roi_size`` instead, so training and sliding-window inference match.
+        flip_lr: stage 1: mirror half the samples left-right and exchange their labels (a
+            mirrored body is a valid body); off by default, since it hides the position cues
+            that tell left from right and slows learning.
         fg_fraction: stage 2: share of patches centred on a femur voxel.
         box_jitter_mm: stage 2: extra random context around the truth box, so training crops
             cover stage-1 box errors of about this size.
@@ -39,7 +43,8 @@ class TrainConfig:
     lr: float = 2e-3
     warmup_steps: int = 50
     weight_decay: float = 1e-5
-    patch_size: tuple[int, int, int] = (64, 64, 96)
+    patch_size: tuple[int, int, int] = (112, 96, 192)
+    flip_lr: bool = False
     fg_fraction: float = 0.7
     box_jitter_mm: float = 10.0
     val_every: int = 100

@@ -40,7 +40,13 @@ from femurseg.segmentation.config import SegmenterConfig
 from femurseg.training.config import TrainConfig
 from femurseg.training.curves import plot_curves, read_csv, write_csv
 from femurseg.training.data import read_split
-from femurseg.weights import Stage, config_from_dict, load_checkpoint, save_checkpoint
+from femurseg.weights import (
+    Stage,
+    config_from_dict,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +134,7 @@ def train(
     device: Device | str = Device.AUTO,
     progress: Progress | None = None,
     cache_dir: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one stage and write checkpoints, metrics and curves into ``run_dir``.
 
@@ -141,6 +148,8 @@ def train(
         progress: called after every step.
         cache_dir: where prepared training arrays are kept (default ``run_dir/cache``); runs
             on the same data and preprocessing can share one.
+        init_from: start a new run from the network weights of this checkpoint (same stage
+            and architecture; fresh optimiser and schedule), e.g. to fine-tune.
 
     Returns:
         Summary: final step, best metric, paths.
@@ -179,6 +188,10 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, best = 0, -math.inf
     rows: list[dict[str, Any]] = []
+    if init_from is not None and ckpt is None:
+        source = load_checkpoint(init_from, stage)
+        load_state(net, source["model"], Path(init_from))
+        log.info("initialised %s from %s (step %s)", stage.value, init_from, source.get("step"))
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -194,7 +207,14 @@ def train(
         )
     if rank == 0:
         (run / "config.json").write_text(
-            json.dumps({"model": to_dict(model_cfg), "train": to_dict(train_cfg)}, indent=2)
+            json.dumps(
+                {
+                    "model": to_dict(model_cfg),
+                    "train": to_dict(train_cfg),
+                    "init_from": str(init_from) if init_from is not None else None,
+                },
+                indent=2,
+            )
         )
 
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -239,6 +259,7 @@ def train(
                     "step": done,
                     "metrics": {k: float(v) for k, v in metrics.items()},
                     "femurseg_version": femurseg.__version__,
+                    "init_from": str(init_from) if init_from is not None else None,
                 }
                 if metrics["metric"] > best:
                     best = float(metrics["metric"])

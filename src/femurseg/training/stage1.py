@@ -107,7 +107,7 @@ class Stage1Task:
         sl = tuple(slice(a, a + p) for a, p in zip(lo, self.cfg.patch_size, strict=True))
         x = img[sl].astype(np.float32)
         y = lab[sl].copy()
-        if rng.random() < 0.5:
+        if self.cfg.flip_lr and rng.random() < 0.5:
             # a mirrored body is a valid body with left and right exchanged
             x = x[::-1].copy()
             y = y[::-1].copy()

@@ -105,7 +105,7 @@ class Stage2Task:
                 centre = np.asarray(np.unravel_index(flat, lab.shape))
             else:
                 centre = np.asarray([rng.integers(s) for s in lab.shape])
-            x, y = extract_patch([img, lab], centre, self.cfg.patch_size, [0.0, 0])
+            x, y = extract_patch([img, lab], centre, self.model_cfg.roi_size, [0.0, 0])
             xs.append(intensity_augment(x.astype(np.float32)[None], rng))
             ys.append(y[None].astype(np.int64))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

@@ -1,0 +1,129 @@
+"""Stage-1 boxes: world-mm boxes from masks and probabilities, sides decided in world x."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from model_synth import synth_case
+
+from femurseg.detection import BoxRules, boxes_from_labels, boxes_from_probabilities
+from femurseg.detection.boxes import _crossing
+from femurseg.preprocessing import Grid, box_iou
+from femurseg.types import Label
+
+LEFT, RIGHT = Label.FEMUR_LEFT, Label.FEMUR_RIGHT
+
+
+def flip_scene(labels: np.ndarray, affine: np.ndarray, axes: tuple[int, ...]):
+    """The same world scene stored with the given array axes reversed."""
+    out = labels.copy()
+    aff = affine.copy()
+    for a in axes:
+        out = np.flip(out, axis=a)
+        shift = np.eye(4)
+        shift[a, a] = -1.0
+        shift[a, 3] = labels.shape[a] - 1
+        aff = aff @ shift
+    return np.ascontiguousarray(out), aff
+
+
+def one_hot_probs(labels: np.ndarray, sharp: float = 0.9) -> np.ndarray:
+    rest = (1.0 - sharp) / 2
+    probs = np.full((3, *labels.shape), rest, np.float32)
+    for c in range(3):
+        probs[c][labels == c] = sharp
+    return probs
+
+
+@pytest.mark.parametrize("axes", [(), (0,), (1,), (2,), (0, 1, 2)])
+def test_boxes_from_labels_are_world_boxes_under_flipped_affines(axes) -> None:
+    _, labels, affine = synth_case()
+    ref = boxes_from_labels(labels, Grid(labels.shape, affine))
+    lab2, aff2 = flip_scene(labels, affine, axes)
+    got = boxes_from_labels(lab2, Grid(lab2.shape, aff2))
+    for side in (LEFT, RIGHT):
+        assert got[side] is not None and ref[side] is not None
+        assert np.allclose(got[side].lo, ref[side].lo) and np.allclose(got[side].hi, ref[side].hi)
+    # sides never swap: the left femur lies towards world -x (patient left)
+    assert got[LEFT].centre[0] < 0 < got[RIGHT].centre[0]
+
+
+@pytest.mark.parametrize("axes", [(), (0,), (0, 2)])
+def test_boxes_from_probabilities_match_truth(axes) -> None:
+    _, labels, affine = synth_case()
+    lab2, aff2 = flip_scene(labels, affine, axes)
+    grid = Grid(lab2.shape, aff2)
+    truth = boxes_from_labels(lab2, grid)
+    dets = boxes_from_probabilities(one_hot_probs(lab2), grid, BoxRules())
+    for side in (LEFT, RIGHT):
+        assert dets[side].found
+        assert box_iou(dets[side].box, truth[side]) > 0.97
+        assert dets[side].score == pytest.approx(0.95, abs=1e-4)  # left + right probability
+    assert dets[LEFT].box.centre[0] < 0 < dets[RIGHT].box.centre[0]
+
+
+def test_missing_side_is_not_found_never_guessed() -> None:
+    _, labels, affine = synth_case(sides=(1,))
+    dets = boxes_from_probabilities(one_hot_probs(labels), Grid(labels.shape, affine))
+    assert dets[LEFT].found
+    assert not dets[RIGHT].found and dets[RIGHT].box is None
+    assert "femur_right" in dets[RIGHT].message and "thighs" in dets[RIGHT].message
+
+
+def test_lower_legs_only_gives_no_boxes_with_message() -> None:
+    _, labels, affine = synth_case(sides=())
+    dets = boxes_from_probabilities(one_hot_probs(labels), Grid(labels.shape, affine))
+    for det in dets.values():
+        assert not det.found and det.box is None
+        assert "no femur" in det.message and det.to_dict()["status"] == "not_found"
+
+
+def test_small_or_uncertain_candidate_is_rejected() -> None:
+    _, labels, affine = synth_case()
+    grid = Grid(labels.shape, affine)
+    dets = boxes_from_probabilities(one_hot_probs(labels), grid, BoxRules(min_volume_ml=5000))
+    assert not any(d.found for d in dets.values())
+    assert "ml <" in dets[LEFT].message
+    unsure = np.zeros((3, *labels.shape), np.float32)
+    unsure[0] = 1.0
+    femur = labels > 0
+    unsure[0][femur], unsure[1][femur], unsure[2][femur] = 0.45, 0.3, 0.25
+    dets = boxes_from_probabilities(unsure, grid, BoxRules(min_score=0.6))
+    assert not dets[LEFT].found and "score" in dets[LEFT].message
+
+
+def test_sides_come_from_world_x_not_network_channels() -> None:
+    _, labels, affine = synth_case()
+    swapped = labels.copy()
+    swapped[labels == 1], swapped[labels == 2] = 2, 1
+    dets = boxes_from_probabilities(one_hot_probs(swapped), Grid(labels.shape, affine))
+    assert dets[LEFT].side == LEFT and dets[RIGHT].side == RIGHT
+    assert dets[LEFT].box.centre[0] < 0 < dets[RIGHT].box.centre[0]
+    assert "world_x" in dets[LEFT].message
+
+
+def test_single_femur_takes_the_network_vote_and_pieces_merge() -> None:
+    _, labels, affine = synth_case(sides=(2,))
+    grid = Grid(labels.shape, affine)
+    dets = boxes_from_probabilities(one_hot_probs(labels), grid)
+    assert dets[RIGHT].found and not dets[LEFT].found
+    assert "network vote" in dets[RIGHT].message
+    # a femur cut in two by a gap is still one femur (pieces closer than min_separation_mm)
+    cut = labels.copy()
+    cut[:, :, 30:33] = 0
+    dets = boxes_from_probabilities(one_hot_probs(cut), grid, BoxRules(min_volume_ml=1.0))
+    assert dets[RIGHT].found and not dets[LEFT].found
+    whole = boxes_from_labels(labels, grid)[RIGHT]
+    assert box_iou(dets[RIGHT].box, whole) > 0.9
+
+
+def test_subvoxel_crossing() -> None:
+    sharp = np.array([0.0, 0.0, 1.0, 1.0, 0.0], np.float32)
+    assert _crossing(sharp, 2, 3, 0.5) == (1.5, 3.5)  # voxel edges
+    soft = np.array([0.0, 0.25, 0.75, 1.0, 0.5, 0.0], np.float32)
+    lo, hi = _crossing(soft, 2, 4, 0.5)
+    assert lo == pytest.approx(1.5) and hi == pytest.approx(4.0)
+    edge = np.array([1.0, 1.0], np.float32)
+    assert _crossing(edge, 0, 1, 0.5) == (-0.5, 1.5)  # field-of-view edges
+    with pytest.raises(ValueError, match="shape"):
+        boxes_from_probabilities(np.zeros((2, 4, 4, 4), np.float32), Grid((4, 4, 4), np.eye(4)))

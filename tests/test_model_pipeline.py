@@ -1,0 +1,147 @@
+"""Predict: outputs in the input's geometry, report contents, the paste-back chain, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from model_synth import synth_case
+from typer.testing import CliRunner
+
+from femurseg.cli import app
+from femurseg.config import to_dict
+from femurseg.detection import DetectorConfig, boxes_from_labels, build_detector
+from femurseg.errors import ConfigError, OutputError
+from femurseg.io import read_labels, read_volume, write_image
+from femurseg.pipeline import Predictor, assemble_labels, predict_case
+from femurseg.preprocessing import Grid, paste_back, resample
+from femurseg.segmentation import SegmenterConfig, build_segmenter, side_grid
+from femurseg.types import Label
+from femurseg.weights import save_checkpoint
+
+TINY_S1 = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+TINY_S2 = SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> tuple[Path, Path]:
+    """Real (untrained, seeded) checkpoints of both tiny networks."""
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    s1 = save_checkpoint(
+        {
+            "stage": "stage1",
+            "model_config": to_dict(TINY_S1),
+            "model": build_detector(TINY_S1).state_dict(),
+        },
+        root / "s1.pt",
+    )
+    s2 = save_checkpoint(
+        {
+            "stage": "stage2",
+            "model_config": to_dict(TINY_S2),
+            "model": build_segmenter(TINY_S2).state_dict(),
+        },
+        root / "s2.pt",
+    )
+    return s1, s2
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny synthetic scan stored LPS on disk, and its truth labels."""
+    root = tmp_path_factory.mktemp("scan")
+    image, labels, affine = synth_case(seed=5)
+    img = write_image(image, affine, root / "tiny.nii.gz", axcodes="LPS", dtype=np.int16)
+    lab = write_image(labels, affine, root / "tiny_truth.nii.gz", axcodes="LPS")
+    return img, lab
+
+
+def test_predict_writes_labels_in_input_geometry_and_report(weights, scan, tmp_path) -> None:
+    predictor = Predictor(*weights)
+    report = predict_case(scan[0], tmp_path / "out", predictor)
+    out = tmp_path / "out"
+    written = nib.load(out / "tiny_femur.nii.gz")
+    source = nib.load(scan[0])
+    assert written.shape == source.shape
+    assert np.allclose(written.affine, source.affine)
+    assert nib.aff2axcodes(written.affine) == ("L", "P", "S")
+    saved = json.loads((out / "tiny_report.json").read_text())
+    assert saved["case"] == "tiny" and set(saved["femurs"]) == {"femur_left", "femur_right"}
+    for side in saved["femurs"].values():
+        assert side["status"] in ("found", "not_found")
+        assert "volume_ml" in side and "score" in side
+    assert set(saved["seconds"]) >= {"read", "stage1", "stage2", "paste_back", "write", "total"}
+    assert saved["versions"]["torch"] and saved["weights"]["stage1"]["sha256"]
+    assert saved["config"]["stage2"]["spacing_mm"] == 3.0
+    assert (out / "tiny_preview.png").stat().st_size > 1000
+    assert report["case"] == "tiny"
+    assert Path(scan[0]).exists()
+
+
+def test_paste_back_chain_reproduces_truth_in_input_geometry(scan, tmp_path) -> None:
+    """Truth probabilities on the stage-2 crop grids (right side mirrored) pasted back and
+    written must give the truth label map again in the LPS file (Dice > 0.95)."""
+    volume = read_volume(scan[0])
+    truth, _ = read_labels(scan[1], like=volume)
+    like = Grid.of(volume)
+    cfg = SegmenterConfig(spacing_mm=2.0, margin_mm=6.0)
+    pasted = {}
+    for side, box in boxes_from_labels(truth, like).items():
+        grid = side_grid(like, box, side, cfg)
+        prob = resample((truth == int(side)).astype(np.float32), like, grid).numpy()
+        p = paste_back(prob, grid, like)
+        assert p is not None
+        pasted[side] = p
+    labels = assemble_labels(volume.shape, pasted, 0.5)
+    from femurseg.io import write_labels
+
+    path = write_labels(labels, volume, tmp_path / "chain.nii.gz")
+    back = np.asarray(nib.load(path).dataobj)
+    disk_truth = np.asarray(nib.load(scan[1]).dataobj)
+    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+        a, b = back == int(side), disk_truth == int(side)
+        dice = 2 * (a & b).sum() / (a.sum() + b.sum())
+        assert dice > 0.95, (side, dice)
+
+
+def test_assemble_labels_resolves_overlap_by_probability() -> None:
+    from femurseg.preprocessing import Pasted
+
+    idx = (slice(0, 4), slice(0, 4), slice(0, 4))
+    left = Pasted(idx, np.full((4, 4, 4), 0.9, np.float32))
+    right_vals = np.full((4, 4, 4), 0.6, np.float32)
+    right_vals[0] = 0.95
+    right = Pasted(idx, right_vals)
+    labels = assemble_labels((6, 6, 6), {Label.FEMUR_LEFT: left, Label.FEMUR_RIGHT: right}, 0.5)
+    assert (labels[0, :4, :4] == 2).all() and (labels[1:4, :4, :4] == 1).all()
+    assert labels[4:].max() == 0
+
+
+def test_predict_refuses_to_overwrite_input_and_contradicting_override(
+    weights, scan, tmp_path
+) -> None:
+    predictor = Predictor(*weights)
+    src = tmp_path / "case_femur.nii.gz"
+    src.write_bytes(Path(scan[0]).read_bytes())
+    with pytest.raises(OutputError, match="overwrite an input"):
+        predict_case(tmp_path / "case.nii.gz", tmp_path, predictor, protect=[src])
+    with pytest.raises(ConfigError, match="contradicts"):
+        Predictor(*weights, stage2_overrides={"margin_mm": 25.0})
+
+
+def test_cli_predict(weights, scan, tmp_path) -> None:
+    runner = CliRunner()
+    args = ["predict", str(scan[0]), "-o", str(tmp_path), "--device", "cpu"]
+    args += ["--stage1-weights", str(weights[0]), "--stage2-weights", str(weights[1])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tiny_femur.nii.gz").is_file()
+    bad = runner.invoke(app, [*args, "--stage2-spacing", "1.0"])
+    assert bad.exit_code == 2 and "contradicts" in bad.output
+    missing = runner.invoke(app, ["predict", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path)])
+    assert missing.exit_code == 2

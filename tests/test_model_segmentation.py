@@ -1,0 +1,62 @@
+"""Stage 2 helpers: crop grids per side, island removal, growing a box that cut the femur."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from femurseg.preprocessing import Box, Grid
+from femurseg.segmentation import SegmenterConfig, remove_islands, side_grid
+from femurseg.segmentation.inference import grow_box
+from femurseg.types import Label
+
+LIKE = Grid(
+    (100, 100, 100), np.diag([2.0, 2.0, 2.0, 1.0]) + np.array([[0, 0, 0, -100.0]] * 3 + [[0] * 4])
+)
+BOX = Box((-20.0, -10.0, -30.0), (20.0, 10.0, 30.0))
+CFG = SegmenterConfig(spacing_mm=2.0, margin_mm=4.0, roi_size=(16, 16, 16))
+
+
+def test_side_grid_mirrors_right_and_keeps_world_positions() -> None:
+    left = side_grid(LIKE, BOX, Label.FEMUR_LEFT, CFG)
+    right = side_grid(LIKE, BOX, Label.FEMUR_RIGHT, CFG)
+    assert left.shape == right.shape
+    assert np.allclose(left.edge_corners_world().min(0), right.edge_corners_world().min(0))
+    assert left.affine[0, 0] > 0 > right.affine[0, 0]  # right crops are mirrored in x
+    assert np.allclose(
+        left.index_to_world([0, 0, 0])[0], right.index_to_world([left.shape[0] - 1, 0, 0])[0]
+    )
+
+
+def test_side_grid_is_at_least_one_window() -> None:
+    tiny = Box((0.0, 0.0, 0.0), (2.0, 2.0, 2.0))
+    grid = side_grid(LIKE, tiny, Label.FEMUR_LEFT, CFG)
+    assert all(n >= r for n, r in zip(grid.shape, CFG.roi_size, strict=True))
+
+
+def test_remove_islands_keeps_largest_and_big_pieces() -> None:
+    prob = np.zeros((20, 20, 20), np.float32)
+    prob[2:10, 2:10, 2:10] = 0.9  # 512 voxels
+    prob[15:17, 15:17, 15:17] = 0.8  # 8 voxels
+    out = remove_islands(prob, 0.5, voxel_ml=0.001, min_island_ml=0.1)
+    assert out[5, 5, 5] == np.float32(0.9) and out[16, 16, 16] == 0.0
+    kept = remove_islands(prob, 0.5, voxel_ml=0.1, min_island_ml=0.5)
+    assert kept[16, 16, 16] == np.float32(0.8)
+    assert prob[16, 16, 16] == np.float32(0.8)  # input untouched
+
+
+def test_grow_box_follows_world_faces_and_stops_at_scan_edge() -> None:
+    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+        grid = side_grid(LIKE, BOX, side, CFG)
+        mask = np.zeros(grid.shape, bool)
+        # touch the crop face that lies towards world +x (index 0 when mirrored)
+        face = 0 if grid.affine[0, 0] < 0 else grid.shape[0] - 1
+        mask[face, 5, 5] = True
+        grown = grow_box(BOX, mask, grid, LIKE, 30.0)
+        assert grown is not None
+        assert grown.hi[0] == BOX.hi[0] + 30.0 and grown.lo == BOX.lo
+    assert grow_box(BOX, np.zeros(grid.shape, bool), grid, LIKE, 30.0) is None
+    edge = Box((-20.0, -10.0, 60.0), (20.0, 10.0, 99.0))  # reaches the scan's top
+    grid = side_grid(LIKE, edge, Label.FEMUR_LEFT, CFG)
+    mask = np.zeros(grid.shape, bool)
+    mask[5, 5, -1] = True
+    assert grow_box(edge, mask, grid, LIKE, 30.0) is None

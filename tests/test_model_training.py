@@ -1,0 +1,142 @@
+"""Training: a few real steps per stage on a tiny synthetic dataset, resumable and exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from model_synth import write_dataset
+
+from femurseg.detection import Detector, DetectorConfig
+from femurseg.errors import ConfigError, InputError, OutputError
+from femurseg.segmentation import SegmenterConfig
+from femurseg.training import TrainConfig, learning_rate, read_split, train
+from femurseg.weights import Stage, config_from_dict, load_checkpoint
+
+TINY_S1 = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+TINY_S2 = SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32))
+CFG_S1 = TrainConfig(
+    stage=Stage.STAGE1,
+    steps=3,
+    batch_size=1,
+    patch_size=(32, 32, 48),
+    val_every=2,
+    warmup_steps=1,
+    val_cases=1,
+)
+CFG_S2 = TrainConfig(
+    stage=Stage.STAGE2,
+    steps=3,
+    batch_size=2,
+    patch_size=(16, 16, 32),
+    val_every=2,
+    warmup_steps=1,
+    val_cases=1,
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("synth"), n=3)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize(("cfg", "model"), [(CFG_S1, TINY_S1), (CFG_S2, TINY_S2)])
+def test_train_steps_and_resume_continue_exactly(data, cache, tmp_path, cfg, model) -> None:
+    whole = train(data, tmp_path / "whole", cfg, model, device="cpu", cache_dir=cache)
+    assert whole["steps"] == 3
+
+    part = tmp_path / "part"
+    train(data, part, dataclasses.replace(cfg, steps=2), model, device="cpu", cache_dir=cache)
+    assert load_checkpoint(part / "last.pt")["step"] == 2
+    seen: list[int] = []
+    train(
+        data, part, cfg, model, resume=True, device="cpu", progress=lambda s, n, i: seen.append(s)
+    )
+    assert seen == [3]  # continues from the saved step
+
+    a = load_checkpoint(tmp_path / "whole" / "last.pt")
+    b = load_checkpoint(part / "last.pt")
+    assert a["step"] == b["step"] == 3
+    for key, value in a["model"].items():
+        assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-5), key
+    rows = (part / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["2", "3"]
+    assert (part / "curves.png").stat().st_size > 1000
+    assert json.loads((part / "config.json").read_text())["train"]["steps"] == 3
+
+
+def test_checkpoint_carries_frozen_config_and_refuses_contradictions(data, cache, tmp_path) -> None:
+    run = tmp_path / "run"
+    train(data, run, dataclasses.replace(CFG_S1, steps=2), TINY_S1, device="cpu", cache_dir=cache)
+    ckpt = load_checkpoint(run / "last.pt", Stage.STAGE1)
+    assert config_from_dict(DetectorConfig, ckpt["model_config"]) == TINY_S1
+    assert config_from_dict(TrainConfig, ckpt["train_config"]) == dataclasses.replace(
+        CFG_S1, steps=2
+    )
+    det = Detector(run / "last.pt", overrides={"spacing_mm": 6.0})
+    assert det.config == TINY_S1
+    with pytest.raises(ConfigError, match="contradicts the checkpoint"):
+        Detector(run / "last.pt", overrides={"spacing_mm": 4.0})
+    with pytest.raises(InputError, match="stage1 checkpoint, expected stage2"):
+        load_checkpoint(run / "last.pt", Stage.STAGE2)
+    with pytest.raises(OutputError, match="--resume"):
+        train(data, run, CFG_S1, TINY_S1, device="cpu", cache_dir=cache)
+    with pytest.raises(ConfigError, match="lr"):
+        train(
+            data,
+            run,
+            dataclasses.replace(CFG_S1, lr=0.5),
+            TINY_S1,
+            resume=True,
+            device="cpu",
+            cache_dir=cache,
+        )
+    other = dataclasses.replace(TINY_S1, spacing_mm=5.0)
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        train(data, run, CFG_S1, other, resume=True, device="cpu", cache_dir=cache)
+    with pytest.raises(InputError, match="does not exist"):
+        train(data, tmp_path / "empty", CFG_S1, TINY_S1, resume=True, device="cpu", cache_dir=cache)
+    tuned = tmp_path / "tuned"
+    one = dataclasses.replace(CFG_S1, steps=1, val_every=1)
+    train(data, tuned, one, TINY_S1, device="cpu", cache_dir=cache, init_from=run / "last.pt")
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str(run / "last.pt")
+
+
+def test_config_validation_and_dataset_errors(data, tmp_path) -> None:
+    with pytest.raises(ConfigError):
+        TrainConfig(patch_size=(10, 16, 16))
+    with pytest.raises(ConfigError):
+        TrainConfig(stage="stage3")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        DetectorConfig(hu_min=500, hu_max=100)
+    with pytest.raises(ConfigError):
+        SegmenterConfig(roi_size=(20, 16, 16))
+    with pytest.raises(ConfigError, match="unknown keys"):
+        config_from_dict(SegmenterConfig, {"spacing": 1.0})
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        config_from_dict(SegmenterConfig, {"spacing_mm": 100.0})
+    assert len(read_split(data, "train")) == 1
+    with pytest.raises(InputError, match="dataset.json"):
+        read_split(tmp_path, "train")
+    with pytest.raises(InputError, match="split"):
+        read_split(data, "holdout")
+    # both writers' dataset.json forms: ids only (importers) and dicts with names (phantoms)
+    meta = json.loads((data / "dataset.json").read_text())
+    ids = [c["id"] for c in meta["cases"]]
+    (data / "dataset.json").write_text(json.dumps({"cases": ids, "split": meta["split"]}))
+    assert read_split(data, "val")[0].image == data / "images" / f"{meta['split']['val'][0]}.nii.gz"
+    named = [{"name": c["id"], "image": c["image"], "label": c["label"]} for c in meta["cases"]]
+    (data / "dataset.json").write_text(json.dumps({"cases": named, "split": meta["split"]}))
+    assert [c.case_id for c in read_split(data, "train")] == meta["split"]["train"]
+    (data / "dataset.json").write_text(json.dumps(meta))
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1.0)
+    assert learning_rate(cfg, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 10) == pytest.approx(1.0)
+    assert learning_rate(cfg, 100) == pytest.approx(0.05)

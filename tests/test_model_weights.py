@@ -1,0 +1,64 @@
+"""Shipped weights and checkpoint files: checksums, size limit, safe loading, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from femurseg.detection import Detector, DetectorConfig
+from femurseg.errors import FemursegError, InputError
+from femurseg.segmentation import Segmenter, SegmenterConfig
+from femurseg.weights import (
+    WEIGHTS_DIR,
+    Stage,
+    default_weights,
+    load_checkpoint,
+    read_checksums,
+    save_checkpoint,
+    sha256_file,
+    verify_checksum,
+    write_checksums,
+)
+
+
+def test_shipped_weights_verify_and_load() -> None:
+    paths = [default_weights(Stage.STAGE1), default_weights(Stage.STAGE2)]
+    assert sum(p.stat().st_size for p in paths) <= 25 * 1024 * 1024
+    sums = read_checksums(WEIGHTS_DIR)
+    for p in paths:
+        assert sums[p.name] == sha256_file(p)
+    det = Detector(device="cpu")
+    seg = Segmenter(device="cpu")
+    assert isinstance(det.config, DetectorConfig) and isinstance(seg.config, SegmenterConfig)
+    assert det.sha256 == sums["stage1.pt"] and seg.sha256 == sums["stage2.pt"]
+
+
+def test_checksum_mismatch_is_refused(tmp_path) -> None:
+    a = tmp_path / "stage1.pt"
+    b = tmp_path / "stage2.pt"
+    save_checkpoint({"stage": "stage1", "model_config": {}, "model": {}}, a)
+    save_checkpoint({"stage": "stage2", "model_config": {}, "model": {}}, b)
+    write_checksums(tmp_path)
+    sums = read_checksums(tmp_path)
+    assert verify_checksum(a, sums["stage1.pt"]) == sums["stage1.pt"]
+    a.write_bytes(a.read_bytes() + b"x")
+    with pytest.raises(FemursegError, match="damaged or was replaced"):
+        verify_checksum(a, sums["stage1.pt"])
+
+
+def test_load_checkpoint_errors(tmp_path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(InputError, match="not a femurseg checkpoint"):
+        load_checkpoint(other)
+    bad = save_checkpoint(
+        {"stage": "stage1", "model_config": {}, "model": {"x": torch.zeros(1)}}, tmp_path / "b.pt"
+    )
+    with pytest.raises(InputError, match="do not fit"):
+        Detector(bad)
