@@ -145,3 +145,39 @@ def test_cli_predict(weights, scan, tmp_path) -> None:
     assert bad.exit_code == 2 and "contradicts" in bad.output
     missing = runner.invoke(app, ["predict", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path)])
     assert missing.exit_code == 2
+
+
+@pytest.mark.slow
+def test_predict_clinical_outputs_on_dicom_phantom(tmp_path) -> None:
+    """DICOM in -> label map, STL per found femur, DICOM-SEG, measurements and flags in the report,
+    with the shipped weights on a small procedural hip phantom."""
+    import highdicom as hd
+
+    from femurseg.devices import Device
+    from femurseg.errors import InputError
+    from femurseg.io import write_dicom_series
+    from femurseg.phantoms.generate import generate_case
+    from femurseg.phantoms.params import FovKind, PhantomConfig
+    from femurseg.pipeline import PredictConfig
+
+    case = generate_case(
+        PhantomConfig(fov=FovKind.HIP, spacing=(3.0, 3.0, 3.0)), np.random.default_rng(3), None
+    )
+    write_dicom_series(case.image, tmp_path / "dcm")
+    predictor = Predictor(None, None, PredictConfig(device=Device.CPU, mesh=True, dicom_seg=True))
+    report = predict_case(tmp_path / "dcm", tmp_path / "out", predictor)
+    labels, _ = read_labels(report["outputs"]["labels"])
+    for side, value in (("femur_left", 1), ("femur_right", 2)):
+        assert side in report["measurements"] and side in report["quality"]
+        has = bool((labels == value).any())
+        assert (f"mesh_{side}" in report["outputs"]) == has
+        if has:
+            assert Path(report["outputs"][f"mesh_{side}"]).stat().st_size > 1000
+    assert labels.any(), "the shipped weights found no femur in a hip phantom"
+    seg = hd.seg.segread(report["outputs"]["dicom_seg"])
+    assert seg.number_of_segments == 2
+    # A NIfTI input cannot have a DICOM-SEG: refused before any work, nothing written.
+    nifti = write_image(case.image.array, case.image.affine, tmp_path / "ct.nii.gz")
+    with pytest.raises(InputError, match="not a DICOM series"):
+        predict_case(nifti, tmp_path / "out2", predictor)
+    assert not (tmp_path / "out2" / "ct_femur.nii.gz").exists()

@@ -260,6 +260,12 @@ def predict(
         float | None, typer.Option(help="Expected stage-2 crop margin in mm (must match).")
     ] = None,
     preview: Annotated[bool, typer.Option(help="Write the coronal PNG preview.")] = True,
+    mesh: Annotated[
+        bool, typer.Option("--mesh", help="Also write an STL mesh per femur (world LPS mm).")
+    ] = False,
+    dicom_seg: Annotated[
+        bool, typer.Option("--dicom-seg", help="Also write a DICOM-SEG (DICOM input only).")
+    ] = False,
 ) -> None:
     """Segment the left and right femur; writes label map, JSON report and preview per case."""
 
@@ -279,7 +285,7 @@ def predict(
         predictor = Predictor(
             stage1_weights,
             stage2_weights,
-            PredictConfig(device=dev, preview=preview),
+            PredictConfig(device=dev, preview=preview, mesh=mesh, dicom_seg=dicom_seg),
             stage1_overrides=s1,
             stage2_overrides=s2,
         )

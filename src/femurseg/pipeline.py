@@ -50,12 +50,18 @@ class PredictConfig:
         box_rules: stage-1 acceptance thresholds.
         segment_rules: stage-2 sliding window, threshold and island removal.
         preview: write the coronal PNG preview.
+        mesh: write one STL mesh per femur (world LPS mm, as 3D Slicer expects).
+        dicom_seg: write a DICOM-SEG for DICOM input (a non-DICOM input is an error).
+        measure: put measurements and quality flags per femur in the report.
     """
 
     device: Device = Device.AUTO
     box_rules: BoxRules = field(default_factory=BoxRules)
     segment_rules: SegmentRules = field(default_factory=SegmentRules)
     preview: bool = True
+    mesh: bool = False
+    dicom_seg: bool = False
+    measure: bool = True
 
 
 @dataclass
@@ -286,6 +292,24 @@ def build_report(
     }
 
 
+def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
+    """Measurements and quality flags per femur, JSON-ready (see :mod:`femurseg.measure`).
+
+    Returns:
+        ``{"measurements": {side: ...}, "quality": {side: [flag, ...]}}``; a measurement that
+        the visible anatomy cannot support is None with the reason beside it.
+    """
+    from femurseg.measure import measure_femurs, quality_flags
+
+    scores = {LABELS[side]: det.score for side, det in pred.detections.items()}
+    measured = measure_femurs(pred.labels, volume.affine)
+    flags = quality_flags(pred.labels, volume.affine, hu=volume.array, scores=scores)
+    return {
+        "measurements": {k: v.to_dict() for k, v in measured.items()},
+        "quality": {k: [f.to_dict() for f in fl] for k, fl in flags.items()},
+    }
+
+
 def write_preview(volume: Volume, labels: npt.NDArray[np.uint8], path: Path) -> Path:
     """Coronal maximum-intensity view with both femurs overlaid, written atomically as PNG.
 
@@ -369,10 +393,32 @@ def predict_case(
     seconds: dict[str, float] = {}
     with _timed(seconds, "read"):
         volume = read_volume(path)
+    cfg = predictor.config
+    if cfg.dicom_seg and (volume.source is None or volume.source.fmt != "dicom"):
+        raise InputError(
+            f"--dicom-seg was asked for but {path} is not a DICOM series; expected a DICOM "
+            "folder; leave out --dicom-seg for NIfTI/NRRD/MHA input"
+        )
     pred = predictor.predict(volume)
     seconds.update(pred.seconds)
     with _timed(seconds, "write"):
         write_labels(pred.labels, volume, files["labels"])
+    if cfg.mesh:
+        from femurseg.export import write_femur_meshes
+
+        with _timed(seconds, "mesh"):
+            meshes = write_femur_meshes(pred.labels, volume.affine, out, name)
+        files.update({f"mesh_{side}": p for side, p in meshes.items()})
+    notes: list[str] = []
+    if cfg.dicom_seg and not pred.labels.any():
+        notes.append("no DICOM-SEG written: no femur voxels to store")
+    elif cfg.dicom_seg:
+        from femurseg.export import write_dicom_seg
+
+        with _timed(seconds, "dicom_seg"):
+            files["dicom_seg"] = write_dicom_seg(
+                pred.labels, volume, out / f"{name}_femur_seg.dcm"
+            )
     if predictor.config.preview:
         with _timed(seconds, "preview"):
             write_preview(volume, pred.labels, files["preview"])
@@ -381,6 +427,10 @@ def predict_case(
     seconds["total"] = round(sum(seconds.values()), 3)
     pred.seconds = seconds
     report = build_report(name, volume, pred, predictor, {k: str(v) for k, v in files.items()})
+    if cfg.measure:
+        report.update(measure_report(volume, pred))
+    if notes:
+        report["notes"] = notes
     if not any(d.found for d in pred.detections.values()):
         report["message"] = (
             "no femur found in the scan; expected a CT covering the hips or thighs; check the "

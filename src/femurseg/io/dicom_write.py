@@ -41,7 +41,7 @@ class DicomSeriesInfo:
         rescale_slope, rescale_intercept: stored int16 -> HU mapping (HU = v * slope + inter).
     """
 
-    patient_name: str = "Anonymous"
+    patient_name: str = "Anonymous^"
     patient_id: str = "FEMURSEG"
     study_uid: str | None = None
     series_uid: str | None = None
