@@ -10,17 +10,12 @@ import nibabel as nib
 import numpy as np
 
 from femurseg.devices import Device
+from femurseg.evaluation.metrics import overlap_metrics
 from femurseg.io import write_image
 from femurseg.pipeline import PredictConfig, Predictor, predict_case
 from femurseg.types import LABELS, Label
 
 log = logging.getLogger(__name__)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks of the same shape (1.0 when both are empty)."""
-    denom = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / denom if denom else 1.0
 
 
 def run_demo(
@@ -66,7 +61,7 @@ def run_demo(
     pred = np.asarray(nib.load(report["outputs"]["labels"]).dataobj)  # type: ignore[attr-defined]
     ref = np.asarray(nib.load(truth).dataobj)  # type: ignore[attr-defined]
     scores = {
-        LABELS[side]: dice(pred == int(side), ref == int(side))
+        LABELS[side]: overlap_metrics(pred == int(side), ref == int(side))["dice"]
         for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
     }
     return {

@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from femurseg.atomic import atomic_write
 from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, resolve_device
@@ -211,18 +210,7 @@ def case_name(path: Path) -> str:
 
 
 def _atomic_bytes(data: bytes, path: Path) -> Path:
-    tmp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path} ({err}); check the folder and free space") from err
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _input_voxels(box: Box, volume: Volume) -> dict[str, list[int]] | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any
+
+from femurseg.atomic import atomic_write
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -18,9 +19,8 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
     w.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    text = buf.getvalue()
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
@@ -60,6 +60,4 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, metric_name: str) -> Non
     ax2.set_ylabel(metric_name)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")

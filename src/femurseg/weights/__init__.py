@@ -20,8 +20,6 @@ import dataclasses
 import enum
 import hashlib
 import logging
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -29,7 +27,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from femurseg.errors import ConfigError, FemursegError, InputError, OutputError
+from femurseg.atomic import atomic_write
+from femurseg.errors import ConfigError, FemursegError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +120,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     body = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **payload}
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        torch.save(body, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write checkpoint {path} ({err}); check the folder is writable with free space"
-        ) from err
-    return path
+    return atomic_write(path, lambda tmp: torch.save(body, tmp))
 
 
 def load_checkpoint(path: str | Path, stage: Stage | None = None) -> dict[str, Any]:
