@@ -210,7 +210,10 @@ def case_name(path: Path) -> str:
 
 
 def _atomic_bytes(data: bytes, path: Path) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    def _write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return atomic_write(path, _write)
 
 
 def _input_voxels(box: Box, volume: Volume) -> dict[str, list[int]] | None:

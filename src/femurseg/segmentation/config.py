@@ -89,7 +89,7 @@ class SegmentRules:
     sw_batch_size: int = 1
     threshold: float = 0.5
     min_island_ml: float = 5.0
-    max_regrow: int = 2
+    max_regrow: int = 1
     regrow_mm: float = 40.0
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from femurseg.preprocessing.boxes import Box
 from femurseg.preprocessing.crop import crop_grid
-from femurseg.preprocessing.grid import Grid
+from femurseg.preprocessing.grid import Grid, centred_grid
 from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
 from femurseg.preprocessing.resample import resample
 from femurseg.segmentation.config import SegmenterConfig
@@ -32,13 +32,13 @@ def side_grid(like: Grid, box: Box, side: Label, cfg: SegmenterConfig) -> Grid:
         cfg: stage-2 config.
     """
     mirror = cfg.mirror_right and side == Label.FEMUR_RIGHT
-    roi = box.expand(cfg.margin_mm)
-    grid = crop_grid(like, roi, cfg.spacing_mm, mirror=mirror)
-    short = np.maximum(np.asarray(cfg.roi_size) - np.asarray(grid.shape), 0)
-    if short.any():
-        # widen small boxes with real context (up to the scan's edge) to one whole window
-        roi = roi.expand(tuple((short + 1) * cfg.spacing_mm / 2.0))
-        grid = crop_grid(like, roi, cfg.spacing_mm, mirror=mirror)
+    grid = crop_grid(like, box.expand(cfg.margin_mm), cfg.spacing_mm, mirror=mirror)
+    shape = np.asarray(grid.shape)
+    want = np.maximum(shape, np.asarray(cfg.roi_size))
+    if np.any(want > shape):
+        # widen a small crop about its centre to exactly one window: real context (air beyond
+        # the scan's edge) instead of padding, and no second window for a few extra voxels
+        grid = centred_grid(grid, (shape - 1) / 2.0, want, np.ones(3))
     return grid
 
 

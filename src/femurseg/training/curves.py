@@ -20,7 +20,11 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     w.writeheader()
     w.writerows(rows)
     text = buf.getvalue()
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    def _write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(path, _write)
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
