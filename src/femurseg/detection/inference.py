@@ -17,15 +17,7 @@ from femurseg.detection.prepare import coarse_image
 from femurseg.preprocessing.crop import pad_to_multiple
 from femurseg.preprocessing.grid import Grid
 from femurseg.types import Label, Volume
-from femurseg.weights import (
-    Stage,
-    check_override,
-    config_from_dict,
-    default_weights,
-    load_checkpoint,
-    load_state,
-    sha256_file,
-)
+from femurseg.weights import Stage, load_network
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +41,13 @@ class Detector:
         rules: BoxRules | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(checkpoint) if checkpoint is not None else default_weights(Stage.STAGE1)
-        ckpt = load_checkpoint(self.path, Stage.STAGE1)
-        self.config: DetectorConfig = config_from_dict(
-            DetectorConfig, ckpt["model_config"], "stage1 config"
+        self.config: DetectorConfig
+        self.path, self.config, self.net, self.sha256 = load_network(
+            Stage.STAGE1, checkpoint, DetectorConfig, build_detector,
+            overrides=overrides, device=device,
         )
-        for key, value in (overrides or {}).items():
-            check_override(f"stage1.{key}", getattr(self.config, key), value)
         self.rules = rules or BoxRules()
         self.device = torch.device(device)
-        self.net = build_detector(self.config)
-        load_state(self.net, ckpt["model"], self.path)
-        self.net.eval().to(self.device)
-        self.sha256 = sha256_file(self.path)
 
     @torch.inference_mode()
     def probabilities(self, volume: Volume) -> tuple[npt.NDArray[np.float32], Grid]:

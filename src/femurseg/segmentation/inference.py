@@ -19,15 +19,7 @@ from femurseg.segmentation.network import build_segmenter
 from femurseg.segmentation.postprocess import remove_islands
 from femurseg.segmentation.prepare import crop_image, side_grid
 from femurseg.types import Label, Volume
-from femurseg.weights import (
-    Stage,
-    check_override,
-    config_from_dict,
-    default_weights,
-    load_checkpoint,
-    load_state,
-    sha256_file,
-)
+from femurseg.weights import Stage, load_network
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +60,13 @@ class Segmenter:
         rules: SegmentRules | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(checkpoint) if checkpoint is not None else default_weights(Stage.STAGE2)
-        ckpt = load_checkpoint(self.path, Stage.STAGE2)
-        self.config: SegmenterConfig = config_from_dict(
-            SegmenterConfig, ckpt["model_config"], "stage2 config"
+        self.config: SegmenterConfig
+        self.path, self.config, self.net, self.sha256 = load_network(
+            Stage.STAGE2, checkpoint, SegmenterConfig, build_segmenter,
+            overrides=overrides, device=device,
         )
-        for key, value in (overrides or {}).items():
-            check_override(f"stage2.{key}", getattr(self.config, key), value)
         self.rules = rules or SegmentRules()
         self.device = torch.device(device)
-        self.net = build_segmenter(self.config)
-        load_state(self.net, ckpt["model"], self.path)
-        self.net.eval().to(self.device)
-        self.sha256 = sha256_file(self.path)
 
     @torch.inference_mode()
     def predict_crop(self, image: torch.Tensor) -> npt.NDArray[np.float32]:

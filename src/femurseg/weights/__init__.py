@@ -254,3 +254,37 @@ def check_override(name: str, stored: Any, override: Any) -> None:
             f"{name}={override!r} contradicts the checkpoint's {name}={stored!r}; the network "
             "was trained with the checkpoint's value; drop the override or retrain"
         )
+
+
+def load_network(
+    stage: Stage,
+    checkpoint: str | Path | None,
+    config_type: type[C],
+    build: typing.Callable[[C], torch.nn.Module],
+    *,
+    overrides: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Path, C, torch.nn.Module, str]:
+    """Load a stage's network for inference: checkpoint, config, overrides check, weights.
+
+    Args:
+        stage: which network the checkpoint must hold.
+        checkpoint: checkpoint path; None uses the shipped weights (checksum verified).
+        config_type: the stage's frozen config class.
+        build: makes the network from its config.
+        overrides: values the caller expects; any that contradict the stored config raise
+            :class:`ConfigError`.
+        device: where the network runs.
+
+    Returns:
+        ``(path, config, network in eval mode on device, sha256 of the checkpoint file)``.
+    """
+    path = Path(checkpoint) if checkpoint is not None else default_weights(stage)
+    ckpt = load_checkpoint(path, stage)
+    config = config_from_dict(config_type, ckpt["model_config"], f"{stage.value} config")
+    for key, value in (overrides or {}).items():
+        check_override(f"{stage.value}.{key}", getattr(config, key), value)
+    net = build(config)
+    load_state(net, ckpt["model"], path)
+    net.eval().to(torch.device(device))
+    return path, config, net, sha256_file(path)
