@@ -134,7 +134,13 @@ def _progress():  # type: ignore[no-untyped-def]
 
 @app.command()
 def train(
-    stage: Annotated[str, typer.Argument(help="Which network: stage1 (boxes) or stage2 (femur).")],
+    stage: Annotated[
+        str,
+        typer.Argument(
+            help="Which network: stage1 (boxes), stage2 (femur in a box), or the baselines "
+            "segresnet (single-stage, whole scan) and transunet (2D slices)."
+        ),
+    ],
     data: Annotated[Path, typer.Option("--data", help="Dataset folder with dataset.json.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoints.")],
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps.")] = None,
@@ -160,32 +166,43 @@ def train(
     ] = None,
     roi: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(help="Stage 2: window (training patch and inference) in voxels."),
+        typer.Option(help="Stage 2 / segresnet: window (training patch and inference) in voxels."),
     ] = None,
 ) -> None:
-    """Train stage 1 or stage 2 on a dataset folder; resumable; torchrun for several GPUs."""
+    """Train a network on a dataset folder; resumable; torchrun for several GPUs."""
 
     def _train() -> None:
         import dataclasses
         import math
         import os
 
-        from femurseg.detection import DetectorConfig
+        from femurseg.baselines.transunet_train import TransUNetTrainConfig
         from femurseg.errors import ConfigError, InputError
-        from femurseg.segmentation import SegmenterConfig
         from femurseg.training import TrainConfig, read_split
         from femurseg.training import train as run_train
+        from femurseg.training.loop import task_class
         from femurseg.weights import Stage
 
         try:
             st = Stage(stage)
         except ValueError as err:
-            raise InputError(f"stage {stage!r} is unknown; expected stage1 or stage2") from err
+            names = ", ".join(s.value for s in Stage)
+            raise InputError(f"network {stage!r} is unknown; expected one of {names}") from err
         if steps is not None and epochs is not None:
             raise ConfigError("--steps and --epochs were both given; give one of them")
-        base = TrainConfig(stage=st)
-        if st == Stage.STAGE1:
-            base = dataclasses.replace(base, batch_size=1, lr=3e-3)
+        if patch is not None and st != Stage.STAGE1:
+            raise ConfigError(f"--patch applies to stage1 only; {st.value} trains on --roi windows")
+        if roi is not None and st not in (Stage.STAGE2, Stage.SEGRESNET):
+            raise ConfigError(f"--roi applies to stage2 and segresnet only, not {st.value}")
+        base: Any
+        if st == Stage.TRANSUNET:
+            base = TransUNetTrainConfig()
+        elif st == Stage.STAGE1:
+            base = TrainConfig(stage=st, batch_size=1, lr=3e-3)
+        elif st == Stage.SEGRESNET:
+            base = TrainConfig(stage=st, batch_size=1)
+        else:
+            base = TrainConfig(stage=st)
         changes: dict[str, Any] = {
             k: v
             for k, v in {
@@ -203,12 +220,10 @@ def train(
             cfg = dataclasses.replace(cfg, steps=max(1, math.ceil(epochs * n / cfg.batch_size)))
         elif steps is not None:
             cfg = dataclasses.replace(cfg, steps=steps)
-        model = DetectorConfig() if st == Stage.STAGE1 else SegmenterConfig()
+        model: Any = task_class(st)[0]()
         if spacing is not None:
             model = dataclasses.replace(model, spacing_mm=spacing)
         if roi is not None:
-            if not isinstance(model, SegmenterConfig):
-                raise ConfigError("--roi applies to stage2 only; use --patch for stage1")
             model = dataclasses.replace(model, roi_size=roi)
         with _progress() as bar:
             task = bar.add_task(f"train {st.value}", total=cfg.steps, info="")
@@ -223,6 +238,7 @@ def train(
                 cfg,
                 model,
                 resume=resume,
+                stage=st,
                 device=device,
                 progress=on_step,
                 init_from=init,

@@ -8,17 +8,14 @@ Uses the project's training pieces: the split reader and prepared-array cache
 folder has the stage models' layout (``last.pt``, ``best.pt``, ``metrics.csv``,
 ``curves.png``, ``config.json``, ``cache/``); checkpoints carry ``stage="transunet"``.
 
-:func:`fit` is a generic loop over any :class:`femurseg.training.loop.Task`: the shared
-:func:`femurseg.training.train` is bound to the two stage enums and their configs, so it cannot
-run a third network. Single process (CPU or one CUDA device, AMP on CUDA); no DDP.
+Training itself is the shared loop, :func:`femurseg.training.loop.train`, with
+``stage=Stage.TRANSUNET``: the same optimiser steps, schedule, checkpoints, AMP and DDP as the
+pipeline's stages.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,30 +23,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from monai.losses import DiceCELoss
 from torch import nn
 
-import femurseg
 from femurseg.baselines.transunet import STAGE, TransUNetConfig, build_transunet
 from femurseg.baselines.transunet_infer import (
-    load_transunet_checkpoint,
     slice_grid,
     slice_image,
     slice_probabilities,
 )
 from femurseg.config import check_range, to_dict
-from femurseg.devices import Device, resolve_device
-from femurseg.errors import ConfigError, OutputError
+from femurseg.devices import Device
 from femurseg.io import read_labels, read_volume
 from femurseg.preprocessing.grid import Grid
 from femurseg.preprocessing.resample import resample
 from femurseg.training.augment import intensity_augment, step_rng
-from femurseg.training.config import TrainConfig
-from femurseg.training.curves import plot_curves, read_csv, write_csv
-from femurseg.training.data import CaseEntry, cache_key, cached_arrays, read_split
-from femurseg.training.loop import Progress, Task, learning_rate
+from femurseg.training.data import CaseEntry, cache_key, cached_arrays
+from femurseg.training.loop import Progress, train
 from femurseg.types import Label
-from femurseg.weights import save_checkpoint
+from femurseg.weights import Stage
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +99,6 @@ class TransUNetTrainConfig:
         check_range("val_cases", self.val_cases, 1, 100_000)
         check_range("seed", self.seed, 0, 2**31 - 1)
 
-    def schedule(self) -> TrainConfig:
-        """The shared schedule's config (:func:`learning_rate` reads lr, warm-up and steps)."""
-        return TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps)
 
 
 def prepare_slices(cases: list[CaseEntry], cfg: TransUNetConfig, slice_mm: float) -> dict[str, Any]:
@@ -203,6 +191,18 @@ class TransUNetTask:
         """A fresh TransUNet."""
         return build_transunet(self.model_cfg)
 
+    def optimizer(self, net: nn.Module) -> torch.optim.AdamW:
+        """AdamW with decay on weight matrices and kernels only (ViT practice)."""
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for name, p in net.named_parameters():
+            (no_decay if p.ndim < 2 or name.endswith("pos_embed") else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": self.cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=self.cfg.lr)
+
     def batch(self, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Slices (B, 1, S, S) and labels (B, 1, S, S) of one step."""
         rng = step_rng(self.cfg.seed, rank, step)
@@ -239,158 +239,6 @@ class TransUNetTask:
         return {"metric": dice, "val_dice": dice, **sides}
 
 
-def _optimizer(net: nn.Module, cfg: TransUNetTrainConfig) -> torch.optim.AdamW:
-    """AdamW with decay on weight matrices and kernels only (ViT practice)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, p in net.named_parameters():
-        (no_decay if p.ndim < 2 or name.endswith("pos_embed") else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def _check_run(run: Path, resume: bool, train_cfg: Any, model_cfg: Any) -> dict[str, Any] | None:
-    """The checkpoint to resume from (None for a new run), after checking it fits the configs."""
-    last = run / "last.pt"
-    if not resume:
-        if last.exists():
-            raise OutputError(
-                f"{run} already holds a training run ({last.name}); expected an empty folder; "
-                "pass --resume to continue it or choose another -o"
-            )
-        return None
-    ckpt = load_transunet_checkpoint(last)
-    for what, stored, mine in (
-        ("model", ckpt["model_config"], to_dict(model_cfg)),
-        ("training", ckpt.get("train_config") or {}, to_dict(train_cfg)),
-    ):
-        diff = sorted(k for k in mine if k != "steps" and stored.get(k) != mine[k])
-        if diff:
-            raise ConfigError(
-                f"--resume with {what} settings {diff} that differ from the checkpoint's; only "
-                "--steps may change on resume; drop those options or start a new run folder"
-            )
-    return ckpt
-
-
-def fit(
-    task: Task,
-    run_dir: str | Path,
-    train_cfg: TransUNetTrainConfig,
-    *,
-    resume: bool = False,
-    device: Device | str = Device.AUTO,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Train a task's network; write checkpoints, metrics CSV and curves into ``run_dir``.
-
-    Args:
-        task: builds the network, draws step batches and validates (``task.stage`` is the
-            checkpoint's ``stage`` tag, ``task.model_cfg`` its model config).
-        run_dir: output folder of the run.
-        train_cfg: training config.
-        resume: continue from ``run_dir/last.pt`` (configs must match; ``steps`` may grow).
-        device: where to train.
-        progress: called after every step with (step, total, latest numbers).
-
-    Returns:
-        Summary: stage, final step, best metric, paths.
-
-    Raises:
-        OutputError: ``run_dir`` already holds a run and ``resume`` is false.
-        ConfigError: ``resume`` with settings that contradict the checkpoint.
-    """
-    run = Path(run_dir)
-    last_path, best_path = run / "last.pt", run / "best.pt"
-    ckpt = _check_run(run, resume, train_cfg, task.model_cfg)
-    dev = resolve_device(device)
-    torch.manual_seed(train_cfg.seed)
-    net = task.build().to(dev)
-    opt = _optimizer(net, train_cfg)
-    use_amp = dev.type == "cuda" and train_cfg.amp
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start, best = 0, -math.inf
-    rows: list[dict[str, Any]] = []
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start, best = int(ckpt["step"]), float(ckpt.get("best_metric", -math.inf))
-        rows = [r for r in read_csv(run / "metrics.csv") if int(r["step"]) <= start]
-        log.info("resuming %s at step %d of %d", task.stage, start, train_cfg.steps)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(
-        json.dumps({"model": to_dict(task.model_cfg), "train": to_dict(train_cfg)}, indent=2)
-    )
-    schedule = train_cfg.schedule()
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    elapsed0 = float(rows[-1]["seconds"]) if rows else 0.0
-    t0 = time.perf_counter()
-    losses: list[float] = []
-    net.train()
-    for step in range(start, train_cfg.steps):
-        # dropout masks, too, are a function of (seed, step): resuming is exact
-        torch.manual_seed(int(step_rng(train_cfg.seed, 0, step).integers(2**63 - 1)))
-        lr = learning_rate(schedule, step)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x, y = task.batch(step, 0)
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, enabled=use_amp):
-            loss = loss_fn(net(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        losses.append(float(loss.detach()))
-        done = step + 1
-        info = {"loss": losses[-1], "lr": lr}
-        if done % train_cfg.val_every == 0 or done == train_cfg.steps:
-            metrics = task.validate(net, dev)
-            row = {
-                "step": done,
-                "lr": lr,
-                "train_loss": float(np.mean(losses)),
-                **{k: v for k, v in metrics.items() if k != "metric"},
-                "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
-            }
-            rows.append(row)
-            losses = []
-            payload = {
-                "stage": task.stage,
-                "model_config": to_dict(task.model_cfg),
-                "train_config": to_dict(train_cfg),
-                "model": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict() if use_amp else None,
-                "step": done,
-                "metrics": {k: float(v) for k, v in metrics.items()},
-                "femurseg_version": femurseg.__version__,
-            }
-            if metrics["metric"] > best:
-                best = float(metrics["metric"])
-                save_checkpoint({**payload, "best_metric": best}, best_path)
-            save_checkpoint({**payload, "best_metric": best}, last_path)
-            write_csv(rows, run / "metrics.csv")
-            plot_curves(rows, run / "curves.png", "val_dice")
-            info.update(metrics)
-            log.info("step %d: %s", done, row)
-        if progress is not None:
-            progress(done, train_cfg.steps, info)
-    return {
-        "stage": task.stage,
-        "steps": train_cfg.steps,
-        "best_metric": best,
-        "last": str(last_path),
-        "best": str(best_path),
-        "metrics": str(run / "metrics.csv"),
-    }
-
-
 def train_transunet(
     data_dir: str | Path,
     run_dir: str | Path,
@@ -419,15 +267,14 @@ def train_transunet(
     Returns:
         Summary: stage, final step, best metric (mean validation Dice of both sides), paths.
     """
-    train_cfg = train_cfg or TransUNetTrainConfig()
-    model_cfg = model_cfg or TransUNetConfig()
-    # fail before the (slow) slice preparation when the run folder does not fit
-    _check_run(Path(run_dir), resume, train_cfg, model_cfg)
-    task = TransUNetTask(
-        read_split(data_dir, "train"),
-        read_split(data_dir, "val"),
-        model_cfg,
-        train_cfg,
-        Path(cache_dir) if cache_dir is not None else Path(run_dir) / "cache",
+    return train(
+        data_dir,
+        run_dir,
+        train_cfg or TransUNetTrainConfig(),
+        model_cfg or TransUNetConfig(),
+        stage=Stage.TRANSUNET,
+        resume=resume,
+        device=device,
+        progress=progress,
+        cache_dir=cache_dir,
     )
-    return fit(task, run_dir, train_cfg, resume=resume, device=device, progress=progress)

@@ -11,7 +11,7 @@ from femurseg.weights import Stage
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one stage is trained.
+    """How one network is trained (stage 1, stage 2 or the single-stage SegResNet baseline).
 
     Attributes:
         stage: which network.
@@ -26,7 +26,7 @@ class TrainConfig:
         flip_lr: stage 1: mirror half the samples left-right and exchange their labels (a
             mirrored body is a valid body); off by default, since it hides the position cues
             that tell left from right and slows learning.
-        fg_fraction: stage 2: share of patches centred on a femur voxel.
+        fg_fraction: stage 2 and segresnet: share of patches centred on a femur voxel.
         box_jitter_mm: stage 2: extra random context around the truth box, so training crops
             cover stage-1 box errors of about this size.
         val_every: steps between validations (each writes ``last.pt``; the best also
@@ -56,7 +56,9 @@ class TrainConfig:
         try:
             object.__setattr__(self, "stage", Stage(self.stage))
         except ValueError as err:
-            raise ConfigError(f"stage={self.stage!r}; expected stage1 or stage2") from err
+            raise ConfigError(
+                f"stage={self.stage!r}; expected one of {', '.join(s.value for s in Stage)}"
+            ) from err
         check_range("steps", self.steps, 1, 10_000_000)
         check_range("batch_size", self.batch_size, 1, 1024)
         check_range("lr", self.lr, 1e-7, 1.0)

@@ -1,4 +1,9 @@
-"""The training loop shared by both stages: seeded, resumable, CPU / CUDA+AMP / DDP.
+"""The one training loop of every network: seeded, resumable, CPU / CUDA+AMP / DDP.
+
+A :class:`Task` (one per network: stage 1, stage 2, the single-stage SegResNet and TransUNet
+baselines) prepares the data, builds the network, draws each step's batch and validates; the
+loop owns the optimiser, schedule, mixed precision, checkpoints, metrics and curves, so all
+networks are trained and compared the same way.
 
 Run folder layout::
 
@@ -37,7 +42,7 @@ from femurseg.detection.config import DetectorConfig
 from femurseg.devices import Device, resolve_device
 from femurseg.errors import ConfigError, OutputError
 from femurseg.segmentation.config import SegmenterConfig
-from femurseg.training.config import TrainConfig
+from femurseg.training.augment import step_rng
 from femurseg.training.curves import plot_curves, read_csv, write_csv
 from femurseg.training.data import read_split
 from femurseg.weights import (
@@ -55,7 +60,11 @@ Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class Task(Protocol):
-    """What the loop needs from a stage."""
+    """What the loop needs from a network's training task.
+
+    A task may also define ``optimizer(net) -> torch.optim.Optimizer`` to replace the default
+    AdamW over all parameters (TransUNet keeps decay off norms and embeddings).
+    """
 
     stage: str
     model_cfg: Any
@@ -67,8 +76,11 @@ class Task(Protocol):
     def validate(self, net: nn.Module, device: torch.device) -> dict[str, float]: ...
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up to ``cfg.lr``, then cosine decay to 5 % of it at ``cfg.steps``."""
+def learning_rate(cfg: Any, step: int) -> float:
+    """Linear warm-up to ``cfg.lr``, then cosine decay to 5 % of it at ``cfg.steps``.
+
+    ``cfg`` is any training config with ``lr``, ``warmup_steps`` and ``steps``.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(cfg.steps - cfg.warmup_steps, 1)
@@ -86,11 +98,28 @@ def _ddp() -> tuple[int, int, int]:
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _model_config_class(stage: Stage) -> type:
-    return DetectorConfig if stage == Stage.STAGE1 else SegmenterConfig
+def task_class(stage: Stage) -> tuple[type, Callable[..., Task]]:
+    """(model config class, task class) of a network; imported lazily (the baselines)."""
+    if stage == Stage.STAGE1:
+        from femurseg.training.stage1 import Stage1Task
+
+        return DetectorConfig, Stage1Task
+    if stage == Stage.STAGE2:
+        from femurseg.training.stage2 import Stage2Task
+
+        return SegmenterConfig, Stage2Task
+    if stage == Stage.SEGRESNET:
+        from femurseg.baselines.single_stage import SingleStageConfig
+        from femurseg.baselines.single_stage_train import SingleStageTask
+
+        return SingleStageConfig, SingleStageTask
+    from femurseg.baselines.transunet import TransUNetConfig
+    from femurseg.baselines.transunet_train import TransUNetTask
+
+    return TransUNetConfig, TransUNetTask
 
 
-def _check_resume(ckpt: dict[str, Any], train_cfg: TrainConfig, model_cfg: Any) -> TrainConfig:
+def _check_resume(ckpt: dict[str, Any], train_cfg: Any, model_cfg: Any) -> Any:
     """The training config to continue with: the stored one, with ``steps`` from the caller."""
     stored_model = ckpt["model_config"]
     if stored_model != to_dict(model_cfg):
@@ -99,7 +128,7 @@ def _check_resume(ckpt: dict[str, Any], train_cfg: TrainConfig, model_cfg: Any) 
             f"--resume with model settings {diff} that differ from the checkpoint's; a resumed "
             "run keeps its model config; drop those options or start a new run folder"
         )
-    stored = config_from_dict(TrainConfig, ckpt["train_config"], "train config")
+    stored = config_from_dict(type(train_cfg), ckpt["train_config"], "train config")
     mine = to_dict(train_cfg)
     theirs = to_dict(stored)
     diff = sorted(k for k in mine if k != "steps" and mine[k] != theirs[k])
@@ -112,37 +141,38 @@ def _check_resume(ckpt: dict[str, Any], train_cfg: TrainConfig, model_cfg: Any) 
 
 
 def build_task(
-    stage: Stage, data_dir: Path, train_cfg: TrainConfig, model_cfg: Any, cache_dir: Path
+    stage: Stage, data_dir: Path, train_cfg: Any, model_cfg: Any, cache_dir: Path
 ) -> Task:
-    """The training task of a stage over a dataset folder's train and val splits."""
-    from femurseg.training.stage1 import Stage1Task
-    from femurseg.training.stage2 import Stage2Task
-
+    """The training task of a network over a dataset folder's train and val splits."""
     train_cases = read_split(data_dir, "train")
     val_cases = read_split(data_dir, "val")
-    cls = Stage1Task if stage == Stage.STAGE1 else Stage2Task
-    return cls(train_cases, val_cases, model_cfg, train_cfg, cache_dir)  # type: ignore[arg-type]
+    _, cls = task_class(stage)
+    return cls(train_cases, val_cases, model_cfg, train_cfg, cache_dir)
 
 
 def train(
     data_dir: str | Path,
     run_dir: str | Path,
-    train_cfg: TrainConfig,
+    train_cfg: Any,
     model_cfg: Any | None = None,
     *,
+    stage: Stage | str | None = None,
     resume: bool = False,
     device: Device | str = Device.AUTO,
     progress: Progress | None = None,
     cache_dir: str | Path | None = None,
     init_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train one stage and write checkpoints, metrics and curves into ``run_dir``.
+    """Train one network and write checkpoints, metrics and curves into ``run_dir``.
 
     Args:
         data_dir: dataset folder (``dataset.json`` with train and val splits).
         run_dir: output folder of the run.
-        train_cfg: training config (its ``stage`` picks the network).
-        model_cfg: model config (DetectorConfig / SegmenterConfig); default config if None.
+        train_cfg: training config: :class:`TrainConfig` (its ``stage`` picks the network) or
+            the TransUNet training config. The loop reads ``steps``, ``lr``,
+            ``warmup_steps``, ``weight_decay``, ``val_every``, ``seed`` and ``amp``.
+        model_cfg: the network's model config; its default if None.
+        stage: which network; default ``train_cfg.stage``.
         resume: continue from ``run_dir/last.pt`` (its configs are kept; ``steps`` may grow).
         device: where to train.
         progress: called after every step.
@@ -159,8 +189,8 @@ def train(
         ConfigError: ``resume`` with settings that contradict the checkpoint.
     """
     run = Path(run_dir)
-    stage = Stage(train_cfg.stage)
-    model_cfg = model_cfg if model_cfg is not None else _model_config_class(stage)()
+    stage = Stage(stage if stage is not None else train_cfg.stage)
+    model_cfg = model_cfg if model_cfg is not None else task_class(stage)[0]()
     last_path, best_path = run / "last.pt", run / "best.pt"
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -183,7 +213,14 @@ def train(
     task = build_task(stage, Path(data_dir), train_cfg, model_cfg, cache)
 
     net = task.build().to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    make_optimizer = getattr(task, "optimizer", None)
+    opt = (
+        make_optimizer(net)
+        if make_optimizer is not None
+        else torch.optim.AdamW(
+            net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+        )
+    )
     use_amp = dev.type == "cuda" and train_cfg.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, best = 0, -math.inf
@@ -223,6 +260,8 @@ def train(
     losses: list[float] = []
     net.train()
     for step in range(start, train_cfg.steps):
+        # dropout masks, too, are a function of (seed, rank, step): resuming is exact
+        torch.manual_seed(int(step_rng(train_cfg.seed, rank, step).integers(2**63 - 1)))
         lr = learning_rate(train_cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr

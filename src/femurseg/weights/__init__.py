@@ -41,10 +41,15 @@ C = TypeVar("C")
 
 
 class Stage(str, enum.Enum):
-    """The two networks of the pipeline."""
+    """The networks femurseg trains: the pipeline's two stages and the two baselines.
+
+    The value is the checkpoint's ``stage`` tag and the ``femurseg train`` argument.
+    """
 
     STAGE1 = "stage1"
     STAGE2 = "stage2"
+    SEGRESNET = "segresnet"
+    TRANSUNET = "transunet"
 
 
 def sha256_file(path: str | Path) -> str:
