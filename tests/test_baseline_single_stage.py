@@ -1,4 +1,4 @@
-"""Single-stage SegResNet baseline: the shared loop trains it; inference returns input-grid labels."""
+"""Single-stage SegResNet: trained by the shared loop; labels come back on the input grid."""
 
 from __future__ import annotations
 

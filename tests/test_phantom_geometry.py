@@ -23,8 +23,12 @@ def winding_number(mesh: trimesh.Trimesh, pts: np.ndarray) -> np.ndarray:
     a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
     la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
     num = np.einsum("pfi,pfi->pf", a, np.cross(b, c))
-    den = (la * lb * lc + np.einsum("pfi,pfi->pf", a, b) * lc
-           + np.einsum("pfi,pfi->pf", b, c) * la + np.einsum("pfi,pfi->pf", c, a) * lb)
+    den = (
+        la * lb * lc
+        + np.einsum("pfi,pfi->pf", a, b) * lc
+        + np.einsum("pfi,pfi->pf", b, c) * la
+        + np.einsum("pfi,pfi->pf", c, a) * lb
+    )
     return np.arctan2(num, den).sum(axis=1) / (2 * np.pi)
 
 
@@ -115,8 +119,9 @@ def test_matches_winding_oracle_on_nonconvex_mesh() -> None:
     mesh = trimesh.creation.torus(major_radius=20.0, minor_radius=7.0)
     mesh.apply_transform(trimesh.transformations.rotation_matrix(0.6, [1, 1, 0]))
     shape = (100, 70, 110)
-    aff = oblique_affine((0.9, 1.3, 0.7), (10, -25, 40), (0, 0, 0), shape, perm=(2, 0, 1),
-                         flip=(1, -1, 1))
+    aff = oblique_affine(
+        (0.9, 1.3, 0.7), (10, -25, 40), (0, 0, 0), shape, perm=(2, 0, 1), flip=(1, -1, 1)
+    )
     full = voxelize(mesh, aff, shape).to_full()
     rng = np.random.default_rng(0)
     idx = np.argwhere(np.ones(shape, bool))[rng.choice(np.prod(shape), 1500, replace=False)]
@@ -137,8 +142,9 @@ def test_oblique_and_permuted_grids_give_same_world_shape() -> None:
     shape = (120, 120, 120)
     for aff in (
         oblique_affine((0.8, 0.8, 0.8), (0, 0, 0), (1, 2, 3), shape),
-        oblique_affine((0.6, 1.2, 0.9), (0, 0, 0), (0, 0, 0), shape, perm=(1, 2, 0),
-                       flip=(-1, 1, -1)),
+        oblique_affine(
+            (0.6, 1.2, 0.9), (0, 0, 0), (0, 0, 0), shape, perm=(1, 2, 0), flip=(-1, 1, -1)
+        ),
         oblique_affine((0.7, 0.9, 1.0), (20, 35, -15), (3, -2, 1), shape),
     ):
         crop = voxelize(mesh, aff, shape)

@@ -17,8 +17,11 @@ from femurseg.phantoms.procedural import procedural_boneset
 from femurseg.phantoms.shapes import BoneSet, load_subject
 from femurseg.phantoms.voxelize import voxelize
 
-LANDMARKS = [f"{n}_{s}" for n in ("hip", "head_radius", "knee", "ankle", "femur_top",
-                                  "femur_bottom") for s in ("left", "right")]
+LANDMARKS = [
+    f"{n}_{s}"
+    for n in ("hip", "head_radius", "knee", "ankle", "femur_top", "femur_bottom")
+    for s in ("left", "right")
+]
 LANDMARKS += ["pelvis_centre", "pelvis_top"]
 
 
@@ -42,7 +45,7 @@ def overlaps_ml(anat: Anatomy, spacing: float = 1.5) -> dict[tuple[str, str], fl
     masks = {k: voxelize(m, aff, shape).to_full() for k, m in anat.meshes.items()}
     out = {}
     for i, a in enumerate(BONES):
-        for b in BONES[i + 1:]:
+        for b in BONES[i + 1 :]:
             out[(a, b)] = float((masks[a] & masks[b]).sum()) * spacing**3 / 1000.0
     return out
 
@@ -85,15 +88,20 @@ def test_sample_pose_ranges() -> None:
     rng = np.random.default_rng(3)
     poses = [sample_pose(rng) for _ in range(300)]
     legs = [p.left for p in poses] + [p.right for p in poses]
-    for attr, lo, hi in (("hip_flexion", -5, 15), ("hip_abduction", -5, 12),
-                         ("hip_rotation", -20, 25), ("knee_flexion", 0, 25)):
+    for attr, lo, hi in (
+        ("hip_flexion", -5, 15),
+        ("hip_abduction", -5, 12),
+        ("hip_rotation", -20, 25),
+        ("knee_flexion", 0, 25),
+    ):
         v = np.array([getattr(leg, attr) for leg in legs])
         assert v.min() >= lo and v.max() <= hi and v.max() - v.min() > 0.7 * (hi - lo), attr
     scale = np.array([p.scale for p in poses])
     assert scale.min() >= 0.88 and scale.max() <= 1.12
     assert min(p.left.hip_abduction + p.right.hip_abduction for p in poses) >= -2.0
-    assert all(-3.0 - 1e-9 <= leg.hip_flexion - 0.5 * leg.knee_flexion <= 5.0 + 1e-9
-               for leg in legs)
+    assert all(
+        -3.0 - 1e-9 <= leg.hip_flexion - 0.5 * leg.knee_flexion <= 5.0 + 1e-9 for leg in legs
+    )
 
 
 def test_procedural_bones_are_anatomical(bones: BoneSet) -> None:
@@ -188,11 +196,11 @@ def test_llp26_mixed_subjects(llp26_dir: Path) -> None:
     # Raw LLP26 meshes overlap by up to ~90 ml at the knee and ~25 ml at the hip; assembled
     # bones keep joint spaces.
     assert max(ov.values()) < 0.2, ov
-    assert anat.meta["subjects"] == {"pelvis": "LLP26_01", "left": "LLP26_10",
-                                     "right": "LLP26_16"}
+    assert anat.meta["subjects"] == {"pelvis": "LLP26_01", "left": "LLP26_10", "right": "LLP26_16"}
     # The right limb is subject 16's left limb mirrored: same size, outward normals.
     assert anat.meshes["femur_right"].volume == pytest.approx(
-        right.femur.volume * pose.scale**3, rel=1e-6)
+        right.femur.volume * pose.scale**3, rel=1e-6
+    )
     r_hip = anat.landmarks["hip_right"] - anat.landmarks["pelvis_centre"]
     l_hip = anat.landmarks["hip_left"] - anat.landmarks["pelvis_centre"]
     assert 60.0 < r_hip[0] < 110.0 and -110.0 < l_hip[0] < -60.0

@@ -67,8 +67,12 @@ def test_closed_polyline_is_a_ring() -> None:
 
 def test_shell_and_intersect_volumes() -> None:
     f = Field([-25, -25, -25], [25, 25, 25], 0.5)
-    f.union(intersect(shell(sphere([0, 0, 0], 20.0), 4.0),
-                      elliptic_cylinder([0, 0, 15], [30, 30], axis=2, half_length=15)))
+    f.union(
+        intersect(
+            shell(sphere([0, 0, 0], 20.0), 4.0),
+            elliptic_cylinder([0, 0, 15], [30, 30], axis=2, half_length=15),
+        )
+    )
     m = f.mesh()
     # Upper half of a spherical shell between radii 18 and 22.
     assert m.volume == pytest.approx(2 / 3 * np.pi * (22**3 - 18**3), rel=0.03)
@@ -131,8 +135,12 @@ def test_procedural_distribution_matches_llp26(samples: list) -> None:
         length.append(float((lm.femur_top - lm.femur_bottom) @ lm.femur_axis))
         head.append(lm.head_radius)
         nsa.append(angle)
-    for name, v, lo, hi in (("volume ml", vol, 300, 650), ("length mm", length, 380, 500),
-                            ("head radius mm", head, 19, 27), ("neck angle", nsa, 105, 135)):
+    for name, v, lo, hi in (
+        ("volume ml", vol, 300, 650),
+        ("length mm", length, 380, 500),
+        ("head radius mm", head, 19, 27),
+        ("neck angle", nsa, 105, 135),
+    ):
         assert lo < min(v) and max(v) < hi, (name, v)
     # Means near LLP26 (491 ml, 442 mm, 23.0 mm, 115 deg), and the samples differ.
     assert 430 < np.mean(vol) < 560 and 425 < np.mean(length) < 460
@@ -141,8 +149,7 @@ def test_procedural_distribution_matches_llp26(samples: list) -> None:
 
 
 def test_procedural_meshes_like_llp26(samples: list) -> None:
-    expected = {"pelvis": (3, 45000), "femur": (1, 8000), "patella": (1, 1000),
-                "tibfib": (2, 8000)}
+    expected = {"pelvis": (3, 45000), "femur": (1, 8000), "patella": (1, 1000), "tibfib": (2, 8000)}
     for bones, _, _, cpu in samples:
         for name, (n_bodies, max_faces) in expected.items():
             mesh: trimesh.Trimesh = getattr(bones, name)
@@ -156,7 +163,11 @@ def test_femur_profile_narrow_shaft_wide_ends(samples: list) -> None:
     cp = _compare()
     for bones, lm, _, _ in samples:
         length = float((lm.femur_top - lm.femur_bottom) @ lm.femur_axis)
-        area = [cp.cross_section(bones.femur, lm.femur_bottom + f * length * lm.femur_axis,
-                                 lm.femur_axis)[0] for f in (0.05, 0.15, 0.5, 0.85)]
+        area = [
+            cp.cross_section(
+                bones.femur, lm.femur_bottom + f * length * lm.femur_axis, lm.femur_axis
+            )[0]
+            for f in (0.05, 0.15, 0.5, 0.85)
+        ]
         assert area[0] > 2.5 * area[2] and area[1] > 1.3 * area[2] and area[3] > 1.6 * area[2]
         assert 380 < area[2] < 850  # mid-shaft, LLP26 480-910 mm^2

@@ -26,10 +26,13 @@ from femurseg.phantoms.voxelize import voxelize
 SP = 4.0
 
 
-def cfg_for(fov: FovKind, hip: float = 0.0, knee: float = 0.0, circle: bool = False,
-            **kw: object) -> PhantomConfig:
+def cfg_for(
+    fov: FovKind, hip: float = 0.0, knee: float = 0.0, circle: bool = False, **kw: object
+) -> PhantomConfig:
     return PhantomConfig(
-        fov=fov, spacing=(SP, SP, SP), recon_circle=circle,
+        fov=fov,
+        spacing=(SP, SP, SP),
+        recon_circle=circle,
         scanner=ScannerParams(max_render_mm=SP, **kw),  # type: ignore[arg-type]
         implants=ImplantParams(hip_probability=hip, knee_probability=knee),
     )
@@ -141,7 +144,8 @@ def test_one_leg_fov_is_centred_on_one_leg() -> None:
     g = case.image
     x_centre = g.index_to_world(np.array(g.shape) / 2 - 0.5)[0]
     assert abs(x_centre - case.anatomy.landmarks[f"hip_{side}"][0]) < abs(
-        x_centre - case.anatomy.landmarks[f"hip_{other}"][0])
+        x_centre - case.anatomy.landmarks[f"hip_{other}"][0]
+    )
 
 
 def test_cut_fov_cuts_a_femur_at_the_image_edge() -> None:

@@ -20,8 +20,9 @@ from femurseg.phantoms.generate import generate_case
 from femurseg.phantoms.params import FovKind, PhantomConfig, ScannerParams
 
 runner = CliRunner()
-SMALL = PhantomConfig(fov=FovKind.KNEE, spacing=(5.0, 5.0, 5.0),
-                      scanner=ScannerParams(max_render_mm=5.0))
+SMALL = PhantomConfig(
+    fov=FovKind.KNEE, spacing=(5.0, 5.0, 5.0), scanner=ScannerParams(max_render_mm=5.0)
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,12 @@ def test_dataset_layout_and_json(dataset: Path) -> None:
         lab, aff = read_labels(dataset / "labels" / f"{name}.nii.gz", like=vol)
         assert set(np.unique(lab)) <= {0, 1, 2} and lab.any()
         np.testing.assert_allclose(aff, vol.affine)
-        assert "".join(nib.aff2axcodes(nib.load(dataset / "images" / f"{name}.nii.gz").affine)) \
+        assert (
+            "".join(nib.aff2axcodes(nib.load(dataset / "images" / f"{name}.nii.gz").affine))
             == meta["orientation"]
+        )
     split = doc["split"]
-    assert sorted(split["train"] + split["val"] + split["test"]) == ["phantom_0000",
-                                                                      "phantom_0001"]
+    assert sorted(split["train"] + split["val"] + split["test"]) == ["phantom_0000", "phantom_0001"]
     assert doc["source"]["generator"] == "femurseg phantom"
 
 
@@ -70,8 +72,9 @@ def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
         write_dataset(tmp_path / "x", 1, 1, SMALL, shapes_dir=tmp_path / "missing")
 
 
-@pytest.mark.parametrize("n, want", [(100, (85, 8, 7)), (3, (1, 1, 1)), (10, (8, 1, 1)),
-                                     (1, (1, 0, 0))])
+@pytest.mark.parametrize(
+    "n, want", [(100, (85, 8, 7)), (3, (1, 1, 1)), (10, (8, 1, 1)), (1, (1, 0, 0))]
+)
 def test_split_proportions(n: int, want: tuple[int, int, int]) -> None:
     names = [f"c{i}" for i in range(n)]
     s = split_cases(names, seed=3)
@@ -124,8 +127,10 @@ def test_cli_refuses_non_empty_output(dataset: Path) -> None:
 
 def test_cli_writes_a_dataset(tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    result = runner.invoke(app, ["phantom", "--n", "1", "-o", str(out), "--seed", "4",
-                                 "--fov", "knee", "--spacing", "5"])
+    result = runner.invoke(
+        app,
+        ["phantom", "--n", "1", "-o", str(out), "--seed", "4", "--fov", "knee", "--spacing", "5"],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "dataset.json").read_text())
     meta = doc["case_info"][doc["cases"][0]]

@@ -29,7 +29,10 @@ BONE = [Tissue.CORTICAL, Tissue.CANCELLOUS, Tissue.MARROW]
 
 def _cfg(abdomen: float) -> PhantomConfig:
     return PhantomConfig(
-        fov=FovKind.HIP, spacing=(SP, SP, SP), recon_circle=False, abdomen_probability=abdomen,
+        fov=FovKind.HIP,
+        spacing=(SP, SP, SP),
+        recon_circle=False,
+        abdomen_probability=abdomen,
         scanner=ScannerParams(max_render_mm=SP, tight_fov_probability=0.0),
         implants=ImplantParams(hip_probability=0.0, knee_probability=0.0),
     )

@@ -386,6 +386,7 @@ def evaluate(
 
     run_guarded(_evaluate)
 
+
 dataset_app = typer.Typer(
     help="Import labelled datasets into the femurseg layout and split them.",
     no_args_is_help=True,
@@ -443,8 +444,9 @@ def dataset_import_totalseg(
         from femurseg.datasets import import_totalseg
 
         _echo_import(
-            import_totalseg(src, out, seed=seed, fractions=_fractions(fractions),
-                            overwrite=overwrite)  # fmt: skip
+            import_totalseg(
+                src, out, seed=seed, fractions=_fractions(fractions), overwrite=overwrite
+            )  # fmt: skip
         )
 
     run_guarded(_run)
@@ -569,17 +571,29 @@ def phantom(
             kinds = "|".join(k.value for k in FovKind)
             raise ConfigError(f"--fov {fov!r} is unknown; expected one of {kinds}") from e
         imp = ImplantParams()
-        changes = {k: v for k, v in (("hip_probability", hip_implants),
-                                     ("knee_probability", knee_implants)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (("hip_probability", hip_implants), ("knee_probability", knee_implants))
+            if v is not None
+        }
         if changes:
             imp = dataclasses.replace(imp, **changes)
         excl = tuple(s for s in exclude_subjects.split(",") if s)
-        cfg = PhantomConfig(fov=kind, spacing=_spacing(spacing), implants=imp,
-                            exclude_subjects=excl)
+        cfg = PhantomConfig(
+            fov=kind, spacing=_spacing(spacing), implants=imp, exclude_subjects=excl
+        )
         with _progress() as bar:
             task = bar.add_task("phantoms", total=n, info="")
-            path = write_dataset(out, n, seed, cfg, shapes, workers, overwrite,
-                                 on_case=lambda name: bar.update(task, advance=1, info=name))
+            path = write_dataset(
+                out,
+                n,
+                seed,
+                cfg,
+                shapes,
+                workers,
+                overwrite,
+                on_case=lambda name: bar.update(task, advance=1, info=name),
+            )
         typer.echo(f"wrote {n} cases and {path}")
 
     run_guarded(_run)

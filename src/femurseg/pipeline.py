@@ -407,9 +407,7 @@ def predict_case(
         from femurseg.export import write_dicom_seg
 
         with _timed(seconds, "dicom_seg"):
-            files["dicom_seg"] = write_dicom_seg(
-                pred.labels, volume, out / f"{name}_femur_seg.dcm"
-            )
+            files["dicom_seg"] = write_dicom_seg(pred.labels, volume, out / f"{name}_femur_seg.dcm")
     if predictor.config.preview:
         with _timed(seconds, "preview"):
             write_preview(volume, pred.labels, files["preview"])

@@ -220,8 +220,12 @@ class SingleStageSegmenter:
     ) -> None:
         self.config: SingleStageConfig
         self.path, self.config, self.net, self.sha256 = load_network(
-            Stage.SEGRESNET, checkpoint, SingleStageConfig, build_single_stage,
-            overrides=overrides, device=device,
+            Stage.SEGRESNET,
+            checkpoint,
+            SingleStageConfig,
+            build_single_stage,
+            overrides=overrides,
+            device=device,
         )
         self.rules = rules or SingleStageRules()
         self.device = torch.device(device)
@@ -231,9 +235,7 @@ class SingleStageSegmenter:
         like = Grid.of(volume)
         grid = network_grid(like, self.config)
         image = network_image(volume.array, like, grid, self.config)
-        probs = class_probabilities(
-            self.net, image, self.config.roi_size, self.device, self.rules
-        )
+        probs = class_probabilities(self.net, image, self.config.roi_size, self.device, self.rules)
         del image
         for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
             c = int(side)

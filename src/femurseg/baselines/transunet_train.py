@@ -100,7 +100,6 @@ class TransUNetTrainConfig:
         check_range("seed", self.seed, 0, 2**31 - 1)
 
 
-
 def prepare_slices(cases: list[CaseEntry], cfg: TransUNetConfig, slice_mm: float) -> dict[str, Any]:
     """Windowed slices and their labels of each case, slice axis first.
 

@@ -43,8 +43,12 @@ class Detector:
     ) -> None:
         self.config: DetectorConfig
         self.path, self.config, self.net, self.sha256 = load_network(
-            Stage.STAGE1, checkpoint, DetectorConfig, build_detector,
-            overrides=overrides, device=device,
+            Stage.STAGE1,
+            checkpoint,
+            DetectorConfig,
+            build_detector,
+            overrides=overrides,
+            device=device,
         )
         self.rules = rules or BoxRules()
         self.device = torch.device(device)

@@ -84,12 +84,13 @@ class Organs:
 
     def to_meta(self) -> dict[str, float | list[float]]:
         """JSON-ready, rounded."""
-        return {k: ([round(x, 1) for x in v] if isinstance(v, tuple) else round(v, 1))
-                for k, v in self.__dict__.items()}
+        return {
+            k: ([round(x, 1) for x in v] if isinstance(v, tuple) else round(v, 1))
+            for k, v in self.__dict__.items()
+        }
 
 
-def place_organs(spine: Spine, crest_z: float, p: TrunkParams,
-                 rng: np.random.Generator) -> Organs:
+def place_organs(spine: Spine, crest_z: float, p: TrunkParams, rng: np.random.Generator) -> Organs:
     """Draw the abdominal organs of one case relative to its spine and iliac crest (mm)."""
     v = spine.vertebrae
     l1_l2 = 0.5 * (v[-1].centre[2] + v[-2].centre[2])
@@ -118,8 +119,9 @@ def _ellipse(x: F32, y: F32, cx: float, cy: float, a: float, b: float) -> F32:
 class AbdomenPainter:
     """Paints the abdominal contents of one case into axial slices."""
 
-    def __init__(self, body: BodyModel, spine: Spine, organs: Organs, t: CaseTissues,
-                 stool: SliceField) -> None:
+    def __init__(
+        self, body: BodyModel, spine: Spine, organs: Organs, t: CaseTissues, stool: SliceField
+    ) -> None:
         """Args: the body model, spine and organs (world mm), the tissue draw, and a
         :class:`~femurseg.phantoms.tissues.SliceField` for the stool texture."""
         self.body, self.spine, self.o, self.t, self.stool = body, spine, organs, t, stool
@@ -135,8 +137,18 @@ class AbdomenPainter:
         """Whether slice height z (mm) holds anything this painter draws."""
         return reaches(self.spine, self.o, z)
 
-    def paint(self, k: int, z: float, x: F32, y: F32, cav: B, inside: B, hu: F32,
-              cls: npt.NDArray[np.uint8], win: tuple[int, int, int, int]) -> None:
+    def paint(
+        self,
+        k: int,
+        z: float,
+        x: F32,
+        y: F32,
+        cav: B,
+        inside: B,
+        hu: F32,
+        cls: npt.NDArray[np.uint8],
+        win: tuple[int, int, int, int],
+    ) -> None:
         """Paint slice k (height z mm) over a window: x (n, 1) and y (1, m) world mm, the
         cavity and inside-the-muscle masks, HU and class arrays (n, m), all modified in place;
         ``win`` is the window's (i0, i1, j0, j1) on the grid (for the stool texture)."""
@@ -162,16 +174,32 @@ class AbdomenPainter:
         if above:
             # Back muscles (erector spinae, quadratus lumborum) around the posterior elements;
             # retroperitoneal fat beside them and in front of the spine, around the vessels.
-            back = _ellipse(x, y, cx, cy - ry - BACK_CENTRE_MM, BACK_WIDTH_FRACTION * hw,
-                            ry + BACK_CENTRE_MM) < 1
+            back = (
+                _ellipse(
+                    x,
+                    y,
+                    cx,
+                    cy - ry - BACK_CENTRE_MM,
+                    BACK_WIDTH_FRACTION * hw,
+                    ry + BACK_CENTRE_MM,
+                )
+                < 1
+            )
             behind = y < np.float32(cy - BACK_DEPTH_FRACTION * ry)
             retro = (np.abs(x - np.float32(cx)) < np.float32(rx + 2.5 * r_ps)) & (
-                y < np.float32(cy + ry + RETRO_FRONT_MM))
+                y < np.float32(cy + ry + RETRO_FRONT_MM)
+            )
             put(cav & (behind | retro), t.fat, Tissue.FAT)
             put(cav & behind & back, t.muscle, Tissue.MUSCLE)
             ao = _ellipse(x, y, cx - 0.35 * rx, cy + ry + o.aorta_mm + 2.0, o.aorta_mm, o.aorta_mm)
-            ivc = _ellipse(x, y, cx + 0.6 * rx, cy + ry + 0.8 * o.aorta_mm + 2.0,
-                           1.3 * o.aorta_mm, 0.8 * o.aorta_mm)
+            ivc = _ellipse(
+                x,
+                y,
+                cx + 0.6 * rx,
+                cy + ry + 0.8 * o.aorta_mm + 2.0,
+                1.3 * o.aorta_mm,
+                0.8 * o.aorta_mm,
+            )
             put(cav & ((ao < 1) | (ivc < 1)), t.blood, Tissue.ORGAN)
         if drop < PSOAS_BELOW_S1_MM:
             for s in (-1.0, 1.0):
@@ -184,8 +212,9 @@ class AbdomenPainter:
         self._colon(k, z, x, y, cx_t, cy_t, hw, b_t, cav, put, win)
         self._discs(z, x, y, inside, put)
 
-    def _kidneys(self, z: float, x: F32, y: F32, cx: float, cy: float, rx: float, ry: float,
-                 cav: B, put) -> None:  # type: ignore[no-untyped-def]
+    def _kidneys(
+        self, z: float, x: F32, y: F32, cx: float, cy: float, rx: float, ry: float, cav: B, put
+    ) -> None:  # type: ignore[no-untyped-def]
         o, t = self.o, self.t
         kl = o.kidney_mm
         kw, kd = KIDNEY_SHAPE[0] * kl, KIDNEY_SHAPE[1] * kl
@@ -202,23 +231,45 @@ class AbdomenPainter:
             sq = _ellipse(x, y, sx, ky + 0.15 * kd, SINUS_SCALE * kw, SINUS_SCALE * kd)
             put(cav & (q < 1.0) & (sq + np.float32(dz2 / SINUS_SCALE) < 1.0), t.fat, Tissue.FAT)
 
-    def _liver_spleen(self, z: float, x: F32, y: F32, cx: float, hw: float, cy: float,
-                      ry: float, b_t: float, cav: B, put: Put) -> None:
+    def _liver_spleen(
+        self,
+        z: float,
+        x: F32,
+        y: F32,
+        cx: float,
+        hw: float,
+        cy: float,
+        ry: float,
+        b_t: float,
+        cav: B,
+        put: Put,
+    ) -> None:
         o, t = self.o, self.t
         if z > o.liver_tip_z:
             # Lower edge: the lateral tip first, then rising towards (and past) the midline.
             reach = np.clip((z - o.liver_tip_z) / LIVER_RISE_MM, 0.0, 1.0)
             ux = (x - np.float32(cx)) / np.float32(hw)
             edge = np.float32(1.0 - (1.0 + LIVER_LEFT_REACH) * reach)
-            put(cav & (ux > edge) & (y > np.float32(cy - ry)),
-                t.liver, Tissue.ORGAN)
+            put(cav & (ux > edge) & (y > np.float32(cy - ry)), t.liver, Tissue.ORGAN)
         sz = 1.0 - ((z - o.spleen_z) / 60.0) ** 2
         if sz > 0:
             q = _ellipse(x, y, cx - 0.72 * hw, cy + 0.05 * b_t, 0.28 * hw, 0.35 * b_t)
             put(cav & (q < sz), t.spleen, Tissue.ORGAN)
 
-    def _colon(self, k: int, z: float, x: F32, y: F32, cx: float, cy_t: float, hw: float,
-               b_t: float, cav: B, put: Put, win: tuple[int, int, int, int]) -> None:
+    def _colon(
+        self,
+        k: int,
+        z: float,
+        x: F32,
+        y: F32,
+        cx: float,
+        cy_t: float,
+        hw: float,
+        b_t: float,
+        cav: B,
+        put: Put,
+        win: tuple[int, int, int, int],
+    ) -> None:
         o, t = self.o, self.t
         r = o.colon_mm
         tubes = []
@@ -229,7 +280,8 @@ class AbdomenPainter:
         ux = (x - np.float32(cx)) / np.float32(hw)
         zc = np.float32(o.transverse_z) - np.float32(30.0) * (1 - ux * ux)  # sags in the middle
         tr = ((np.float32(z) - zc) / np.float32(r)) ** 2 + (
-            (y - np.float32(cy_t + 0.5 * b_t)) / np.float32(r)) ** 2
+            (y - np.float32(cy_t + 0.5 * b_t)) / np.float32(r)
+        ) ** 2
         tubes.append(np.where(np.abs(ux) < 0.8, tr, np.float32(9.0)))
         d = np.minimum.reduce(tubes) if len(tubes) > 1 else tubes[0]
         colon = cav & (d < 1.0)
@@ -253,5 +305,4 @@ class AbdomenPainter:
             qu = dy * np.float32(up[1]) + dz * np.float32(up[2])
             qa = dy * np.float32(ant[1]) + dz * np.float32(ant[2])
             q = ((x - np.float32(c[0])) / np.float32(v.rx)) ** 2 + (qa / np.float32(v.ry)) ** 2
-            put(inside & (q < 1.0) & (np.abs(qu) < np.float32(hh + 1.0)), self.t.disc,
-                Tissue.ORGAN)
+            put(inside & (q < 1.0) & (np.abs(qu) < np.float32(hh + 1.0)), self.t.disc, Tissue.ORGAN)

@@ -240,8 +240,12 @@ def _leg(anatomy: Anatomy, side: str, zs: A, t: CaseTissues, rng: np.random.Gene
     bones = _verts(anatomy, [f"femur_{side}", f"tibfib_{side}", f"patella_{side}"])
     bins = _binned(zs, bones)
     has = np.array([len(v) > 0 for v in bins])
-    bc = np.array([(v[:, :2].min(axis=0) + v[:, :2].max(axis=0)) / 2 if len(v)
-                   else [np.nan, np.nan] for v in bins])
+    bc = np.array(
+        [
+            (v[:, :2].min(axis=0) + v[:, :2].max(axis=0)) / 2 if len(v) else [np.nan, np.nan]
+            for v in bins
+        ]
+    )
     cx = np.where(has, bc[:, 0], cx)
     cy = np.where(has, bc[:, 1], cy)
     thigh = np.clip(1.0 - np.abs(u - 0.45) / 0.6, 0.0, 1.0)
@@ -309,12 +313,18 @@ def _trunk(
     y_hi[top + 1 :] = y_hi[top] + 0.3 * t.subcut_fat_mm
     cy = (y_lo + y_hi) / 2
     b = (y_hi - y_lo) / 2
-    cy[bot:top + 1] = _smooth(cy[bot:top + 1])
+    cy[bot : top + 1] = _smooth(cy[bot : top + 1])
     # Every pelvis point (the anterior iliac spines too) inside the muscle with a margin.
-    a[bot:top + 1], b[bot:top + 1] = _contain(
-        bins[bot:top + 1], np.full(top + 1 - bot, cx0), cy[bot:top + 1], a[bot:top + 1],
-        b[bot:top + 1], ABDOMINAL_WALL_MM, smooth=False)
-    a[top + 1:], b[top + 1:] = a[top] * 0.95, b[top]
+    a[bot : top + 1], b[bot : top + 1] = _contain(
+        bins[bot : top + 1],
+        np.full(top + 1 - bot, cx0),
+        cy[bot : top + 1],
+        a[bot : top + 1],
+        b[bot : top + 1],
+        ABDOMINAL_WALL_MM,
+        smooth=False,
+    )
+    a[top + 1 :], b[top + 1 :] = a[top] * 0.95, b[top]
     if len(spine_pts):  # the lumbar spine inside the back muscles
         sb = _binned(zs, spine_pts)
         a, b = _contain(sb, np.full(n, cx0), cy, a, b, ABDOMINAL_WALL_MM, smooth=False)

@@ -54,8 +54,10 @@ class Fov:
             "shape": list(g.shape),
             "spacing": [round(s, 4) for s in g.spacing],
             "origin": [round(o, 3) for o in g.origin],
-            "z_range_mm": [round(g.origin[2], 2),
-                           round(g.origin[2] + g.spacing[2] * (g.shape[2] - 1), 2)],
+            "z_range_mm": [
+                round(g.origin[2], 2),
+                round(g.origin[2] + g.spacing[2] * (g.shape[2] - 1), 2),
+            ],
             "circle": None if self.circle is None else [round(c, 2) for c in self.circle],
             "side": self.side,
         }
@@ -113,8 +115,9 @@ def z_range(
             return fbot - u(20.0, 150.0), shaft
         return shaft, crest + u(0.0, 40.0)
     if kind is FovKind.ONE_LEG:
-        return z_range([FovKind.FULL, FovKind.THIGHS, FovKind.KNEE][int(rng.integers(3))],
-                       anatomy, rng)
+        return z_range(
+            [FovKind.FULL, FovKind.THIGHS, FovKind.KNEE][int(rng.integers(3))], anatomy, rng
+        )
     raise ValueError(f"no z range for field of view kind {kind}")
 
 
@@ -147,8 +150,11 @@ def choose_fov(
             its side edges cut that many mm into the body (never for ``one_leg``).
     """
     top = None
-    if spine is not None and kind in (FovKind.HIP, FovKind.FULL) and (
-            rng.uniform() < abdomen_probability):
+    if (
+        spine is not None
+        and kind in (FovKind.HIP, FovKind.FULL)
+        and (rng.uniform() < abdomen_probability)
+    ):
         top = rng.uniform(float(spine.vertebrae[2].centre[2]), spine.top_z + ABOVE_L1_MM)
     z_lo, z_hi = z_range(kind, anatomy, rng, top)
     lo, hi = body.extent(z_lo, z_hi)
@@ -164,8 +170,9 @@ def choose_fov(
     side = None
     if kind is FovKind.ONE_LEG:
         side = "left" if rng.uniform() < 0.5 else "right"
-        cx = 0.5 * (float(anatomy.landmarks[f"hip_{side}"][0])
-                    + float(anatomy.landmarks[f"knee_{side}"][0]))
+        cx = 0.5 * (
+            float(anatomy.landmarks[f"hip_{side}"][0]) + float(anatomy.landmarks[f"knee_{side}"][0])
+        )
         half_w = 0.5 * rng.uniform(*ONE_LEG_WIDTH_MM)
         lo[0], hi[0] = cx - half_w, cx + half_w
     centre = (lo + hi) / 2

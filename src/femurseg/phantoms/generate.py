@@ -129,9 +129,18 @@ def generate_case(
     spacing = choose_spacing(cfg, r_fov)
     scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
     sc = cfg.scanner
-    fov = choose_fov(kind, anatomy, body, spacing, sc.air_gap_mm, scan.padding is not None,
-                     r_fov, spine, cfg.abdomen_probability,
-                     (sc.tight_fov_probability, *sc.tight_fov_cut_mm))
+    fov = choose_fov(
+        kind,
+        anatomy,
+        body,
+        spacing,
+        sc.air_gap_mm,
+        scan.padding is not None,
+        r_fov,
+        spine,
+        cfg.abdomen_probability,
+        (sc.tight_fov_probability, *sc.tight_fov_cut_mm),
+    )
     implants = draw_implants(cfg.implants, r_imp)
     rendered = render_ct(anatomy, body, tissues, implants, fov, scan, cfg, r_render, keep_clean)
     orientation = str(cfg.orientations[int(r_misc.integers(len(cfg.orientations)))])
@@ -150,8 +159,11 @@ def generate_case(
         "organs": organs.to_meta(),
         "scanner": scan.to_meta(),
         "label_voxels": {"femur_left": int(counts[1]), "femur_right": int(counts[2])},
-        "timings_s": {"anatomy": round(t_anat, 3), **timings_meta(rendered),
-                      "total": round(time.perf_counter() - t_start, 3)},
+        "timings_s": {
+            "anatomy": round(t_anat, 3),
+            **timings_meta(rendered),
+            "total": round(time.perf_counter() - t_start, 3),
+        },
     }
     log.info("case %s %s in %.1f s", kind.value, fov.grid.shape, meta["timings_s"]["total"])
     return Case(image, rendered.labels, _jsonable(meta), rendered, anatomy)

@@ -134,14 +134,14 @@ def _femur(p: ShapeParams) -> tuple[Field, float]:
     axis = d[None, :] + t[:, None] * (j - d)[None, :]
     axis[:, 1] -= p.bow * np.sin(np.pi * t)
     f.union(polyline(axis, p.shaft_radius * gain, scale=(0.94, 1.06, 1.0)), k=8.0)
-    f.union(capsule(axis[-1], j, p.shaft_radius * gain[-1], 0.9 * rh, scale=(0.9, 1.1, 1.0)),
-            k=8.0)
+    f.union(capsule(axis[-1], j, p.shaft_radius * gain[-1], 0.9 * rh, scale=(0.9, 1.1, 1.0)), k=8.0)
     # Trochanters: greater (lateral, posterior, above J), lesser (posteromedial, below J),
     # intertrochanteric crest between them.
     f.union(ellipsoid(j + np.array([17, 9, 10]) * s, np.array([12, 15, 21]) * s), k=7.0)
     f.union(ellipsoid(j + np.array([-9, 13, -40]) * s, np.array([8, 7, 10]) * s), k=5.0)
-    f.union(capsule(j + np.array([16, 14, 10]) * s, j + np.array([-7, 13, -38]) * s, 6.0 * s),
-            k=6.0)
+    f.union(
+        capsule(j + np.array([16, 14, 10]) * s, j + np.array([-7, 13, -38]) * s, 6.0 * s), k=6.0
+    )
     # Distal femur: two condyles (medial a little larger), intercondylar notch opening
     # posteriorly, trochlea in front with its groove, epicondyles on the sides.
     cw = knee_w + rc
@@ -151,12 +151,17 @@ def _femur(p: ShapeParams) -> tuple[Field, float]:
     f.union(ellipsoid([0, -9 * s, cw + 8 * s], np.array([0.7 * hw, 13 * s, 22 * s])), k=8.0)
     for side, grow in ((-1.0, 1.04), (1.0, 1.0)):
         x = side * (hw - cr)
-        f.union(capsule([x, -8 * s, cw], [x, 13 * s, cw + 2 * s], rc * grow,
-                        scale=(cr / rc, 1.0, 1.0)), k=5.0)
-        f.union(ellipsoid([side * (hw - 0.6 * cr), 6 * s, cw + 6 * s],
-                          np.array([0.65 * cr, 14 * s, 16 * s])), k=6.0)
-    f.subtract(capsule([0, 20 * s, knee_w + 9 * s], [0, 60 * s, knee_w + 14 * s], 0.28 * hw),
-               k=3.0)
+        f.union(
+            capsule([x, -8 * s, cw], [x, 13 * s, cw + 2 * s], rc * grow, scale=(cr / rc, 1.0, 1.0)),
+            k=5.0,
+        )
+        f.union(
+            ellipsoid(
+                [side * (hw - 0.6 * cr), 6 * s, cw + 6 * s], np.array([0.65 * cr, 14 * s, 16 * s])
+            ),
+            k=6.0,
+        )
+    f.subtract(capsule([0, 20 * s, knee_w + 9 * s], [0, 60 * s, knee_w + 14 * s], 0.28 * hw), k=3.0)
     f.subtract(capsule([0, -34 * s, cw - 6 * s], [0, -30 * s, cw + 36 * s], 9.0 * s), k=4.0)
     return f, rc
 
@@ -185,9 +190,13 @@ def _tibfib(p: ShapeParams, knee_w: float) -> Field:
     f.union(polyline(shaft, np.array([21.5, 15.2, 12.4, 12.9, 17]) * s), k=10.0)
     f.union(ellipsoid(tib(0.955), np.array([21, 18, 12]) * s), k=8.0)  # pilon
     f.union(capsule(tib(0.93, -15, 2), tib(1.0, -17, 2), 7.0 * s), k=5.0)  # medial malleolus
-    fib = [[30 * s, 30 * s, top - 0.07 * length], [29 * s, 24 * s, top - 0.25 * length],
-           [30 * s, 18 * s, top - 0.6 * length], [34 * s, 8 * s, top - 0.93 * length],
-           [35 * s, 6 * s, top - 1.02 * length]]
+    fib = [
+        [30 * s, 30 * s, top - 0.07 * length],
+        [29 * s, 24 * s, top - 0.25 * length],
+        [30 * s, 18 * s, top - 0.6 * length],
+        [34 * s, 8 * s, top - 0.93 * length],
+        [35 * s, 6 * s, top - 1.02 * length],
+    ]
     # The fibula is a separate bone: carved out of the tibia with a joint space.
     fibula = Field(f.lo, f.lo + f.h * (np.array(f.values.shape) - 1), TIBIA_GRID_MM)
     fibula.union(ellipsoid(fib[0], np.array([11, 10, 12]) * s))
@@ -214,8 +223,9 @@ def _patella(p: ShapeParams, femur: Field, knee_w: float, rc: float) -> Field:
         if _sample(femur, pts).min() < 2.5:
             break
         v_c = v
-    f = Field([-24 * s, v_c - 15 * s, w - 25 * s], [24 * s, v_c + 15 * s, w + 25 * s],
-              PATELLA_GRID_MM)
+    f = Field(
+        [-24 * s, v_c - 15 * s, w - 25 * s], [24 * s, v_c + 15 * s, w + 25 * s], PATELLA_GRID_MM
+    )
     f.union(ellipsoid([0, v_c, w], radii))
     return f
 
@@ -252,13 +262,17 @@ def _pelvis(p: ShapeParams, hip: Array) -> trimesh.Trimesh:
     bowl_c, bowl_r = at(-10, -25, 110), np.array([66, 70, 80]) * s
     rot = np.eye(3)
     out_c, out_r = at(25, -5, 90), np.array([62, 63]) * s
-    wing = intersect(shell(ellipsoid(bowl_c, bowl_r), 7.0 * s),
-                     elliptic_cylinder(out_c, out_r, axis=0, half_length=55 * s), k=3.0)
+    wing = intersect(
+        shell(ellipsoid(bowl_c, bowl_r), 7.0 * s),
+        elliptic_cylinder(out_c, out_r, axis=0, half_length=55 * s),
+        k=3.0,
+    )
     f.union(wing)
     th = np.linspace(0.06 * np.pi, 0.75 * np.pi, 10)
     rim_yz = np.stack([-np.cos(th) * out_r[0], np.sin(th) * out_r[1]], 1) * 0.95
-    rim = np.array([_on_ellipsoid(bowl_c, bowl_r, rot, out_c[1] + y, out_c[2] + z)
-                    for y, z in rim_yz])
+    rim = np.array(
+        [_on_ellipsoid(bowl_c, bowl_r, rot, out_c[1] + y, out_c[2] + z) for y, z in rim_yz]
+    )
     f.union(polyline(rim, np.full(len(rim), 5.0 * s)), k=5.0)
     f.union(ellipsoid(rim[0], np.array([7, 9, 8]) * s), k=5.0)  # ASIS
     f.union(capsule(at(-8, 40, 112), at(-38, 55, 92), 10 * s, 12 * s), k=8.0)  # to the PSIS
@@ -280,8 +294,10 @@ def _pelvis(p: ShapeParams, hip: Array) -> trimesh.Trimesh:
     f.union(ellipsoid(at(-22, 32, -55), np.array([12, 17, 14]) * s), k=7.0)  # tuberosity
     f.union(ellipsoid(mid(-42, -34, 8), np.array([11, 11, 20]) * s), k=8.0)  # pubic body
     # Pelvic brim from the pubis to the sacro-iliac joint.
-    f.union(polyline([at(-50, -28, -20), at(-40, -2, 8), at(-36, 26, 40)],
-                     np.array([7, 8, 10]) * s), k=8.0)
+    f.union(
+        polyline([at(-50, -28, -20), at(-40, -2, 8), at(-36, 26, 40)], np.array([7, 8, 10]) * s),
+        k=8.0,
+    )
     f.subtract(sphere(at(-22, 66, 14), 24 * s), k=6.0)  # greater sciatic notch
     # Socket for the head (2 mm joint space), opened towards the neck.
     opening = np.array([0.72, -0.35, -0.6])
@@ -293,8 +309,9 @@ def _pelvis(p: ShapeParams, hip: Array) -> trimesh.Trimesh:
     spine = [mid(40, 120), mid(58, 96), mid(72, 68), mid(82, 44), mid(84, 28)]
     sac.union(polyline(spine, np.array([19, 17, 14, 10, 6]) * s, scale=(1.9, 1.0, 1.0)))
     sac.union(ellipsoid(mid(46, 112, 36), np.array([24, 20, 18]) * s), k=12.0)  # ala
-    sac.union(polyline([mid(84, 24), mid(80, 10), mid(74, 2)], np.array([5, 4, 3]) * s),
-              k=3.0)  # coccyx
+    sac.union(
+        polyline([mid(84, 24), mid(80, 10), mid(74, 2)], np.array([5, 4, 3]) * s), k=3.0
+    )  # coccyx
     f.subtract_field(sac, gap=JOINT_GAP_MM)
     # Symphysis: part the two pubic bodies at the midline.
     x = np.abs(f.axes[0] - np.float32(m))
@@ -306,6 +323,7 @@ def _pelvis(p: ShapeParams, hip: Array) -> trimesh.Trimesh:
 
 def _on_ellipsoid(c: Array, r: Array, rot: Array, y: float, z: float) -> Array:
     """Point of the rotated ellipsoid surface with world (y, z), on its lateral (+x) side."""
+
     def g(x: float) -> float:
         q = (np.array([x, y, z]) - c) @ rot
         return float(np.sum((q / r) ** 2) - 1.0)

@@ -47,8 +47,15 @@ U8 = npt.NDArray[np.uint8]
 FEMUR_SHAFT = (0.24, 0.78)
 TIBIA_SHAFT = (0.2, 0.82)
 #: bones are painted in this order; later ones win where meshes touch.
-PAINT_ORDER = ("pelvis", "patella_left", "patella_right", "tibfib_left", "tibfib_right",
-               "femur_left", "femur_right")
+PAINT_ORDER = (
+    "pelvis",
+    "patella_left",
+    "patella_right",
+    "tibfib_left",
+    "tibfib_right",
+    "femur_left",
+    "femur_right",
+)
 
 
 @dataclass
@@ -94,14 +101,20 @@ def _axes(anatomy: Anatomy) -> dict[str, LongAxis]:
 
 
 def render_clean(
-    anatomy: Anatomy, body: BodyModel, t: CaseTissues, implants: list[Implant], grid: Grid,
-    rng: np.random.Generator, timings: dict[str, float],
+    anatomy: Anatomy,
+    body: BodyModel,
+    t: CaseTissues,
+    implants: list[Implant],
+    grid: Grid,
+    rng: np.random.Generator,
+    timings: dict[str, float],
 ) -> tuple[F32, U8]:
     """The clean phantom (HU, tissue class) on ``grid``, Fortran-ordered (X, Y, Z) arrays."""
     t0 = time.perf_counter()
     crops: dict[str, MaskCrop] = {
         n: voxelize(anatomy.meshes[n], grid.affine, grid.shape)
-        for n in PAINT_ORDER if n in anatomy.meshes
+        for n in PAINT_ORDER
+        if n in anatomy.meshes
     }
     spine = body.spine
     if spine is not None and grid.axis(2)[-1] > spine.s1_top[2]:
@@ -168,7 +181,7 @@ def render_ct(
     t0 = time.perf_counter()
     metal, k_off = _metal_fraction(cls, f) if implants else (None, 0)
     centre = tuple(fi // 2 for fi in f)
-    tissue = np.ascontiguousarray(cls[centre[0]::f[0], centre[1]::f[1], centre[2]::f[2]])
+    tissue = np.ascontiguousarray(cls[centre[0] :: f[0], centre[1] :: f[1], centre[2] :: f[2]])
     del cls
     img = block_mean(hu, f)
     del hu
@@ -192,8 +205,13 @@ def render_ct(
         img[~inside] = scan.padding if scan.padding is not None else -1024.0
         labels[~inside] = 0
     timings["labels"] = time.perf_counter() - t0
-    log.debug("rendered %s (supersampling %s, %d streak slices) in %s", out.shape, f, n_streak,
-              {k: round(v, 2) for k, v in timings.items()})
+    log.debug(
+        "rendered %s (supersampling %s, %d streak slices) in %s",
+        out.shape,
+        f,
+        n_streak,
+        {k: round(v, 2) for k, v in timings.items()},
+    )
     return Rendered(img, labels, tissue, clean, timings)
 
 
@@ -204,7 +222,7 @@ def _metal_fraction(cls: U8, f: tuple[int, int, int]) -> tuple[F32 | None, int]:
     if len(has) == 0:
         return None, 0
     k0, k1 = int(has[0]) // f[2], int(has[-1]) // f[2] + 1
-    sub = cls[:, :, k0 * f[2]:k1 * f[2]] == Tissue.METAL
+    sub = cls[:, :, k0 * f[2] : k1 * f[2]] == Tissue.METAL
     return block_mean(sub.astype(np.float32), f), k0
 
 

@@ -178,7 +178,12 @@ def circle_mask(grid: Grid, centre: tuple[float, float], radius: float) -> npt.N
 
 
 def add_streaks(
-    img: F32, metal: F32, k_off: int, grid: Grid, s: ScanDraw, ip: ImplantParams,
+    img: F32,
+    metal: F32,
+    k_off: int,
+    grid: Grid,
+    s: ScanDraw,
+    ip: ImplantParams,
     rng: np.random.Generator,
 ) -> int:
     """Add metal streaks to ``img`` (X, Y, Z) in place from the metal fraction map ``metal``
@@ -250,11 +255,18 @@ class _Projector:
             t = sv - b0
             rows = np.arange(na)[:, None] * self.nb
             w = low[idx][None, :] * self.pix
-            flat = np.concatenate([(rows + np.clip(b0, 0, self.nb - 1)).ravel(),
-                                   (rows + np.clip(b0 + 1, 0, self.nb - 1)).ravel()])
+            flat = np.concatenate(
+                [
+                    (rows + np.clip(b0, 0, self.nb - 1)).ravel(),
+                    (rows + np.clip(b0 + 1, 0, self.nb - 1)).ravel(),
+                ]
+            )
             wt = np.concatenate([((1 - t) * w).ravel(), (t * w).ravel()])
-            sino = np.bincount(flat, wt, minlength=na * self.nb).reshape(na, self.nb).astype(
-                np.float64)
+            sino = (
+                np.bincount(flat, wt, minlength=na * self.nb)
+                .reshape(na, self.nb)
+                .astype(np.float64)
+            )
         path = sino  # mm of metal along each ray
         err = -BEAM_HARDENING * path**2
         starv = np.expm1(np.minimum(path / STARVATION_MM, 6.0))

@@ -48,7 +48,10 @@ def ellipsoid(centre: npt.ArrayLike, radii: npt.ArrayLike, rot: Array | None = N
 
 
 def capsule(
-    a: npt.ArrayLike, b: npt.ArrayLike, ra: float, rb: float | None = None,
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    ra: float,
+    rb: float | None = None,
     scale: npt.ArrayLike = (1.0, 1.0, 1.0),
 ) -> Primitive:
     """Segment a-b swept by a sphere whose radius goes from ``ra`` to ``rb`` (mm).
@@ -76,7 +79,9 @@ def capsule(
 
 
 def polyline(
-    points: npt.ArrayLike, radii: npt.ArrayLike, scale: npt.ArrayLike = (1.0, 1.0, 1.0),
+    points: npt.ArrayLike,
+    radii: npt.ArrayLike,
+    scale: npt.ArrayLike = (1.0, 1.0, 1.0),
     closed: bool = False,
 ) -> list[Primitive]:
     """Tapered capsules along a polyline: (N, 3) points and (N,) radii, mm.
@@ -89,8 +94,10 @@ def polyline(
     r = np.asarray(radii, dtype=np.float64)
     if closed:
         p, r = np.vstack([p, p[:1]]), np.append(r, r[0])
-    return [capsule(p[i], p[i + 1], float(r[i]), float(r[i + 1]), scale=scale)
-            for i in range(len(p) - 1)]
+    return [
+        capsule(p[i], p[i + 1], float(r[i]), float(r[i + 1]), scale=scale)
+        for i in range(len(p) - 1)
+    ]
 
 
 def shell(prim: Primitive, thickness: float) -> Primitive:
@@ -164,8 +171,9 @@ class Field:
             primitives are evaluated, making the shape mirror-symmetric.
     """
 
-    def __init__(self, lo: npt.ArrayLike, hi: npt.ArrayLike, h: float,
-                 fold_x: float | None = None) -> None:
+    def __init__(
+        self, lo: npt.ArrayLike, hi: npt.ArrayLike, h: float, fold_x: float | None = None
+    ) -> None:
         self.lo = np.asarray(lo, dtype=np.float64)
         self.h = float(h)
         n = np.ceil((np.asarray(hi, dtype=np.float64) - self.lo) / h).astype(int) + 1
@@ -185,8 +193,9 @@ class Field:
         sl = []
         for i in range(3):
             a = int(np.clip(np.floor((lo[i] - margin - self.lo[i]) / self.h), 0, len(self.axes[i])))
-            b = int(np.clip(np.ceil((hi[i] + margin - self.lo[i]) / self.h) + 1, 0,
-                            len(self.axes[i])))
+            b = int(
+                np.clip(np.ceil((hi[i] + margin - self.lo[i]) / self.h) + 1, 0, len(self.axes[i]))
+            )
             sl.append(slice(a, b))
         x, y, z = (self.axes[i][sl[i]] for i in range(3))
         if self.fold_x is not None:
@@ -214,8 +223,9 @@ class Field:
         for f in prims:
             sl, pts = self._block(f.bounds, k + 2 * self.h)  # type: ignore[attr-defined]
             if pts.size:
-                local = tuple(slice(a.start - g.start, a.stop - g.start)
-                              for a, g in zip(sl, gsl, strict=True))
+                local = tuple(
+                    slice(a.start - g.start, a.stop - g.start) for a, g in zip(sl, gsl, strict=True)
+                )
                 group[local] = np.minimum(group[local], f(pts))
         self.values[gsl] = smin(self.values[gsl], group, k)
 
@@ -299,7 +309,8 @@ def decimate(mesh: trimesh.Trimesh, faces: int) -> trimesh.Trimesh:
             if len(b.faces) <= target:
                 break
             v, f = fast_simplification.simplify(
-                np.asarray(b.vertices, dtype=np.float32), np.asarray(b.faces, dtype=np.int64),
+                np.asarray(b.vertices, dtype=np.float32),
+                np.asarray(b.faces, dtype=np.int64),
                 target_reduction=1.0 - target / len(b.faces),
             )
             d = _drop_face_pairs(np.asarray(v, dtype=np.float64), np.asarray(f))

@@ -117,17 +117,22 @@ class SoftTissueRenderer:
         half = tb.width / 2
         inside_w = np.abs(x - tb.xc) <= half
         slab = inside_w & (y <= top) & (y >= top - tb.thickness)
-        skin = slab & ((y > top - tb.top_skin) | (y < top - tb.thickness + tb.bottom_skin)
-                       | (np.abs(x - tb.xc) > half - tb.bottom_skin))
+        skin = slab & (
+            (y > top - tb.top_skin)
+            | (y < top - tb.thickness + tb.bottom_skin)
+            | (np.abs(x - tb.xc) > half - tb.bottom_skin)
+        )
         pad_w = np.abs(x - tb.xc) <= half - PAD_INSET_MM
         pad = pad_w & (y > top) & (y <= top + tb.mattress_mm)
         cover = pad & (y > top + tb.mattress_mm - tb.cover_mm)
         cls = np.zeros((x.shape[0], y.shape[1]), dtype=np.uint8)
         hu = np.full(cls.shape, t.air, dtype=np.float32)
-        for where, c, v in ((slab, Tissue.TABLE_FOAM, t.table_foam),
-                            (skin, Tissue.TABLE_SHELL, t.table_shell),
-                            (pad, Tissue.TABLE_FOAM, t.mattress),
-                            (cover, Tissue.TABLE_FOAM, t.pad_cover)):
+        for where, c, v in (
+            (slab, Tissue.TABLE_FOAM, t.table_foam),
+            (skin, Tissue.TABLE_SHELL, t.table_shell),
+            (pad, Tissue.TABLE_FOAM, t.mattress),
+            (cover, Tissue.TABLE_FOAM, t.pad_cover),
+        ):
             np.copyto(cls, np.uint8(c), where=where)
             np.copyto(hu, np.float32(v), where=where)
         return hu, cls
@@ -150,8 +155,14 @@ class SoftTissueRenderer:
         return (cx, cy, a, bb, fat), (i0, i1, j0, j1)
 
     def _structure(
-        self, p: Profile, par: tuple[float, ...], box: tuple[int, int, int, int],
-        win: tuple[int, int], m: F32, b: F32, septa: npt.NDArray[np.bool_] | None,
+        self,
+        p: Profile,
+        par: tuple[float, ...],
+        box: tuple[int, int, int, int],
+        win: tuple[int, int],
+        m: F32,
+        b: F32,
+        septa: npt.NDArray[np.bool_] | None,
     ) -> tuple[tuple[slice, slice], F32, F32]:
         """Add one ellipse (leg or trunk) into the window's muscle/body distance maps."""
         cx, cy, a, bb, fat = par
@@ -232,13 +243,19 @@ class SoftTissueRenderer:
         np.copyto(cw, np.uint8(Tissue.SKIN), where=skin)
         self._cushions(z, win, body, hw, cw)
 
-    def _cushions(self, z: float, win: tuple[int, int], body: npt.NDArray[np.bool_], hu: F32,
-                  cls: npt.NDArray[np.uint8]) -> None:
+    def _cushions(
+        self,
+        z: float,
+        win: tuple[int, int],
+        body: npt.NDArray[np.bool_],
+        hu: F32,
+        cls: npt.NDArray[np.uint8],
+    ) -> None:
         """Foam supports under legs that do not rest on the table (flexed hips or knees)."""
         i0, j0 = win
-        x = self.x[i0:i0 + body.shape[0]]
-        y = self.y[:, j0:j0 + body.shape[1]]
-        rest_w = self.rest[i0:i0 + body.shape[0]]
+        x = self.x[i0 : i0 + body.shape[0]]
+        y = self.y[:, j0 : j0 + body.shape[1]]
+        rest_w = self.rest[i0 : i0 + body.shape[0]]
         for p in self.body.legs.values():
             cx, cy, a, bb, fat = self.body.at(p, z)
             if a <= 1.0:
@@ -247,8 +264,12 @@ class SoftTissueRenderer:
             rest = float(self.body.table.rest(np.array([cx]))[0])
             if back - rest < CUSHION_MIN_GAP_MM:
                 continue
-            reg = ((np.abs(x - np.float32(cx)) < 0.7 * (a + fat)) & (y > rest_w)
-                   & (y < np.float32(cy)) & ~body)
+            reg = (
+                (np.abs(x - np.float32(cx)) < 0.7 * (a + fat))
+                & (y > rest_w)
+                & (y < np.float32(cy))
+                & ~body
+            )
             np.copyto(hu, self.t.mattress, where=reg)
             np.copyto(cls, np.uint8(Tissue.TABLE_FOAM), where=reg)
 
@@ -289,8 +310,8 @@ class SoftTissueRenderer:
         np.copyto(cls_s, np.uint8(Tissue.FAT), where=cav)
         gi = (sl[0].start + win[0], sl[0].stop + win[0])
         gj = (sl[1].start + win[1], sl[1].stop + win[1])
-        x = self.x[gi[0]:gi[1]]
-        y = self.y[:, gj[0]:gj[1]]
+        x = self.x[gi[0] : gi[1]]
+        y = self.y[:, gj[0] : gj[1]]
         bc, ba = self.body.bladder_centre, self.body.bladder_axes
         q = (
             ((x - bc[0]) / ba[0]) ** 2
@@ -334,7 +355,7 @@ class SoftTissueRenderer:
         i1, j1 = min(sx.stop + pad, g.shape[0]), min(sy.stop + pad, g.shape[1])
         ni, nj = -(-(i1 - i0) // q) * q, -(-(j1 - j0) // q) * q
         local = np.zeros((ni, nj), dtype=bool)
-        local[sx.start - i0:sx.stop - i0, sy.start - j0:sy.stop - j0] = sl2
+        local[sx.start - i0 : sx.stop - i0, sy.start - j0 : sy.stop - j0] = sl2
         low = local.reshape(ni // q, q, nj // q, q).any(axis=(1, 3))
         d = ndi.distance_transform_edt(~low, sampling=(g.spacing[0] * q, g.spacing[1] * q))
         near = np.repeat(np.repeat(d < PELVIC_MUSCLE_MM, q, axis=0), q, axis=1)

@@ -192,10 +192,18 @@ def _vertebra(v: Vertebra) -> list[Primitive]:
         ped_b = v.at(s * 0.55 * rx, -ry - PEDICLE_MM, 0.15 * hh)
         prims.append(capsule(ped_a, ped_b, 5.0, 4.5, scale=(0.9, 1.0, 1.3)))
         prims.append(capsule(ped_b, v.at(0.0, back, 0.0), 3.5, scale=(1.0, 1.0, 2.2)))
-        prims.append(capsule(ped_b, v.at(s * (0.55 * rx + v.transverse), -ry - PEDICLE_MM - 3.0,
-                                         0.1 * hh), 4.5, 3.0, scale=(1.0, 0.8, 1.4)))
-        prims.append(ellipsoid(v.at(s * 0.62 * rx, -ry - PEDICLE_MM - 4.0, 0.55 * hh),
-                               [5.0, 6.0, 7.0]))
+        prims.append(
+            capsule(
+                ped_b,
+                v.at(s * (0.55 * rx + v.transverse), -ry - PEDICLE_MM - 3.0, 0.1 * hh),
+                4.5,
+                3.0,
+                scale=(1.0, 0.8, 1.4),
+            )
+        )
+        prims.append(
+            ellipsoid(v.at(s * 0.62 * rx, -ry - PEDICLE_MM - 4.0, 0.55 * hh), [5.0, 6.0, 7.0])
+        )
         prims.append(ellipsoid(v.at(s * 0.45 * rx, back + 4.0, -0.6 * hh), [5.0, 6.0, 7.0]))
     tip = v.at(0.0, back - v.spinous, -0.35 * hh)
     prims.append(capsule(v.at(0.0, back + 2.0, 0.0), tip, 4.0, 4.5, scale=(0.7, 1.0, 2.4)))
@@ -250,8 +258,7 @@ def place_spine(anatomy: Anatomy, p: TrunkParams, rng: np.random.Generator) -> S
 
     def frame(s: float) -> tuple[A, A]:
         a = float(np.interp(s, ss, th))
-        return np.array([0.0, math.sin(a), math.cos(a)]), np.array(
-            [0.0, math.cos(a), -math.sin(a)])
+        return np.array([0.0, math.sin(a), math.cos(a)]), np.array([0.0, math.cos(a), -math.sin(a)])
 
     def point(s: float) -> A:
         return s1 + np.array([0.0, float(np.interp(s, ss, ys)), float(np.interp(s, ss, zs))])
@@ -266,8 +273,18 @@ def place_spine(anatomy: Anatomy, p: TrunkParams, rng: np.random.Generator) -> S
         discs.append((point(s + disc / 2), up, disc / 2))
         s += disc + hi
         up, ant = frame(s)
-        verts.append(Vertebra(level, point(s), up, ant, hi, w * WIDTH_FACTOR[i],
-                              d * WIDTH_FACTOR[i], trans * TRANSVERSE_FACTOR[i],
-                              spin * SPINOUS_FACTOR[i]))
+        verts.append(
+            Vertebra(
+                level,
+                point(s),
+                up,
+                ant,
+                hi,
+                w * WIDTH_FACTOR[i],
+                d * WIDTH_FACTOR[i],
+                trans * TRANSVERSE_FACTOR[i],
+                spin * SPINOUS_FACTOR[i],
+            )
+        )
         s += hi
     return Spine(tuple(verts), tuple(discs), s1)

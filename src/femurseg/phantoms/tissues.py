@@ -250,9 +250,7 @@ class SliceField:
         return (r[:, yi] * (1 - yt) + r[:, yi + 1] * yt).astype(np.float32, copy=False)
 
 
-def _interp_index(
-    n_fine: int, ratio: float, n_coarse: int
-) -> tuple[npt.NDArray[np.intp], F32]:
+def _interp_index(n_fine: int, ratio: float, n_coarse: int) -> tuple[npt.NDArray[np.intp], F32]:
     """Lower coarse index and weight of the upper one for fine index i at coarse i * ratio."""
     pos = np.arange(n_fine) * ratio
     i0 = np.minimum(np.floor(pos).astype(np.intp), n_coarse - 2)

@@ -62,8 +62,12 @@ class Segmenter:
     ) -> None:
         self.config: SegmenterConfig
         self.path, self.config, self.net, self.sha256 = load_network(
-            Stage.STAGE2, checkpoint, SegmenterConfig, build_segmenter,
-            overrides=overrides, device=device,
+            Stage.STAGE2,
+            checkpoint,
+            SegmenterConfig,
+            build_segmenter,
+            overrides=overrides,
+            device=device,
         )
         self.rules = rules or SegmentRules()
         self.device = torch.device(device)
