@@ -82,7 +82,8 @@ def read_split(data_dir: str | Path, split: str) -> list[CaseEntry]:
 
     Args:
         data_dir: folder holding ``dataset.json``.
-        split: ``train``, ``val`` or ``test``.
+        split: ``train``, ``val``, ``test``, or ``all`` for every listed case (e.g. to score
+            a one-case import of a real scan).
 
     Raises:
         InputError: missing or malformed ``dataset.json``, unknown case ids, missing files, or
@@ -90,8 +91,10 @@ def read_split(data_dir: str | Path, split: str) -> list[CaseEntry]:
     """
     root = Path(data_dir)
     path = root / "dataset.json"
-    if split not in SPLITS:
-        raise InputError(f"split {split!r} is unknown; expected one of {', '.join(SPLITS)}")
+    if split not in (*SPLITS, "all"):
+        raise InputError(
+            f"split {split!r} is unknown; expected one of {', '.join(SPLITS)} or all"
+        )
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError as err:
@@ -103,7 +106,7 @@ def read_split(data_dir: str | Path, split: str) -> list[CaseEntry]:
         raise InputError(f"{path} is not valid JSON ({err}); regenerate it") from err
     entries = _entries(root, meta)
     split_map = meta.get("split") or {}
-    ids = split_map.get(split)
+    ids = list(entries) if split == "all" else split_map.get(split)
     if not ids:
         raise InputError(
             f"{path} has no cases in split {split!r}; expected train and val lists; "
