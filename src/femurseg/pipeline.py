@@ -27,7 +27,7 @@ import numpy.typing as npt
 from femurseg.atomic import atomic_write
 from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
-from femurseg.devices import Device, resolve_device
+from femurseg.devices import Device, Precision, resolve_device
 from femurseg.errors import InputError, OutputError
 from femurseg.io import read_volume, write_labels
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
@@ -46,6 +46,8 @@ class PredictConfig:
 
     Attributes:
         device: where the networks run.
+        precision: inference arithmetic; ``auto`` uses bfloat16 on CPUs that run it natively
+            (see :class:`~femurseg.devices.Precision`).
         box_rules: stage-1 acceptance thresholds.
         segment_rules: stage-2 sliding window, threshold and island removal.
         preview: write the coronal PNG preview.
@@ -55,6 +57,7 @@ class PredictConfig:
     """
 
     device: Device = Device.AUTO
+    precision: Precision = Precision.AUTO
     box_rules: BoxRules = field(default_factory=BoxRules)
     segment_rules: SegmentRules = field(default_factory=SegmentRules)
     preview: bool = True
@@ -113,10 +116,18 @@ class Predictor:
         self.config = config or PredictConfig()
         device = resolve_device(self.config.device)
         self.detector = Detector(
-            stage1, device=device, rules=self.config.box_rules, overrides=stage1_overrides
+            stage1,
+            device=device,
+            rules=self.config.box_rules,
+            overrides=stage1_overrides,
+            precision=self.config.precision,
         )
         self.segmenter = Segmenter(
-            stage2, device=device, rules=self.config.segment_rules, overrides=stage2_overrides
+            stage2,
+            device=device,
+            rules=self.config.segment_rules,
+            overrides=stage2_overrides,
+            precision=self.config.precision,
         )
         log.info("networks on %s", device)
 

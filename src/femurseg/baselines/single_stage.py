@@ -26,6 +26,7 @@ from monai.networks.nets import SegResNet
 from torch import nn
 
 from femurseg.config import check_range
+from femurseg.devices import Precision, inference_autocast
 from femurseg.errors import ConfigError
 from femurseg.preprocessing.grid import Grid, spacing_grid
 from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
@@ -151,10 +152,11 @@ def class_probabilities(
     roi_size: tuple[int, int, int],
     device: torch.device,
     rules: SingleStageRules,
+    precision: Precision | str = Precision.FLOAT32,
 ) -> npt.NDArray[np.float32]:
     """Softmax (3, X, Y, Z) of a normalised image by gaussian-blended sliding windows."""
     x = image[None, None]
-    with torch.autocast(device.type, enabled=device.type == "cuda"):
+    with inference_autocast(device, precision):
         logits = sliding_window_inference(
             x,
             roi_size=roi_size,
@@ -208,6 +210,7 @@ class SingleStageSegmenter:
         rules: inference settings.
         overrides: preprocessing values the caller expects; any that contradict the
             checkpoint's config raise :class:`ConfigError`.
+        precision: inference arithmetic (see :class:`~femurseg.devices.Precision`).
     """
 
     def __init__(
@@ -217,6 +220,7 @@ class SingleStageSegmenter:
         device: torch.device | str = "cpu",
         rules: SingleStageRules | None = None,
         overrides: dict[str, Any] | None = None,
+        precision: Precision | str = Precision.AUTO,
     ) -> None:
         self.config: SingleStageConfig
         self.path, self.config, self.net, self.sha256 = load_network(
@@ -229,13 +233,16 @@ class SingleStageSegmenter:
         )
         self.rules = rules or SingleStageRules()
         self.device = torch.device(device)
+        self.precision = Precision(precision)
 
     def segment(self, volume: Volume) -> npt.NDArray[np.uint8]:
         """Label map (X, Y, Z) uint8 of a canonical volume on its own grid (0, 1, 2)."""
         like = Grid.of(volume)
         grid = network_grid(like, self.config)
         image = network_image(volume.array, like, grid, self.config)
-        probs = class_probabilities(self.net, image, self.config.roi_size, self.device, self.rules)
+        probs = class_probabilities(
+            self.net, image, self.config.roi_size, self.device, self.rules, self.precision
+        )
         del image
         for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
             c = int(side)

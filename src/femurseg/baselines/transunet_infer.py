@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from femurseg.baselines.transunet import STAGE, TransUNetConfig, build_transunet
+from femurseg.devices import Precision, inference_autocast
 from femurseg.errors import InputError
 from femurseg.preprocessing.grid import Grid, centred_grid
 from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
@@ -82,7 +83,11 @@ def slice_image(
 
 
 def slice_probabilities(
-    net: nn.Module, slices: torch.Tensor, device: torch.device, batch: int
+    net: nn.Module,
+    slices: torch.Tensor,
+    device: torch.device,
+    batch: int,
+    precision: Precision | str = Precision.FLOAT32,
 ) -> torch.Tensor:
     """Class probabilities of a stack of slices.
 
@@ -91,6 +96,7 @@ def slice_probabilities(
         slices: float32 (S, S, Z) windowed slices (axes i, j, k).
         device: where ``net`` lives.
         batch: slices per forward pass.
+        precision: inference arithmetic (see :class:`~femurseg.devices.Precision`).
 
     Returns:
         float32 (3, S, S, Z) softmax probabilities on the CPU, channels in label order.
@@ -99,7 +105,7 @@ def slice_probabilities(
     out = []
     for start in range(0, x.shape[0], batch):
         xb = x[start : start + batch].to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with inference_autocast(device, precision):
             logits = net(xb)
         out.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(out).permute(1, 2, 3, 0).contiguous()
@@ -113,6 +119,7 @@ def segment_volume(
     *,
     device: torch.device | str = "cpu",
     batch_slices: int = 16,
+    precision: Precision | str = Precision.FLOAT32,
 ) -> npt.NDArray[np.uint8]:
     """Label map of a canonical volume, segmented slice by slice.
 
@@ -122,6 +129,7 @@ def segment_volume(
         volume: canonical RAS+ scan (HU).
         device: where ``net`` lives.
         batch_slices: slices per forward pass (and per paste-back), bounding memory.
+        precision: inference arithmetic (see :class:`~femurseg.devices.Precision`).
 
     Returns:
         uint8 (X, Y, Z) on the volume's own grid: 0 background, 1 femur_left, 2 femur_right.
@@ -144,7 +152,7 @@ def segment_volume(
         n = min(batch_slices, like.shape[2] - k0)
         sub = full.sub_grid((0, 0, k0), (cfg.image_size, cfg.image_size, n))
         probs = slice_probabilities(
-            net, slice_image(volume.array, like, sub, cfg), dev, batch_slices
+            net, slice_image(volume.array, like, sub, cfg), dev, batch_slices, precision
         )
         pasted = paste_back(probs, sub, like, fill=0.0)
         if pasted is not None:
@@ -162,6 +170,7 @@ class TransUNetSegmenter:
         batch_slices: slices per forward pass.
         overrides: preprocessing values the caller expects (e.g. ``{"spacing_mm": 2.0}``);
             any that contradict the checkpoint's config raise :class:`ConfigError`.
+        precision: inference arithmetic (see :class:`~femurseg.devices.Precision`).
 
     Raises:
         InputError: the file is not a TransUNet checkpoint or its weights do not fit.
@@ -174,6 +183,7 @@ class TransUNetSegmenter:
         device: torch.device | str = "cpu",
         batch_slices: int = 16,
         overrides: dict[str, Any] | None = None,
+        precision: Precision | str = Precision.AUTO,
     ) -> None:
         self.path = Path(checkpoint)
         ckpt = load_transunet_checkpoint(self.path)
@@ -184,6 +194,7 @@ class TransUNetSegmenter:
             check_override(f"transunet.{key}", getattr(self.config, key), value)
         self.device = torch.device(device)
         self.batch_slices = batch_slices
+        self.precision = Precision(precision)
         self.net = build_transunet(self.config)
         load_state(self.net, ckpt["model"], self.path)
         self.net.eval().to(self.device)
@@ -192,7 +203,12 @@ class TransUNetSegmenter:
     def segment(self, volume: Volume) -> npt.NDArray[np.uint8]:
         """Label map (X, Y, Z) uint8 of a canonical volume on its own grid (0, 1, 2)."""
         return segment_volume(
-            self.net, self.config, volume, device=self.device, batch_slices=self.batch_slices
+            self.net,
+            self.config,
+            volume,
+            device=self.device,
+            batch_slices=self.batch_slices,
+            precision=self.precision,
         )
 
 

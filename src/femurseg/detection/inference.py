@@ -14,6 +14,7 @@ from femurseg.detection.boxes import SideDetection, boxes_from_probabilities
 from femurseg.detection.config import BoxRules, DetectorConfig
 from femurseg.detection.network import build_detector
 from femurseg.detection.prepare import coarse_image
+from femurseg.devices import Precision, inference_autocast
 from femurseg.preprocessing.crop import pad_to_multiple
 from femurseg.preprocessing.grid import Grid
 from femurseg.types import Label, Volume
@@ -31,6 +32,7 @@ class Detector:
         rules: box acceptance rules.
         overrides: preprocessing values the caller expects (e.g. ``{"spacing_mm": 4.0}``);
             any that contradict the checkpoint's config raise :class:`ConfigError`.
+        precision: inference arithmetic (see :class:`~femurseg.devices.Precision`).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class Detector:
         device: torch.device | str = "cpu",
         rules: BoxRules | None = None,
         overrides: dict[str, Any] | None = None,
+        precision: Precision | str = Precision.AUTO,
     ) -> None:
         self.config: DetectorConfig
         self.path, self.config, self.net, self.sha256 = load_network(
@@ -52,6 +55,7 @@ class Detector:
         )
         self.rules = rules or BoxRules()
         self.device = torch.device(device)
+        self.precision = Precision(precision)
 
     @torch.inference_mode()
     def probabilities(self, volume: Volume) -> tuple[npt.NDArray[np.float32], Grid]:
@@ -64,7 +68,7 @@ class Detector:
         image, grid = coarse_image(volume.array, Grid.of(volume), self.config)
         x, index = pad_to_multiple(image[None, None], self.config.divisor, 0.0)
         x = x.to(self.device)
-        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with inference_autocast(self.device, self.precision):
             logits = self.net(x)
         probs = torch.softmax(logits.float(), dim=1)[0][index]
         return probs.cpu().numpy(), grid

@@ -47,10 +47,6 @@ def _read_raw(path: Path, series_uid: str | None, checks: ReadChecks) -> RawImag
     return read_itk(path, fmt)
 
 
-def _source_path(path: Path, raw: RawImage) -> Path:
-    return path.parent if raw.fmt == "dicom" and path.is_file() else path
-
-
 def read_volume(
     path: str | Path, series_uid: str | None = None, *, checks: ReadChecks | None = None
 ) -> Volume:
@@ -74,26 +70,33 @@ def read_volume(
     raw = _read_raw(path, series_uid, checks)
     where = str(path)
     disk = as_3d(raw.array, where)
-    disk32 = np.asarray(disk, dtype=np.float32)
-    check_hu(disk32, where, checks)
+    shape = (int(disk.shape[0]), int(disk.shape[1]), int(disk.shape[2]))
+    affine, fmt, extra = raw.affine, raw.fmt, raw.extra
+    del raw  # the on-disk array goes once the canonical copy exists
+    check_hu(disk, where, checks)  # on the stored values: half the bytes of float32 for int16
     try:
-        canon, canon_affine, ornt = canonicalize(disk32, raw.affine)
+        view, canon_affine, ornt = canonicalize(disk, affine)
     except ValueError as err:
         raise InputError(
             f"{where} has an unusable affine ({err}); expected voxel axes of non-zero size; "
             "fix the header spacing and orientation"
         ) from err
-    shape = (int(disk.shape[0]), int(disk.shape[1]), int(disk.shape[2]))
+    # one pass: type conversion and axis flips together, keeping the on-disk memory order
+    # (a C-order copy of a Fortran-order NIfTI array is a full transpose: 3x slower)
+    canon = view
+    if view.dtype != np.float32 or any(st < 0 for st in view.strides):
+        canon = view.astype(np.float32, order="K")
+    del view, disk
     source = SourceGeometry(
-        path=_source_path(path, raw),
-        fmt=raw.fmt,
+        path=path.parent if fmt == "dicom" and path.is_file() else path,
+        fmt=fmt,
         shape=shape,
-        affine=raw.affine,
+        affine=affine,
         ornt=ornt,
-        extra=raw.extra,
+        extra=extra,
     )
-    log.info("read %s (%s, %s on disk) as %s RAS+", path, raw.fmt, axcodes(raw.affine), canon.shape)
-    return Volume(np.ascontiguousarray(canon), canon_affine, source)
+    log.info("read %s (%s, %s on disk) as %s RAS+", path, fmt, axcodes(affine), canon.shape)
+    return Volume(canon, canon_affine, source)
 
 
 def read_labels(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -148,13 +149,14 @@ def as_3d(array: npt.NDArray[np.generic], where: str) -> npt.NDArray[np.generic]
     return array
 
 
-def check_hu(array: npt.NDArray[np.floating], where: str, checks: ReadChecks) -> None:
-    """Check that a float array holds finite CT values in Hounsfield units.
+def check_hu(array: npt.NDArray[Any], where: str, checks: ReadChecks) -> None:
+    """Check that an array holds finite CT values in Hounsfield units.
 
     Raises:
         InputError: NaN/inf voxels, or an intensity range that is not CT HU.
     """
-    finite = np.isfinite(array)
+    # integer voxels are always finite; only float images need the (full-volume) check
+    finite = np.isfinite(array) if array.dtype.kind == "f" else np.ones(1, dtype=bool)
     if not finite.all():
         bad = int(array.size - np.count_nonzero(finite))
         raise InputError(

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import torch
 from monai.inferers import sliding_window_inference
 
+from femurseg.devices import Precision, inference_autocast
 from femurseg.preprocessing.boxes import Box
 from femurseg.preprocessing.grid import Grid
 from femurseg.segmentation.config import SegmenterConfig, SegmentRules
@@ -50,6 +51,7 @@ class Segmenter:
         rules: inference settings (window overlap, threshold, island size).
         overrides: preprocessing values the caller expects (e.g. ``{"spacing_mm": 1.5}``);
             any that contradict the checkpoint's config raise :class:`ConfigError`.
+        precision: inference arithmetic (see :class:`~femurseg.devices.Precision`).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Segmenter:
         device: torch.device | str = "cpu",
         rules: SegmentRules | None = None,
         overrides: dict[str, Any] | None = None,
+        precision: Precision | str = Precision.AUTO,
     ) -> None:
         self.config: SegmenterConfig
         self.path, self.config, self.net, self.sha256 = load_network(
@@ -71,12 +74,13 @@ class Segmenter:
         )
         self.rules = rules or SegmentRules()
         self.device = torch.device(device)
+        self.precision = Precision(precision)
 
     @torch.inference_mode()
     def predict_crop(self, image: torch.Tensor) -> npt.NDArray[np.float32]:
         """Femur probability of a normalised crop (X', Y', Z'), by sliding windows."""
         x = image[None, None].to(self.device)
-        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with inference_autocast(self.device, self.precision):
             logits = sliding_window_inference(
                 x,
                 roi_size=self.config.roi_size,

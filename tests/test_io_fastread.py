@@ -1,0 +1,54 @@
+"""The fast reading path: ISA-L gzip for NIfTI, one-pass canonical copy, precision choice."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from femurseg.devices import Precision, inference_autocast
+from femurseg.errors import InputError
+from femurseg.io import read_volume
+
+
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+@pytest.mark.parametrize("axcodes", [("L", "P", "S"), ("R", "A", "S"), ("P", "I", "R")])
+def test_gzipped_nifti_reads_like_nibabel(tmp_path, klass, axcodes) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(-1024, 2000, size=(20, 16, 12)).astype(np.int16)
+    ornt = nib.orientations.axcodes2ornt(axcodes)
+    affine = nib.orientations.inv_ornt_aff(ornt, data.shape)
+    affine[:3, :3] *= 0.7
+    img = klass(data, affine)
+    img.header.set_slope_inter(1.0, -24.0)  # scaling must be applied on the fast path too
+    path = tmp_path / "ct.nii.gz"
+    nib.save(img, path)
+    vol = read_volume(path)
+    ref = nib.as_closest_canonical(nib.load(path))
+    assert np.allclose(vol.affine, ref.affine)
+    assert vol.array.dtype == np.float32
+    assert np.array_equal(vol.array, np.asarray(ref.dataobj, dtype=np.float32))
+    assert all(s > 0 for s in vol.array.strides)  # torch.from_numpy needs positive strides
+    torch.from_numpy(vol.array)
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path) -> None:
+    data = np.zeros((8, 8, 8), dtype=np.int16) - 1000
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(InputError, match="cannot read .* as NIfTI"):
+        read_volume(path)
+
+
+def test_precision_choices() -> None:
+    cpu = torch.device("cpu")
+    with inference_autocast(cpu, Precision.FLOAT32):
+        assert not torch.is_autocast_enabled("cpu")
+    with inference_autocast(cpu, Precision.BFLOAT16):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with pytest.raises(ValueError):
+        Precision("half")
