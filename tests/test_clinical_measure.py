@@ -184,3 +184,42 @@ def test_real_case_measurements_and_flags(totalseg_case: Path) -> None:
     # Left hip implant: metal inside the left femur only.
     assert FlagCode.METAL_SUSPECTED in [f.code for f in flags["femur_left"]]
     assert FlagCode.METAL_SUSPECTED not in [f.code for f in flags["femur_right"]]
+
+
+def _assert_close(a: object, b: object) -> None:
+    """Equal nested dicts/lists, floats within round-off (sums run in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_close(a[k], b[k])
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_close(x, y)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("margin", [0, 2])
+def test_per_side_crops_give_the_whole_scan_results(phantom: Phantom, margin: int) -> None:
+    # measuring inside each femur's box must equal measuring on the full scan, including the
+    # image-edge decisions near a face (cut at the bottom, 1 voxel clear of the top)
+    from femurseg.measure.measurements import measure_femur
+    from femurseg.measure.quality import side_flags
+
+    labels, affine, _ = phantom
+    cut = labels[:, :, 60:].copy()
+    shifted = affine.copy()
+    shifted[:3, 3] += 60 * affine[:3, 2]
+    hu = np.where(cut > 0, 1200.0, 0.0).astype(np.float32)
+    mcfg, qcfg = MeasureConfig(edge_margin_voxels=margin), QualityConfig(edge_margin_voxels=margin)
+    cropped = measure_femurs(cut, shifted, mcfg)
+    flags = quality_flags(cut, shifted, hu=hu, config=qcfg)
+    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+        whole = measure_femur(cut == int(side), shifted, side, mcfg)
+        _assert_close(cropped[LABELS[side]].to_dict(), whole.to_dict())
+        assert [f.to_dict() for f in flags[LABELS[side]]] == [
+            f.to_dict() for f in side_flags(cut, shifted, side, hu=hu, config=qcfg)
+        ]

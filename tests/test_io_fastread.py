@@ -52,3 +52,19 @@ def test_precision_choices() -> None:
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
     with pytest.raises(ValueError):
         Precision("half")
+
+
+@pytest.mark.parametrize("spacing", [4.0, 2.5])
+def test_resample_of_fortran_order_matches_c_order(spacing) -> None:
+    from femurseg.preprocessing.grid import Grid, spacing_grid
+    from femurseg.preprocessing.resample import resample
+
+    rng = np.random.default_rng(1)
+    c_arr = rng.normal(size=(41, 30, 52)).astype(np.float32)
+    f_arr = np.asfortranarray(c_arr)
+    src = Grid(c_arr.shape, np.diag([0.8, 0.9, 1.0, 1.0]))
+    dst = spacing_grid(src, spacing)
+    a = resample(c_arr, src, dst).numpy()
+    b = resample(f_arr, src, dst).numpy()
+    assert a.shape == dst.shape
+    assert np.allclose(a, b, atol=1e-5)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -152,6 +152,7 @@ class Predictor:
                 volume.shape,
                 {s: p for s, p in pasted.items() if p is not None},
                 self.config.segment_rules.threshold,
+                "F" if volume.array.flags.f_contiguous else "C",
             )
             volumes = {
                 side: _label_volume_ml(labels, pasted.get(side), side, target.voxel_ml)
@@ -161,7 +162,10 @@ class Predictor:
 
 
 def assemble_labels(
-    shape: tuple[int, int, int], pasted: dict[Label, Pasted], threshold: float
+    shape: tuple[int, int, int],
+    pasted: dict[Label, Pasted],
+    threshold: float,
+    order: Literal["C", "F"] = "C",
 ) -> npt.NDArray[np.uint8]:
     """Threshold pasted per-side probabilities into one label map.
 
@@ -169,12 +173,19 @@ def assemble_labels(
         shape: canonical grid shape (X, Y, Z).
         pasted: femur probability per side, each on a region of the canonical grid.
         threshold: probability at and above which a voxel is femur.
+        order: memory order of the label map; that of the volume, so that writing it back in
+            the file's axis order is a straight copy, not a transpose.
 
     Returns:
         uint8 (X, Y, Z): 0 background, else the side label; where both sides reach the
         threshold the more probable side wins.
     """
-    labels = np.zeros(shape, dtype=np.uint8)
+    labels = np.zeros(shape, dtype=np.uint8, order=order)
+    if order == "F":
+        # boolean indexing across memory orders is slow: bring each region to the map's order
+        pasted = {
+            side: Pasted(p.index, np.asfortranarray(p.values)) for side, p in pasted.items()
+        }
     for side, p in pasted.items():
         region = labels[p.index]
         region[p.values >= threshold] = int(side)

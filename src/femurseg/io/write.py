@@ -107,11 +107,13 @@ def write_labels(labels: npt.ArrayLike, like: Volume, path: str | Path) -> Path:
         )
     _out_format(path)
     _refuse_input(path, like)
-    lab8 = arr.astype(np.uint8)
+    lab8 = arr.astype(np.uint8, copy=False)
     src = like.source
     if src is None:
         return save_atomic(lab8, like.affine, path)
-    disk = np.ascontiguousarray(to_disk(lab8, src.ornt, src.shape))
+    # NIfTI and ITK both store the first axis fastest (Fortran order): copying into that
+    # order is sequential for a label map in the volume's own (usually Fortran) layout
+    disk = np.asfortranarray(to_disk(lab8, src.ornt, src.shape))
     header = src.extra.get("nifti_header") if src.fmt == "nifti" else None
     return save_atomic(disk, src.affine, path, header)
 

@@ -48,7 +48,7 @@ from femurseg.measure.geometry import (
     to_world,
     voxel_volume_ml,
 )
-from femurseg.measure.quality import CutEnd, edge_contact
+from femurseg.measure.quality import CutEnd, edge_contact, label_crops
 from femurseg.types import LABELS, Label
 
 log = logging.getLogger(__name__)
@@ -387,8 +387,15 @@ def measure_femurs(
     Returns:
         ``{"femur_left": FemurMeasurements, "femur_right": FemurMeasurements}``.
     """
+    cfg = config or MeasureConfig()
     lab = np.asarray(labels)
-    return {
-        LABELS[s]: measure_femur(lab == int(s), affine, s, config)
-        for s in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
-    }
+    crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1)
+    out = {}
+    for s in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+        crop = crops[s]
+        if crop is None:
+            out[LABELS[s]] = measure_femur(np.zeros((1, 1, 1), bool), affine, s, cfg)
+        else:
+            sl, sub_affine = crop
+            out[LABELS[s]] = measure_femur(lab[sl] == int(s), sub_affine, s, cfg)
+    return out

@@ -178,6 +178,17 @@ def resample(
     t = _as_tensor(region)
     coords = [coords[a] - lo[a] for a in range(3)]
     valid = [(-0.5 - lo[a], src_n[a] - 0.5 - lo[a]) for a in range(3)]
+    # A Fortran-order volume (NIfTI's memory order) has its first axis fastest. Torch's
+    # pooling and index_select run several times slower on such strides, so work on the view
+    # with the first and last spatial axes exchanged (C-order for a whole volume, a
+    # sequential copy for a region of one) and exchange them back at the end.
+    swap = t.ndim >= 3 and t.stride(-3) < t.stride(-1)
+    if swap:
+        t = t.transpose(-3, -1)
+        if not t.is_contiguous():
+            t = t.contiguous()
+        coords, valid = coords[::-1], valid[::-1]
+        k, dst_n = k[::-1].copy(), dst_n[::-1].copy()
 
     if np.any(k > 1):
         lead = t.shape[:-3]
@@ -195,6 +206,8 @@ def resample(
     order_axes = sorted(range(3), key=lambda a: dst_n[a] / max(t.shape[nd - 3 + a], 1))
     for a in order_axes:
         t = _interp_axis(t, nd - 3 + a, coords[a], valid[a], fill, order)  # type: ignore[arg-type]
+    if swap:
+        t = t.transpose(-3, -1)
     return t.contiguous()
 
 
