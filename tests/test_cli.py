@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from femurseg.cli import app
@@ -39,3 +42,70 @@ def test_femurseg_errors_exit_2_through_main(tmp_path, capsys) -> None:  # type:
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and "not found" in err and "\n" not in err
+
+
+def test_phantom_fov_is_a_choice_listed_in_help(capsys) -> None:  # type: ignore[no-untyped-def]
+    from femurseg.cli import main
+    from femurseg.phantoms.params import FovKind
+
+    result = runner.invoke(app, ["phantom", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "|".join(k.value for k in FovKind) in result.output
+    code = main(["phantom", "--fov", "elbow"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "--fov" in err and "one_leg" in err and "\n" not in err
+
+
+def test_usage_errors_are_one_line_through_the_app_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["phantom", "-o", str(tmp_path / "o"), "--fov", "elbow"])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+
+
+@pytest.fixture
+def shapes(tmp_path: Path) -> Path:
+    """A shapes folder with two (empty) LLP26 subject folders: enough for the id checks."""
+    root = tmp_path / "llp26"
+    for name in ("LLP26_01", "LLP26_02"):
+        (root / name).mkdir(parents=True)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--subjects", "LLP26_01"], "--shapes"),  # subjects need the LLP26 meshes
+        (["--shapes", "{shapes}", "--subjects", "LLP26_99"], "LLP26_99"),
+        (["--shapes", "{shapes}", "--subjects", "llp26_1,LLP26_02"], "llp26_1"),
+        (["--shapes", "{shapes}", "--exclude-subjects", "LLP26_99"], "LLP26_99"),
+        (
+            ["--shapes", "{shapes}", "--subjects", "LLP26_01", "--exclude-subjects", "LLP26_01"],
+            "both used and excluded",
+        ),
+        (["--shapes", "{shapes}", "--exclude-subjects", "LLP26_01,LLP26_02"], "no LLP26 subjects"),
+    ],
+)
+def test_phantom_bad_subjects_exit_2_before_writing(  # type: ignore[no-untyped-def]
+    tmp_path: Path, shapes: Path, args: list[str], expected: str, capsys
+) -> None:
+    from femurseg.cli import main
+
+    out = tmp_path / "out"
+    code = main(["phantom", "--n", "1", "-o", str(out), *(a.format(shapes=shapes) for a in args)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert expected in err, err
+    assert not out.exists()  # validation runs before any case is generated
+
+
+def test_no_command_prints_help_without_an_empty_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    from femurseg.cli import main
+
+    for argv in ([], ["dataset"]):
+        code = main(argv)
+        captured = capsys.readouterr()
+        assert code == 2, argv
+        assert "Usage" in captured.out and captured.err == "", captured.err

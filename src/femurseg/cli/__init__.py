@@ -1,0 +1,200 @@
+"""The ``femurseg`` command line: one Typer app, each command a thin wrapper over the library.
+
+Errors raised on purpose (:class:`femurseg.errors.FemursegError`) become a one-line message on
+stderr and a non-zero exit code (2 for bad input); nothing else reaches the user as a traceback
+unless ``--debug`` is given. Command-line usage errors (unknown option, bad value, missing
+argument) are one line with exit code 2 as well.
+
+This module holds the app and what every command shares; the commands live in one module per
+group (:mod:`.info`, :mod:`.phantom`, :mod:`.dataset`, :mod:`.train`, :mod:`.predict`,
+:mod:`.evaluate`), imported at the bottom so that they register. Heavy libraries (torch, MONAI,
+the pipeline) are imported inside the commands, so ``femurseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from typer.core import TyperGroup
+
+from femurseg.errors import FemursegError
+
+if TYPE_CHECKING:
+    from femurseg.devices import Device
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _exit_code(call: Callable[[], object]) -> int:
+    """Run a non-standalone invocation of the app and return its exit code.
+
+    A usage error becomes one line on stderr: Click would print a usage block and a framed
+    message; users asked for one line that says what was wrong and where to look.
+    """
+    from typer.exceptions import TyperException
+
+    try:
+        code = call()
+    except TyperException as err:  # usage errors: unknown option, bad value, missing argument
+        ctx = getattr(err, "ctx", None)
+        where = ctx.command_path if ctx is not None else "femurseg"
+        what = " ".join(err.format_message().split()).rstrip(".")
+        if what:  # empty when a group run without a command has just printed its help
+            typer.echo(f"error: {what}; see `{where} --help`", err=True)
+        return int(err.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+class _OneLineErrors(TyperGroup):
+    """The root group: usage errors are one line however the app is run.
+
+    :func:`main` runs the app non-standalone; a standalone run (``app()``, or Typer's
+    ``CliRunner`` in tests) goes through the same :func:`_exit_code`, so both print the same.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(
+            super().main,
+            args,
+            prog_name,
+            complete_var,
+            standalone_mode=False,
+            windows_expand_args=windows_expand_args,
+            **extra,
+        )
+        if not standalone_mode:
+            return run()
+        sys.exit(_exit_code(run))
+
+
+app = typer.Typer(
+    name="femurseg",
+    help="Two-stage segmentation of the left and right femur in lower-limb CT.",
+    cls=_OneLineErrors,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+log = logging.getLogger("femurseg")
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on error.")] = False,
+) -> None:
+    """Configure logging once for every command."""
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def fail(err: BaseException, code: int) -> typer.Exit:
+    """Print a one-line error to stderr and return the Exit to raise."""
+    msg = " ".join(str(err).split()) or type(err).__name__
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+def run_guarded(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call ``fn``, mapping femurseg errors to their exit code and anything else to exit 1."""
+    try:
+        return fn(*args, **kwargs)
+    except FemursegError as err:
+        if _state["debug"]:
+            raise
+        raise fail(err, err.exit_code) from err
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except MemoryError as err:
+        raise fail(RuntimeError("out of memory; try a smaller input or fewer workers"), 1) from err
+    except Exception as err:  # noqa: BLE001 - last line of defence: never a raw traceback
+        if _state["debug"]:
+            raise
+        raise fail(
+            RuntimeError(f"unexpected {type(err).__name__}: {err} (rerun with --debug and report)"),
+            1,
+        ) from err
+
+
+def as_device(text: str) -> Device:
+    """The ``--device`` option as a :class:`~femurseg.devices.Device` (imports torch).
+
+    Raises:
+        InputError: ``text`` is not auto, cpu or cuda.
+    """
+    from femurseg.devices import Device
+    from femurseg.errors import InputError
+
+    try:
+        return Device(text)
+    except ValueError as err:
+        raise InputError(f"--device {text!r} is unknown; expected auto, cpu or cuda") from err
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr, shown only on a terminal, with one task.
+
+    Yields:
+        The task's update function: ``update(completed=, total=, advance=, info=)``; ``info``
+        is the free text shown after the bar.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        yield functools.partial(bar.update, bar.add_task(description, total=total, info=""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app; a command-line usage error is one line and exit 2."""
+    return _exit_code(lambda: app(args=argv, standalone_mode=False))
+
+
+# Importing a command module registers its commands on ``app`` (the modules need the names
+# above); ``--help`` lists commands in this order, the pipeline's, and sub-groups after them.
+# isort: off
+from femurseg.cli import info, phantom, dataset, train, predict, evaluate  # noqa: E402, F401
+# isort: on
+
+__all__ = ["app", "main"]

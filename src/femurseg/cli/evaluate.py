@@ -1,0 +1,171 @@
+"""``femurseg evaluate`` and ``benchmark``: score predictions, compare methods on the same cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from femurseg.cli import app, as_device, progress, run_guarded
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[
+        Path, typer.Option("--pred", help="Folder of predicted <case>_femur.nii.gz label maps.")
+    ],
+    truth: Annotated[
+        Path, typer.Option("--truth", help="Folder of truth <case>.nii.gz label maps.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for CSV, JSON, Markdown.")],
+    nsd_tolerance: Annotated[
+        float, typer.Option("--nsd-tolerance", help="Surface Dice tolerance in mm.")
+    ] = 1.0,
+    no_surface: Annotated[
+        bool, typer.Option("--no-surface", help="Skip HD95, ASSD and surface Dice (faster).")
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Score truth cases without prediction as empty."),
+    ] = False,
+) -> None:
+    """Score predictions against truth: per-case CSV, summary JSON and a Markdown table."""
+
+    def _evaluate() -> None:
+        from femurseg.evaluation.evaluate import EvalConfig, evaluate_folders
+        from femurseg.evaluation.report import summarise, write_report
+
+        cfg = EvalConfig(
+            nsd_tolerance_mm=nsd_tolerance, surface=not no_surface, allow_missing=allow_missing
+        )
+        ev = evaluate_folders(pred, truth, cfg)
+        paths = write_report(ev, out)
+        for side, stats in summarise(ev.rows).items():
+            d = stats["dice"]
+            typer.echo(f"{side}: Dice mean {d['mean']:.4f} median {d['median']:.4f} (n={d['n']})")
+        if ev.detection:
+            typer.echo(f"stage 1 mAP@[.50:.95]: {ev.detection['mean']:.4f}")
+        for key, path in paths.items():
+            typer.echo(f"{key}: {path}")
+
+    run_guarded(_evaluate)
+
+
+def _curve_option(items: list[str]) -> dict[str, Sequence[Path]]:
+    """``NAME=RUN[:RUN...]`` options as ``{name: [run folders]}``."""
+    from femurseg.errors import InputError
+
+    out: dict[str, Sequence[Path]] = {}
+    for item in items:
+        name, sep, runs = item.partition("=")
+        if not sep or not name or not runs:
+            raise InputError(
+                f"--curve {item!r} is malformed; expected NAME=RUN_DIR or NAME=RUN1:RUN2 "
+                "(training run folders in the order they were trained)"
+            )
+        out[name] = [Path(r) for r in runs.split(":")]
+    return out
+
+
+@app.command()
+def benchmark(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder with dataset.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report files.")],
+    split: Annotated[str, typer.Option(help="train, val, test, or all cases.")] = "test",
+    max_cases: Annotated[int, typer.Option(help="Score at most this many cases (0: all).")] = 0,
+    stage1_weights: Annotated[
+        Path | None, typer.Option(help="Two-stage: stage-1 checkpoint (default: shipped).")
+    ] = None,
+    stage2_weights: Annotated[
+        Path | None, typer.Option(help="Two-stage: stage-2 checkpoint (default: shipped).")
+    ] = None,
+    segresnet: Annotated[
+        Path | None, typer.Option(help="Single-stage SegResNet checkpoint (skipped if unset).")
+    ] = None,
+    transunet: Annotated[
+        Path | None, typer.Option(help="TransUNet checkpoint (skipped if unset).")
+    ] = None,
+    classical: Annotated[bool, typer.Option(help="Include the classical HU baseline.")] = True,
+    curve: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Convergence curve NAME=RUN[:RUN...] from training run folders (repeatable)."
+        ),
+    ] = None,
+    no_surface: Annotated[
+        bool, typer.Option("--no-surface", help="Skip HD95, ASSD and surface Dice (faster).")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Run every method on the same cases; write Markdown, CSV, JSON and a PNG side by side."""
+
+    def _benchmark() -> None:
+        from femurseg.devices import resolve_device
+        from femurseg.errors import InputError
+        from femurseg.evaluation.benchmark import (
+            BenchmarkConfig,
+            LabelMethod,
+            Method,
+            TwoStageMethod,
+            claims,
+            run_benchmark,
+            summary_rows,
+            write_benchmark,
+        )
+        from femurseg.pipeline import PredictConfig, Predictor
+
+        dev = as_device(device)
+        cfg = BenchmarkConfig(split=split, max_cases=max_cases, surface=not no_surface)
+        curves = _curve_option(curve or [])
+        for path in (segresnet, transunet):
+            if path is not None and not path.is_file():
+                raise InputError(f"checkpoint {path} does not exist; expected a .pt file")
+        methods: list[Method] = [
+            TwoStageMethod(
+                Predictor(stage1_weights, stage2_weights, PredictConfig(device=dev, preview=False))
+            )
+        ]
+        skipped: dict[str, str] = {}
+        torch_dev = resolve_device(dev)
+        if segresnet is not None:
+            from femurseg.baselines.single_stage import SingleStageSegmenter
+
+            methods.append(
+                LabelMethod("segresnet", SingleStageSegmenter(segresnet, device=torch_dev).segment)
+            )
+        else:
+            skipped["segresnet"] = "no --segresnet checkpoint given"
+        if transunet is not None:
+            from femurseg.baselines.transunet_infer import TransUNetSegmenter
+
+            methods.append(
+                LabelMethod("transunet", TransUNetSegmenter(transunet, device=torch_dev).segment)
+            )
+        else:
+            skipped["transunet"] = "no --transunet checkpoint given"
+        if classical:
+            from femurseg.baselines.classical import segment_classical
+
+            methods.append(LabelMethod("classical", segment_classical))
+        with progress("benchmark", None) as update:
+
+            def on_step(done: int, total: int, text: str) -> None:
+                update(completed=done, total=total, info=text)
+
+            result = run_benchmark(
+                data, methods, cfg, curves=curves, skipped=skipped, progress=on_step
+            )
+        paths = write_benchmark(result, out)
+        for row in summary_rows(result):
+            typer.echo(
+                f"{row['method']}: Dice {row['dice_mean']:.3f}, "
+                f"{row['seconds_mean']:.1f} s/scan, peak +{row['peak_mb_max']:.0f} MB"
+            )
+        for line in claims(result):
+            typer.echo(line)
+        for key, path in paths.items():
+            typer.echo(f"{key}: {path}")
+
+    run_guarded(_benchmark)

@@ -1,0 +1,74 @@
+"""``femurseg predict``: segment the left and right femur in CT scans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from femurseg.cli import app, as_device, progress, run_guarded
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="INPUT...", help="CT files or DICOM series folders.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    stage1_weights: Annotated[
+        Path | None, typer.Option(help="Stage-1 checkpoint (default: shipped weights).")
+    ] = None,
+    stage2_weights: Annotated[
+        Path | None, typer.Option(help="Stage-2 checkpoint (default: shipped weights).")
+    ] = None,
+    stage1_spacing: Annotated[
+        float | None, typer.Option(help="Expected stage-1 spacing (must match the weights).")
+    ] = None,
+    stage2_spacing: Annotated[
+        float | None, typer.Option(help="Expected stage-2 spacing (must match the weights).")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Expected stage-2 crop margin in mm (must match).")
+    ] = None,
+    preview: Annotated[bool, typer.Option(help="Write the coronal PNG preview.")] = True,
+    mesh: Annotated[
+        bool, typer.Option("--mesh", help="Also write an STL mesh per femur (world LPS mm).")
+    ] = False,
+    dicom_seg: Annotated[
+        bool, typer.Option("--dicom-seg", help="Also write a DICOM-SEG (DICOM input only).")
+    ] = False,
+) -> None:
+    """Segment the left and right femur; writes label map, JSON report and preview per case."""
+
+    def _predict() -> None:
+        from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
+
+        dev = as_device(device)
+        check_inputs(inputs)
+        s1 = {"spacing_mm": stage1_spacing} if stage1_spacing is not None else {}
+        wanted = {"spacing_mm": stage2_spacing, "margin_mm": margin}
+        s2 = {k: v for k, v in wanted.items() if v is not None}
+        predictor = Predictor(
+            stage1_weights,
+            stage2_weights,
+            PredictConfig(device=dev, preview=preview, mesh=mesh, dicom_seg=dicom_seg),
+            stage1_overrides=s1,
+            stage2_overrides=s2,
+        )
+        with progress("predict", len(inputs)) as update:
+
+            def on_case(path: Path, report: dict) -> None:  # type: ignore[type-arg]
+                status = ", ".join(f"{k} {v['status']}" for k, v in report["femurs"].items())
+                update(advance=1, info=f"{path.name}: {status}")
+                typer.echo(
+                    f"{report['case']}: {status} ({report['seconds']['total']:.1f} s) -> "
+                    f"{report['outputs']['labels']}"
+                )
+                if "message" in report:
+                    typer.echo(f"warning: {report['case']}: {report['message']}", err=True)
+
+            predict_many(inputs, out, predictor, on_case=on_case)
+
+    run_guarded(_predict)
