@@ -37,13 +37,17 @@ def main() -> None:
         total = time.perf_counter() - t0
         totals.append(total)
         stages = {k: round(v, 1) for k, v in case.meta.get("timings_s", {}).items()}
-        print(f"run {r}: shape {case.image.shape} ({np.prod(case.image.shape) / 1e6:.0f} Mvox), "
-              f"{total:.1f} s; stages {stages}")
+        print(
+            f"run {r}: shape {case.image.shape} ({np.prod(case.image.shape) / 1e6:.0f} Mvox), "
+            f"{total:.1f} s; stages {stages}"
+        )
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     src = "LLP26" if args.shapes else "procedural"
-    print(f"1 mm full lower-limb phantom ({src} bones): mean {np.mean(totals):.1f} s, "
-          f"min {min(totals):.1f} s over {len(totals)} runs; peak RSS {peak_gb:.2f} GB; "
-          f"ratio to the 60 s ceiling {np.mean(totals) / 60:.2f}")
+    print(
+        f"1 mm full lower-limb phantom ({src} bones): mean {np.mean(totals):.1f} s, "
+        f"min {min(totals):.1f} s over {len(totals)} runs; peak RSS {peak_gb:.2f} GB; "
+        f"ratio to the 60 s ceiling {np.mean(totals) / 60:.2f}"
+    )
 
 
 if __name__ == "__main__":
