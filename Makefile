@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/femurseg demo -o demo_output
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -31,3 +31,12 @@ def llp26_dir() -> Path:
     if not (d / "mean" / "femur.ply").is_file():
         pytest.skip(f"bone meshes not available at {d}")
     return d
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """One torch thread per test process: `make test` runs two workers on two cores, and a
+    second thread per worker only adds contention (training steps run several times slower)."""
+    import torch
+
+    torch.set_num_threads(1)

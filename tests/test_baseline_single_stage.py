@@ -26,10 +26,10 @@ TINY = SingleStageConfig(
 )
 CFG = TrainConfig(
     stage=Stage.SEGRESNET,
-    steps=100,
+    steps=150,
     batch_size=2,
-    lr=1e-2,
-    val_every=50,
+    lr=3e-3,
+    val_every=75,
     warmup_steps=5,
     val_cases=1,
 )
