@@ -109,3 +109,12 @@ def test_no_command_prints_help_without_an_empty_error(capsys) -> None:  # type:
         captured = capsys.readouterr()
         assert code == 2, argv
         assert "Usage" in captured.out and captured.err == "", captured.err
+
+
+def test_bad_precision_is_one_line_exit_2(tmp_path, capsys) -> None:
+    from femurseg.cli import main
+
+    scan = tmp_path / "missing.nii.gz"
+    code = main(["predict", str(scan), "-o", str(tmp_path / "o"), "--precision", "half"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--precision 'half' is unknown" in err and len(err.splitlines()) == 1

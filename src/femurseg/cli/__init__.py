@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from femurseg.errors import FemursegError
 
 if TYPE_CHECKING:
-    from femurseg.devices import Device
+    from femurseg.devices import Device, Precision
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -153,6 +153,23 @@ def as_device(text: str) -> Device:
         return Device(text)
     except ValueError as err:
         raise InputError(f"--device {text!r} is unknown; expected auto, cpu or cuda") from err
+
+
+def as_precision(text: str) -> Precision:
+    """The ``--precision`` option as a :class:`~femurseg.devices.Precision` (imports torch).
+
+    Raises:
+        InputError: ``text`` is not auto, float32 or bfloat16.
+    """
+    from femurseg.devices import Precision
+    from femurseg.errors import InputError
+
+    try:
+        return Precision(text)
+    except ValueError as err:
+        raise InputError(
+            f"--precision {text!r} is unknown; expected auto, float32 or bfloat16"
+        ) from err
 
 
 @contextlib.contextmanager

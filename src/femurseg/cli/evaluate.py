@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from femurseg.cli import app, as_device, progress, run_guarded
+from femurseg.cli import app, as_device, as_precision, progress, run_guarded
 
 
 @app.command()
@@ -98,6 +98,9 @@ def benchmark(
         bool, typer.Option("--no-surface", help="Skip HD95, ASSD and surface Dice (faster).")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Inference arithmetic of every network: auto, float32, bfloat16.")
+    ] = "auto",
 ) -> None:
     """Run every method on the same cases; write Markdown, CSV, JSON and a PNG side by side."""
 
@@ -117,6 +120,7 @@ def benchmark(
         from femurseg.pipeline import PredictConfig, Predictor
 
         dev = as_device(device)
+        prec = as_precision(precision)
         cfg = BenchmarkConfig(split=split, max_cases=max_cases, surface=not no_surface)
         curves = _curve_option(curve or [])
         for path in (segresnet, transunet):
@@ -124,7 +128,11 @@ def benchmark(
                 raise InputError(f"checkpoint {path} does not exist; expected a .pt file")
         methods: list[Method] = [
             TwoStageMethod(
-                Predictor(stage1_weights, stage2_weights, PredictConfig(device=dev, preview=False))
+                Predictor(
+                    stage1_weights,
+                    stage2_weights,
+                    PredictConfig(device=dev, precision=prec, preview=False),
+                )
             )
         ]
         skipped: dict[str, str] = {}
@@ -133,7 +141,10 @@ def benchmark(
             from femurseg.baselines.single_stage import SingleStageSegmenter
 
             methods.append(
-                LabelMethod("segresnet", SingleStageSegmenter(segresnet, device=torch_dev).segment)
+                LabelMethod(
+                    "segresnet",
+                    SingleStageSegmenter(segresnet, device=torch_dev, precision=prec).segment,
+                )
             )
         else:
             skipped["segresnet"] = "no --segresnet checkpoint given"
@@ -141,7 +152,10 @@ def benchmark(
             from femurseg.baselines.transunet_infer import TransUNetSegmenter
 
             methods.append(
-                LabelMethod("transunet", TransUNetSegmenter(transunet, device=torch_dev).segment)
+                LabelMethod(
+                    "transunet",
+                    TransUNetSegmenter(transunet, device=torch_dev, precision=prec).segment,
+                )
             )
         else:
             skipped["transunet"] = "no --transunet checkpoint given"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from femurseg.cli import app, as_device, progress, run_guarded
+from femurseg.cli import app, as_device, as_precision, progress, run_guarded
 
 
 @app.command()
@@ -17,6 +17,13 @@ def predict(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bfloat16 on CPUs with native bfloat16, float16 on CUDA), float32 or "
+            "bfloat16."
+        ),
+    ] = "auto",
     stage1_weights: Annotated[
         Path | None, typer.Option(help="Stage-1 checkpoint (default: shipped weights).")
     ] = None,
@@ -46,6 +53,7 @@ def predict(
         from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
 
         dev = as_device(device)
+        prec = as_precision(precision)
         check_inputs(inputs)
         s1 = {"spacing_mm": stage1_spacing} if stage1_spacing is not None else {}
         wanted = {"spacing_mm": stage2_spacing, "margin_mm": margin}
@@ -53,7 +61,9 @@ def predict(
         predictor = Predictor(
             stage1_weights,
             stage2_weights,
-            PredictConfig(device=dev, preview=preview, mesh=mesh, dicom_seg=dicom_seg),
+            PredictConfig(
+                device=dev, precision=prec, preview=preview, mesh=mesh, dicom_seg=dicom_seg
+            ),
             stage1_overrides=s1,
             stage2_overrides=s2,
         )
