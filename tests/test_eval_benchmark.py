@@ -145,3 +145,37 @@ def test_benchmark_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys) -
         ["benchmark", "--data", str(data), "-o", str(tmp_path), "--segresnet", "missing.pt"]
     )
     assert code == 2
+
+
+def test_a_sliver_of_femur_is_not_scored_as_a_femur_in_view(tmp_path: Path) -> None:
+    from model_synth import synth_case
+
+    from femurseg.io import write_image
+
+    image, labels, affine = synth_case(seed=3)
+    right = np.argwhere(labels == 2)
+    keep = right[:10]  # 10 voxels of 27 mm^3: 0.27 ml left at the "edge"
+    labels[labels == 2] = 0
+    labels[tuple(keep.T)] = 2
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    write_image(image, affine, tmp_path / "images" / "c.nii.gz", dtype=np.int16)
+    write_image(labels, affine, tmp_path / "labels" / "c.nii.gz")
+    (tmp_path / "dataset.json").write_text(json.dumps({"cases": ["c"], "split": {"test": ["c"]}}))
+
+    def left_only(volume: Volume) -> np.ndarray:
+        out, _ = read_labels(tmp_path / "labels" / "c.nii.gz", like=volume)
+        out[out == 2] = 0
+        return out
+
+    result = run_benchmark(tmp_path, [LabelMethod("two-stage", left_only)], BenchmarkConfig())
+    summ = summary_rows(result)[0]
+    assert summ["n_femurs"] == 1 and summ["dice_mean"] == pytest.approx(1.0)
+    assert (
+        "not scored: c femur_right 0.27 ml"
+        in write_benchmark(result, tmp_path / "o")["markdown"].read_text()
+    )
+    strict = run_benchmark(
+        tmp_path, [LabelMethod("two-stage", left_only)], BenchmarkConfig(min_truth_ml=0.0)
+    )
+    assert summary_rows(strict)[0]["n_femurs"] == 2  # counted when asked: then it is a miss

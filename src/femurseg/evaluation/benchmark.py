@@ -166,15 +166,19 @@ class BenchmarkConfig:
         max_cases: score at most this many cases of the split (0: all).
         nsd_tolerance_mm: surface Dice tolerance.
         surface: compute HD95, ASSD and NSD.
+        min_truth_ml: a side whose true femur has less volume in view than this (a sliver at
+            the scan's edge) is not scored as a femur in view; the report counts such sides.
     """
 
     split: str = "test"
     max_cases: int = 0
     nsd_tolerance_mm: float = 1.0
     surface: bool = True
+    min_truth_ml: float = 1.0
 
     def __post_init__(self) -> None:
         check_range("max_cases", self.max_cases, 0, 1_000_000)
+        check_range("min_truth_ml", self.min_truth_ml, 0.0, 1000.0)
         check_range("nsd_tolerance_mm", self.nsd_tolerance_mm, 0.0, 100.0)
 
 
@@ -190,6 +194,7 @@ class BenchmarkResult:
         cases: case ids scored.
         data: the dataset folder and split.
         skipped: methods not run, with why.
+        min_truth_ml: smallest true femur volume in view that was scored as a femur.
     """
 
     rows: list[dict[str, Any]]
@@ -199,6 +204,7 @@ class BenchmarkResult:
     cases: list[str]
     data: str
     skipped: dict[str, str] = field(default_factory=dict)
+    min_truth_ml: float = 1.0
 
 
 def read_curve(runs: Sequence[Path]) -> list[dict[str, float]]:
@@ -280,6 +286,7 @@ def run_benchmark(
         truth, _ = read_labels(case.label, like=volume)
         grid = Grid.of(volume)
         truth_boxes = boxes_from_labels(truth, grid)
+        truth_ml = {s: float(np.count_nonzero(truth == int(s))) * grid.voxel_ml for s in SIDES}
         for side in SIDES:
             tb = truth_boxes[side]
             box_truths[LABELS[side]][case.case_id] = [tb] if tb is not None else []
@@ -296,6 +303,8 @@ def run_benchmark(
                     if row["side"] == LABELS[Label.FEMUR_LEFT]
                     else Label.FEMUR_RIGHT
                 )
+                row["truth_ml"] = round(truth_ml[side], 3)
+                row["in_view"] = truth_ml[side] >= cfg.min_truth_ml
                 row["mask_box_iou"] = side_box_iou(pred_boxes[side], truth_boxes[side])
                 row["seconds"] = round(seconds, 3)
                 row["peak_mb"] = round(mem.peak_bytes / 2**20, 1)
@@ -323,6 +332,7 @@ def run_benchmark(
         [c.case_id for c in cases],
         f"{data_dir} (split {cfg.split})",
         dict(skipped or {}),
+        cfg.min_truth_ml,
     )
 
 
@@ -347,11 +357,11 @@ def summary_rows(result: BenchmarkResult) -> list[dict[str, Any]]:
     """One row per method: mean and SD of each metric over both sides, time and memory."""
     out = []
     for method in result.methods:
-        mine = [r for r in result.rows if r["method"] == method and r["truth_present"]]
+        mine = [r for r in result.rows if r["method"] == method and r["in_view"]]
         extra = {
             (r["case"], r["side"])
             for r in result.rows
-            if r["method"] == method and r["pred_present"] and not r["truth_present"]
+            if r["method"] == method and r["pred_present"] and not r["in_view"]
         }
         row: dict[str, Any] = {
             "method": method,
@@ -426,14 +436,31 @@ def claims(result: BenchmarkResult) -> list[str]:
     return lines
 
 
+def _slivers(result: BenchmarkResult) -> str:
+    """Text naming the true femur slivers below the in-view volume, if any."""
+    seen = sorted(
+        {
+            (r["case"], r["side"], r["truth_ml"])
+            for r in result.rows
+            if r["truth_present"] and not r["in_view"]
+        }
+    )
+    if not seen:
+        return ""
+    items = ", ".join(f"{c} {s} {ml:g} ml" for c, s, ml in seen)
+    return f"; not scored: {items}"
+
+
 def markdown(result: BenchmarkResult) -> str:
     """The benchmark report: table, claims, convergence and definitions."""
     summ = summary_rows(result)
     lines = [
         f"# femurseg benchmark: {len(result.cases)} case(s) of {result.data}",
         "",
-        "Mean ± SD over femurs in view (both sides pooled); seconds per scan in memory (file "
-        "reading not timed); peak memory is the largest resident-memory rise during one call.",
+        "Mean ± SD over femurs in view (both sides pooled; a femur counts as in view with at "
+        f"least {result.min_truth_ml:g} ml inside the scan{_slivers(result)}); seconds per scan "
+        "in memory (file reading not timed); peak memory is the largest resident-memory rise "
+        "during one call.",
         "",
         "| method | Dice | Dice L | Dice R | IoU | sens. | spec. | acc. | HD95 mm | ASSD mm | "
         "NSD | box IoU (mask) | false sides | s/scan | peak MB |",
