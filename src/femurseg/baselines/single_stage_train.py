@@ -31,7 +31,7 @@ from femurseg.io import read_labels, read_volume
 from femurseg.preprocessing.grid import Grid
 from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
 from femurseg.preprocessing.resample import resample
-from femurseg.training.augment import extract_patch, intensity_augment, step_rng
+from femurseg.training.augment import draw_patches, step_rng
 from femurseg.training.config import TrainConfig
 from femurseg.training.data import CaseEntry, cache_key, cached_arrays
 from femurseg.types import Label
@@ -139,20 +139,14 @@ class SingleStageTask:
 
     def batch(self, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches (B, 1, *roi) and labels (B, 1, *roi) of one step."""
-        rng = step_rng(self.cfg.seed, rank, step)
-        xs, ys = [], []
-        for _ in range(self.cfg.batch_size):
-            k = int(rng.integers(len(self.train)))
-            img, lab = self.train[k]
-            if self._fg[k].size and rng.random() < self.cfg.fg_fraction:
-                flat = int(self._fg[k][rng.integers(self._fg[k].size)])
-                centre = np.asarray(np.unravel_index(flat, lab.shape))
-            else:
-                centre = np.asarray([rng.integers(s) for s in lab.shape])
-            x, y = extract_patch([img, lab], centre, self.model_cfg.roi_size, [0.0, 0])
-            xs.append(intensity_augment(x.astype(np.float32)[None], rng))
-            ys.append(y[None].astype(np.int64))
-        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        return draw_patches(
+            self.train,
+            self._fg,
+            self.model_cfg.roi_size,
+            self.cfg.batch_size,
+            self.cfg.fg_fraction,
+            step_rng(self.cfg.seed, rank, step),
+        )
 
     @torch.inference_mode()
     def validate(self, net: nn.Module, device: torch.device) -> dict[str, float]:

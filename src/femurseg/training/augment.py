@@ -75,3 +75,34 @@ def pad_batch(arrays: list[npt.NDArray[Any]], multiple: int, fill: float) -> npt
     for n, a in enumerate(arrays):
         out[n, : a.shape[0], : a.shape[1], : a.shape[2]] = a
     return out
+
+
+def draw_patches(
+    cases: list[tuple[npt.NDArray[Any], npt.NDArray[Any]]],
+    foreground: list[npt.NDArray[np.int_]],
+    size: tuple[int, int, int],
+    batch_size: int,
+    fg_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch of patches from (image, label) arrays, intensity-augmented.
+
+    Each patch comes from a random case; with probability ``fg_fraction`` it is centred on a
+    random label voxel (``foreground[k]`` holds case k's flat label indices), else anywhere.
+
+    Returns:
+        float32 images (B, 1, *size) and int64 labels (B, 1, *size).
+    """
+    xs, ys = [], []
+    for _ in range(batch_size):
+        k = int(rng.integers(len(cases)))
+        img, lab = cases[k]
+        if foreground[k].size and rng.random() < fg_fraction:
+            flat = int(foreground[k][rng.integers(foreground[k].size)])
+            centre = np.asarray(np.unravel_index(flat, lab.shape))
+        else:
+            centre = np.asarray([rng.integers(s) for s in lab.shape])
+        x, y = extract_patch([img, lab], centre, size, [0.0, 0])
+        xs.append(intensity_augment(x.astype(np.float32)[None], rng))
+        ys.append(y[None].astype(np.int64))
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
