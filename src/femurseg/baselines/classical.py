@@ -189,7 +189,7 @@ def select_femurs(
             continue
         x = float(volume.index_to_world(np.asarray(centre))[0])
         side = Label.FEMUR_LEFT if x < mid else Label.FEMUR_RIGHT
-        if _cross_fraction(regions, rid, sl, volume, mid, side) > cfg.max_cross_fraction:
+        if _cross_fraction(regions, int(rid), sl, volume, mid, side) > cfg.max_cross_fraction:
             continue
         _, hi = _world_extent(volume, sl)
         cands[side].append((int(rid), float(size), float(hi[2])))

@@ -583,7 +583,18 @@ def plot(result: BenchmarkResult, path: Path) -> None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     data = buf.getvalue()
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+    def _write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, _write)
+
+
+def _write_text(path: Path, text: str) -> None:
+    def _write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write(path, _write)
 
 
 def write_benchmark(result: BenchmarkResult, out_dir: str | Path) -> dict[str, Path]:
@@ -628,7 +639,7 @@ def write_benchmark(result: BenchmarkResult, out_dir: str | Path) -> dict[str, P
     }
     try:
         for key, text in texts.items():
-            atomic_write(paths[key], lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+            _write_text(paths[key], text)
         plot(result, paths["png"])
     except OSError as err:
         raise OutputError(f"cannot write to {out}: {err}; check the folder") from err

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from femurseg.errors import InputError
 from femurseg.io.raw import RawImage
 
+_fast_gzip: Any
 try:
     from isal import igzip as _fast_gzip
 except ImportError:  # pragma: no cover - isal is a dependency; nibabel's gzip still works

@@ -96,7 +96,7 @@ def read_volume(
         extra=extra,
     )
     log.info("read %s (%s, %s on disk) as %s RAS+", path, fmt, axcodes(affine), canon.shape)
-    return Volume(canon, canon_affine, source)
+    return Volume(canon.astype(np.float32, copy=False), canon_affine, source)
 
 
 def read_labels(

@@ -11,6 +11,7 @@ CT: mask voxels on an image face are "proximal" in the top third of the femur's 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -283,7 +284,7 @@ def quality_flags(
     affine: npt.ArrayLike,
     *,
     hu: npt.ArrayLike | None = None,
-    scores: dict[str, float | None] | None = None,
+    scores: Mapping[str, float | None] | None = None,
     config: QualityConfig | None = None,
 ) -> dict[str, list[QualityFlag]]:
     """Quality flags for both femurs.
