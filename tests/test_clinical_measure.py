@@ -223,3 +223,43 @@ def test_per_side_crops_give_the_whole_scan_results(phantom: Phantom, margin: in
         assert [f.to_dict() for f in flags[LABELS[side]]] == [
             f.to_dict() for f in side_flags(cut, shifted, side, hu=hu, config=qcfg)
         ]
+
+
+def test_metal_in_the_femur_withholds_hip_geometry(phantom: Phantom) -> None:
+    from femurseg.measure import withhold_for_metal
+
+    labels, affine, specs = phantom
+    m = measure_femurs(labels, affine)["femur_left"]
+    assert m.value("head_diameter_mm") is not None
+    held = withhold_for_metal(m, 120)
+    for name in ("head_diameter_mm", "neck_shaft_angle_deg"):
+        assert held.value(name) is None and "metal" in str(held.items[name].reason)
+    assert held.value("volume_ml") == m.value("volume_ml")  # the rest stays
+    assert withhold_for_metal(m, 0) is m
+
+
+def test_report_omits_hip_geometry_of_a_femur_with_a_stem(phantom: Phantom) -> None:
+    from femurseg.detection.boxes import SideDetection
+    from femurseg.pipeline import Prediction, measure_report
+    from femurseg.types import Volume
+
+    labels, affine, _ = phantom
+    lab = labels.copy()
+    stem = np.zeros(labels.shape, dtype=bool)
+    stem[40:44, 25:29, 90:110] = True  # inside the left shaft, left out of the mask
+    lab[stem] = 0
+    hu = np.where(labels > 0, 1200.0, 0.0).astype(np.float32)
+    hu[stem] = 3000.0
+    dets = {
+        s: SideDetection(s, True, None, 0.9, 100.0, False, "")
+        for s in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
+    }
+    pred = Prediction(lab, dets, {}, {})
+    report = measure_report(Volume(hu, affine), pred)
+    left = report["measurements"]["femur_left"]["measurements"]
+    right = report["measurements"]["femur_right"]["measurements"]
+    assert left["head_diameter_mm"]["value"] is None
+    assert "metal" in left["neck_shaft_angle_deg"]["reason"]
+    assert right["head_diameter_mm"]["value"] is not None  # no metal on the right
+    codes = [f["code"] for f in report["quality"]["femur_left"]]
+    assert "metal_suspected" in codes

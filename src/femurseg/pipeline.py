@@ -312,11 +312,15 @@ def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
         ``{"measurements": {side: ...}, "quality": {side: [flag, ...]}}``; a measurement that
         the visible anatomy cannot support is None with the reason beside it.
     """
-    from femurseg.measure import measure_femurs, quality_flags
+    from femurseg.measure import FlagCode, measure_femurs, quality_flags, withhold_for_metal
 
     scores = {LABELS[side]: det.score for side, det in pred.detections.items()}
     measured = measure_femurs(pred.labels, volume.affine)
     flags = quality_flags(pred.labels, volume.affine, hu=volume.array, scores=scores)
+    for name, side_flags in flags.items():
+        metal = [f for f in side_flags if f.code == FlagCode.METAL_SUSPECTED]
+        if metal:
+            measured[name] = withhold_for_metal(measured[name], int(metal[0].details["voxels"]))
     return {
         "measurements": {k: v.to_dict() for k, v in measured.items()},
         "quality": {k: [f.to_dict() for f in fl] for k, fl in flags.items()},

@@ -16,6 +16,7 @@ from femurseg.measure.measurements import (
     Measurement,
     measure_femur,
     measure_femurs,
+    withhold_for_metal,
 )
 from femurseg.measure.quality import (
     CutEnd,
@@ -42,4 +43,5 @@ __all__ = [
     "measure_femurs",
     "quality_flags",
     "side_flags",
+    "withhold_for_metal",
 ]

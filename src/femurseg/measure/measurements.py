@@ -27,6 +27,7 @@ Method (pure geometry on the mask; no landmarks from a model):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -399,3 +400,31 @@ def measure_femurs(
             sl, sub_affine = crop
             out[LABELS[s]] = measure_femur(lab[sl] == int(s), sub_affine, s, cfg)
     return out
+
+
+#: measurements that describe native hip anatomy, which an implant replaces or distorts.
+HIP_GEOMETRY = ("head_diameter_mm", "neck_shaft_angle_deg")
+
+
+def withhold_for_metal(measured: FemurMeasurements, metal_voxels: int) -> FemurMeasurements:
+    """The measurements with the hip geometry omitted when metal was found inside the femur.
+
+    A hip stem or nail means the head and neck are (partly) prosthetic or distorted by streaks,
+    so their diameter and angle are not anatomical values; they are omitted with the reason,
+    and the metal quality flag says where to look.
+
+    Args:
+        measured: one femur's measurements.
+        metal_voxels: voxels at metal HU inside that femur (0 when none).
+    """
+    if metal_voxels <= 0 or not measured.found:
+        return measured
+    why = (
+        f"metal suspected inside the femur ({metal_voxels} voxels): an implant makes the head "
+        "and neck geometry non-anatomical; measure on the scan by hand if needed"
+    )
+    items = dict(measured.items)
+    for name in HIP_GEOMETRY:
+        if name in items and items[name].value is not None:
+            items[name] = _m(name, None, why)
+    return dataclasses.replace(measured, items=items)
