@@ -22,16 +22,16 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from monai.inferers import sliding_window_inference
-from monai.networks.nets import SegResNet
 from torch import nn
 
 from femurseg.config import check_range
 from femurseg.devices import Precision, inference_autocast
-from femurseg.errors import ConfigError
 from femurseg.preprocessing.grid import Grid, spacing_grid
 from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
 from femurseg.preprocessing.paste import paste_back
 from femurseg.preprocessing.resample import resample
+from femurseg.segmentation.config import check_segresnet, segresnet_divisor
+from femurseg.segmentation.network import build_segresnet
 from femurseg.segmentation.postprocess import remove_islands
 from femurseg.types import Label, Volume
 from femurseg.weights import Stage, load_network
@@ -71,32 +71,12 @@ class SingleStageConfig:
     roi_size: tuple[int, int, int] = (96, 96, 160)
 
     def __post_init__(self) -> None:
-        check_range("segresnet.spacing_mm", self.spacing_mm, 0.3, 8.0)
-        if self.hu_max <= self.hu_min:
-            raise ConfigError(
-                f"segresnet.hu_max={self.hu_max} must exceed hu_min={self.hu_min}; widen the window"
-            )
-        if self.init_filters < 8 or self.init_filters % 8:
-            raise ConfigError(
-                f"segresnet.init_filters={self.init_filters}; expected a multiple of 8 (GroupNorm)"
-            )
-        if not self.blocks_down or any(b < 1 for b in self.blocks_down):
-            raise ConfigError(f"segresnet.blocks_down={self.blocks_down}; expected positive ints")
-        if len(self.blocks_up) != len(self.blocks_down) - 1 or any(b < 1 for b in self.blocks_up):
-            raise ConfigError(
-                f"segresnet.blocks_up={self.blocks_up}; expected {len(self.blocks_down) - 1} "
-                "positive ints"
-            )
-        if len(self.roi_size) != 3 or any(r < 1 or r % self.divisor for r in self.roi_size):
-            raise ConfigError(
-                f"segresnet.roi_size={self.roi_size}; expected 3 positive multiples of "
-                f"{self.divisor}"
-            )
+        check_segresnet("segresnet", self)
 
     @property
     def divisor(self) -> int:
         """Window sizes must be multiples of this (2 ** number of down-samplings)."""
-        return int(2 ** (len(self.blocks_down) - 1))
+        return segresnet_divisor(self.blocks_down)
 
 
 @dataclass(frozen=True)
@@ -122,14 +102,7 @@ class SingleStageRules:
 
 def build_single_stage(cfg: SingleStageConfig) -> nn.Module:
     """SegResNet mapping (B, 1, X, Y, Z) normalised CT to (B, 3, X, Y, Z) logits."""
-    return SegResNet(
-        spatial_dims=3,
-        init_filters=cfg.init_filters,
-        in_channels=1,
-        out_channels=NUM_CLASSES,
-        blocks_down=cfg.blocks_down,
-        blocks_up=cfg.blocks_up,
-    )
+    return build_segresnet(cfg, NUM_CLASSES)
 
 
 def network_grid(like: Grid, cfg: SingleStageConfig) -> Grid:

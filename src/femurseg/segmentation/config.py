@@ -3,9 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from femurseg.config import check_range
 from femurseg.errors import ConfigError
+
+
+def segresnet_divisor(blocks_down: tuple[int, ...]) -> int:
+    """Input sizes of a SegResNet must be multiples of this (2 ** number of down-samplings)."""
+    return int(2 ** (len(blocks_down) - 1))
+
+
+def check_segresnet(prefix: str, cfg: Any) -> None:
+    """Validate the SegResNet fields a config shares (stage 2, the single-stage baseline).
+
+    Checks ``spacing_mm``, the HU window ``hu_min``/``hu_max``, ``init_filters``,
+    ``blocks_down``, ``blocks_up`` and ``roi_size``; messages name the field as
+    ``<prefix>.<field>``.
+
+    Raises:
+        ConfigError: a value out of range or inconsistent with the others.
+    """
+    check_range(f"{prefix}.spacing_mm", cfg.spacing_mm, 0.3, 8.0)
+    check_range(f"{prefix}.hu_min", cfg.hu_min, -2000.0, 3000.0)
+    check_range(f"{prefix}.hu_max", cfg.hu_max, -2000.0, 4000.0)
+    if cfg.hu_max <= cfg.hu_min:
+        raise ConfigError(
+            f"{prefix}.hu_max={cfg.hu_max} must exceed hu_min={cfg.hu_min}; widen the window"
+        )
+    if cfg.init_filters < 8 or cfg.init_filters % 8:
+        raise ConfigError(
+            f"{prefix}.init_filters={cfg.init_filters}; expected a multiple of 8 (GroupNorm)"
+        )
+    if not cfg.blocks_down or any(b < 1 for b in cfg.blocks_down):
+        raise ConfigError(f"{prefix}.blocks_down={cfg.blocks_down}; expected positive ints")
+    if len(cfg.blocks_up) != len(cfg.blocks_down) - 1 or any(b < 1 for b in cfg.blocks_up):
+        raise ConfigError(
+            f"{prefix}.blocks_up={cfg.blocks_up}; expected {len(cfg.blocks_down) - 1} positive ints"
+        )
+    divisor = segresnet_divisor(cfg.blocks_down)
+    if len(cfg.roi_size) != 3 or any(r < 1 or r % divisor for r in cfg.roi_size):
+        raise ConfigError(
+            f"{prefix}.roi_size={cfg.roi_size}; expected 3 positive multiples of {divisor}"
+        )
 
 
 @dataclass(frozen=True)
@@ -39,35 +79,13 @@ class SegmenterConfig:
     roi_size: tuple[int, int, int] = (64, 64, 96)
 
     def __post_init__(self) -> None:
-        check_range("segmenter.spacing_mm", self.spacing_mm, 0.3, 8.0)
-        check_range("segmenter.hu_min", self.hu_min, -2000.0, 3000.0)
-        check_range("segmenter.hu_max", self.hu_max, -2000.0, 4000.0)
-        if self.hu_max <= self.hu_min:
-            raise ConfigError(
-                f"segmenter.hu_max={self.hu_max} must exceed hu_min={self.hu_min}; widen the window"
-            )
+        check_segresnet("segmenter", self)
         check_range("segmenter.margin_mm", self.margin_mm, 0.0, 100.0)
-        if self.init_filters < 8 or self.init_filters % 8:
-            raise ConfigError(
-                f"segmenter.init_filters={self.init_filters}; expected a multiple of 8 (GroupNorm)"
-            )
-        if not self.blocks_down or any(b < 1 for b in self.blocks_down):
-            raise ConfigError(f"segmenter.blocks_down={self.blocks_down}; expected positive ints")
-        if len(self.blocks_up) != len(self.blocks_down) - 1 or any(b < 1 for b in self.blocks_up):
-            raise ConfigError(
-                f"segmenter.blocks_up={self.blocks_up}; expected {len(self.blocks_down) - 1} "
-                "positive ints"
-            )
-        if len(self.roi_size) != 3 or any(r < 1 or r % self.divisor for r in self.roi_size):
-            raise ConfigError(
-                f"segmenter.roi_size={self.roi_size}; expected 3 positive multiples of "
-                f"{self.divisor}"
-            )
 
     @property
     def divisor(self) -> int:
         """Input sizes must be multiples of this (2 ** number of down-samplings)."""
-        return int(2 ** (len(self.blocks_down) - 1))
+        return segresnet_divisor(self.blocks_down)
 
 
 @dataclass(frozen=True)
