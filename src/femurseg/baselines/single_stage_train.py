@@ -10,6 +10,7 @@ that grid, so its curve is comparable with stage 2's validation Dice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from femurseg.preprocessing.resample import resample
 from femurseg.training.augment import draw_patches, step_rng
 from femurseg.training.config import TrainConfig
 from femurseg.training.data import CaseEntry, cache_key, cached_arrays
+from femurseg.training.validation import side_dice_metrics
 from femurseg.types import Label
 
 log = logging.getLogger(__name__)
@@ -80,17 +82,6 @@ def prepare_whole(cases: list[CaseEntry], cfg: SingleStageConfig) -> dict[str, n
         out[f"img_{n}"] = img[box].astype(np.float16)
         out[f"lab_{n}"] = lab[box]
         log.info("prepared single-stage case %s: %s", case.case_id, out[f"img_{n}"].shape)
-    return out
-
-
-def dice_per_side(pred: npt.NDArray[Any], truth: npt.NDArray[Any]) -> dict[str, float]:
-    """Dice of each femur label present in the truth or the prediction."""
-    out: dict[str, float] = {}
-    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
-        p, t = pred == int(side), truth == int(side)
-        denom = int(p.sum()) + int(t.sum())
-        if denom:
-            out[side.name.lower().removeprefix("femur_")] = 2.0 * float((p & t).sum()) / denom
     return out
 
 
@@ -152,14 +143,14 @@ class SingleStageTask:
     def validate(self, net: nn.Module, device: torch.device) -> dict[str, float]:
         """Mean Dice per side over whole validation scans (the full sliding-window inference)."""
         net.eval()
-        per_side: dict[str, list[float]] = {"left": [], "right": []}
         rules = SingleStageRules()
-        for img, lab in self.val:
-            x = torch.from_numpy(img.astype(np.float32))
-            probs = class_probabilities(net, x, self.model_cfg.roi_size, device, rules)
-            for side, d in dice_per_side(probs.argmax(0), lab).items():
-                per_side[side].append(d)
+
+        def predictions() -> Iterator[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+            for img, lab in self.val:
+                x = torch.from_numpy(img.astype(np.float32))
+                probs = class_probabilities(net, x, self.model_cfg.roi_size, device, rules)
+                yield probs.argmax(0), lab
+
+        metrics = side_dice_metrics(predictions())
         net.train()
-        means = {k: float(np.mean(v)) for k, v in per_side.items() if v}
-        dice = float(np.mean(list(means.values()))) if means else 0.0
-        return {"metric": dice, "val_dice": dice, **{f"val_dice_{k}": v for k, v in means.items()}}
+        return metrics

@@ -16,6 +16,7 @@ pipeline's stages.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from femurseg.preprocessing.resample import resample
 from femurseg.training.augment import intensity_augment, step_rng
 from femurseg.training.data import CaseEntry, cache_key, cached_arrays
 from femurseg.training.loop import Progress, train
+from femurseg.training.validation import side_dice_metrics
 from femurseg.types import Label
 from femurseg.weights import Stage
 
@@ -128,17 +130,6 @@ def prepare_slices(cases: list[CaseEntry], cfg: TransUNetConfig, slice_mm: float
     return out
 
 
-def dice_per_side(pred: npt.NDArray[Any], truth: npt.NDArray[Any]) -> dict[str, float]:
-    """Dice of femur_left and femur_right; a side absent in both is left out."""
-    out = {}
-    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
-        p, t = pred == int(side), truth == int(side)
-        denom = int(p.sum()) + int(t.sum())
-        if denom:
-            out[side.name.lower()] = 2.0 * float((p & t).sum()) / denom
-    return out
-
-
 class TransUNetTask:
     """Training and validation slices and steps for TransUNet (a :class:`Task`).
 
@@ -224,18 +215,16 @@ class TransUNetTask:
     def validate(self, net: nn.Module, device: torch.device) -> dict[str, float]:
         """Mean Dice per side over the validation slice stacks (3D Dice per case)."""
         net.eval()
-        per_side: dict[str, list[float]] = {"femur_left": [], "femur_right": []}
-        for img, lab in self.val:
-            slices = torch.from_numpy(np.moveaxis(img, 0, 2).astype(np.float32))
-            probs = slice_probabilities(net, slices, device, self.cfg.batch_size * 2)
-            pred = np.moveaxis(probs.argmax(0).numpy(), 2, 0)
-            for side, d in dice_per_side(pred, lab).items():
-                per_side[side].append(d)
+
+        def predictions() -> Iterator[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+            for img, lab in self.val:
+                slices = torch.from_numpy(np.moveaxis(img, 0, 2).astype(np.float32))
+                probs = slice_probabilities(net, slices, device, self.cfg.batch_size * 2)
+                yield np.moveaxis(probs.argmax(0).numpy(), 2, 0), lab
+
+        metrics = side_dice_metrics(predictions())
         net.train()
-        means = {k: float(np.mean(v)) for k, v in per_side.items() if v}
-        dice = float(np.mean(list(means.values()))) if means else 0.0
-        sides = {f"val_dice_{k.removeprefix('femur_')}": v for k, v in means.items()}
-        return {"metric": dice, "val_dice": dice, **sides}
+        return metrics
 
 
 def train_transunet(
