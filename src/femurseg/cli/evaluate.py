@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,6 +67,17 @@ def _curve_option(items: list[str]) -> dict[str, Sequence[Path]]:
             )
         out[name] = [Path(r) for r in runs.split(":")]
     return out
+
+
+def _baseline_class(name: str) -> Any:
+    """The segmenter class of a learnt baseline (imported only when asked for)."""
+    if name == "segresnet":
+        from femurseg.baselines.single_stage import SingleStageSegmenter
+
+        return SingleStageSegmenter
+    from femurseg.baselines.transunet_infer import TransUNetSegmenter
+
+    return TransUNetSegmenter
 
 
 @app.command()
@@ -137,28 +148,12 @@ def benchmark(
         ]
         skipped: dict[str, str] = {}
         torch_dev = resolve_device(dev)
-        if segresnet is not None:
-            from femurseg.baselines.single_stage import SingleStageSegmenter
-
-            methods.append(
-                LabelMethod(
-                    "segresnet",
-                    SingleStageSegmenter(segresnet, device=torch_dev, precision=prec).segment,
-                )
-            )
-        else:
-            skipped["segresnet"] = "no --segresnet checkpoint given"
-        if transunet is not None:
-            from femurseg.baselines.transunet_infer import TransUNetSegmenter
-
-            methods.append(
-                LabelMethod(
-                    "transunet",
-                    TransUNetSegmenter(transunet, device=torch_dev, precision=prec).segment,
-                )
-            )
-        else:
-            skipped["transunet"] = "no --transunet checkpoint given"
+        for name, ckpt in (("segresnet", segresnet), ("transunet", transunet)):
+            if ckpt is None:
+                skipped[name] = f"no --{name} checkpoint given"
+                continue
+            segmenter = _baseline_class(name)(ckpt, device=torch_dev, precision=prec)
+            methods.append(LabelMethod(name, segmenter.segment))
         if classical:
             from femurseg.baselines.classical import segment_classical
 

@@ -52,7 +52,7 @@ from femurseg.evaluation.metrics import (
     mean_average_precision,
     side_box_iou,
 )
-from femurseg.evaluation.report import describe
+from femurseg.evaluation.report import SEGMENTATION_METRICS, describe
 from femurseg.io import read_labels, read_volume
 from femurseg.preprocessing.boxes import Box
 from femurseg.preprocessing.grid import Grid
@@ -63,17 +63,7 @@ from femurseg.types import LABELS, Label, Volume
 log = logging.getLogger(__name__)
 
 #: metrics in the summary table (per side), in this order.
-TABLE_METRICS: tuple[str, ...] = (
-    "dice",
-    "iou",
-    "sensitivity",
-    "specificity",
-    "accuracy",
-    "hd95_mm",
-    "assd_mm",
-    "nsd",
-    "mask_box_iou",
-)
+TABLE_METRICS: tuple[str, ...] = (*SEGMENTATION_METRICS, "mask_box_iou")
 
 
 #: stage-1 boxes with scores per side, or None for a method without boxes.
@@ -244,10 +234,6 @@ def read_curve(runs: Sequence[Path]) -> list[dict[str, float]]:
     return out
 
 
-def _mask_boxes(labels: npt.NDArray[Any], grid: Grid) -> dict[Label, Box | None]:
-    return boxes_from_labels(labels, grid)
-
-
 def run_benchmark(
     data_dir: str | Path,
     methods: Sequence[Method],
@@ -296,7 +282,7 @@ def run_benchmark(
                 labels, boxes = method.run(volume)
                 seconds = time.perf_counter() - t0
             case_rows, _ = evaluate_case(case.case_id, labels, truth, grid, ecfg, boxes)
-            pred_boxes = _mask_boxes(labels, grid)
+            pred_boxes = boxes_from_labels(labels, grid)
             for row in case_rows:
                 side = (
                     Label.FEMUR_LEFT
@@ -336,20 +322,13 @@ def run_benchmark(
     )
 
 
-def _case_seconds(result: BenchmarkResult, method: str) -> list[float]:
-    """Seconds per case of one method (one value per case, not per side)."""
+def _per_case(result: BenchmarkResult, method: str, key: str) -> list[float]:
+    """A per-call number (``seconds``, ``peak_mb``) of one method, one value per case (the
+    rows hold it once per side)."""
     seen: dict[str, float] = {}
     for r in result.rows:
         if r["method"] == method:
-            seen[r["case"]] = float(r["seconds"])
-    return list(seen.values())
-
-
-def _case_peaks(result: BenchmarkResult, method: str) -> list[float]:
-    seen: dict[str, float] = {}
-    for r in result.rows:
-        if r["method"] == method:
-            seen[r["case"]] = float(r["peak_mb"])
+            seen[r["case"]] = float(r[key])
     return list(seen.values())
 
 
@@ -376,10 +355,10 @@ def summary_rows(result: BenchmarkResult) -> list[dict[str, Any]]:
         for side in SIDES:
             st = describe([float(r["dice"]) for r in mine if r["side"] == LABELS[side]])
             row[f"dice_{LABELS[side]}"] = st["mean"]
-        secs = describe(_case_seconds(result, method))
+        secs = describe(_per_case(result, method, "seconds"))
         row["seconds_mean"], row["seconds_sd"] = secs["mean"], secs["sd"]
         row["seconds_min"], row["seconds_max"] = secs["min"], secs["max"]
-        row["peak_mb_max"] = describe(_case_peaks(result, method))["max"]
+        row["peak_mb_max"] = describe(_per_case(result, method, "peak_mb"))["max"]
         det = result.detection.get(method)
         row["box_map"] = det.get("mean", math.nan) if det else math.nan
         boxes = [float(r["box_iou"]) for r in mine if "box_iou" in r]

@@ -24,7 +24,8 @@ from femurseg.evaluation.metrics import DEFINITIONS, EMPTY_CONVENTIONS
 
 log = logging.getLogger(__name__)
 
-SUMMARY_METRICS: tuple[str, ...] = (
+#: the segmentation metrics of one side, in report order.
+SEGMENTATION_METRICS: tuple[str, ...] = (
     "dice",
     "iou",
     "sensitivity",
@@ -33,8 +34,8 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "hd95_mm",
     "assd_mm",
     "nsd",
-    "box_iou",
 )
+SUMMARY_METRICS: tuple[str, ...] = (*SEGMENTATION_METRICS, "box_iou")
 CSV_NAME, JSON_NAME, MD_NAME = "per_case.csv", "summary.json", "summary.md"
 
 
