@@ -134,6 +134,7 @@ def test_benchmark_cli_runs_shipped_two_stage_and_classical(data: Path, tmp_path
     md = (out / "benchmark.md").read_text()
     assert "| two-stage |" in md and "| classical |" in md
     assert "segresnet: no --segresnet checkpoint given" in md
+    assert "Two-stage vs single-stage SegResNet: not measured" in md
     assert "## Convergence" in md
 
 
@@ -179,3 +180,12 @@ def test_a_sliver_of_femur_is_not_scored_as_a_femur_in_view(tmp_path: Path) -> N
         tmp_path, [LabelMethod("two-stage", left_only)], BenchmarkConfig(min_truth_ml=0.0)
     )
     assert summary_rows(strict)[0]["n_femurs"] == 2  # counted when asked: then it is a miss
+
+
+def test_hd95_claim_is_not_judged_without_surface_metrics(data: Path) -> None:
+    def empty(volume: Volume) -> np.ndarray:
+        return np.zeros(volume.shape, dtype=np.uint8)
+
+    methods = [LabelMethod("two-stage", empty), LabelMethod("transunet", empty)]
+    result = run_benchmark(data, methods, BenchmarkConfig(surface=False))
+    assert claims(result)[1].endswith("not measured (run without HD95).")
