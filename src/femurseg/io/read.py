@@ -83,9 +83,10 @@ def read_volume(
         ) from err
     # one pass: type conversion and axis flips together, keeping the on-disk memory order
     # (a C-order copy of a Fortran-order NIfTI array is a full transpose: 3x slower)
-    canon = view
     if view.dtype != np.float32 or any(st < 0 for st in view.strides):
         canon = view.astype(np.float32, order="K")
+    else:
+        canon = np.asarray(view, dtype=np.float32)  # already float32, positive strides: no copy
     del view, disk
     source = SourceGeometry(
         path=path.parent if fmt == "dicom" and path.is_file() else path,
@@ -96,7 +97,7 @@ def read_volume(
         extra=extra,
     )
     log.info("read %s (%s, %s on disk) as %s RAS+", path, fmt, axcodes(affine), canon.shape)
-    return Volume(canon.astype(np.float32, copy=False), canon_affine, source)
+    return Volume(canon, canon_affine, source)
 
 
 def read_labels(

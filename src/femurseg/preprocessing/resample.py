@@ -4,9 +4,8 @@ All grids in femurseg derive from the canonical grid of the input volume by scal
 and mirroring, so the map from a destination index to a source index is, per axis,
 ``src = scale * dst + offset``. That makes resampling separable: three 1D linear passes, each a
 product with a two-weights-per-row interpolation matrix, done on the smallest necessary slice
-of the source. A
-destination voxel centre outside the source field of view (voxel edges) gets ``fill``; one within
-half a voxel of an edge takes the edge value.
+of the source. A destination voxel centre outside the source field of view (voxel edges) gets
+``fill``; one within half a voxel of an edge takes the edge value.
 
 Downsampling by a factor of 2 or more first averages whole blocks of voxels (area averaging), so
 that a fine scan and a coarse scan give similar intensities and noise on the coarse grid.
@@ -182,7 +181,7 @@ def resample(
     coords = [coords[a] - lo[a] for a in range(3)]
     valid = [(-0.5 - lo[a], src_n[a] - 0.5 - lo[a]) for a in range(3)]
     # A Fortran-order volume (NIfTI's memory order) has its first axis fastest. Torch's
-    # pooling and index_select run several times slower on such strides, so work on the view
+    # pooling runs several times slower on such strides, so work on the view
     # with the first and last spatial axes exchanged (C-order for a whole volume, a
     # sequential copy for a region of one) and exchange them back at the end.
     swap = t.ndim >= 3 and t.stride(-3) < t.stride(-1)
