@@ -27,12 +27,11 @@ from torch import nn
 from femurseg.config import check_range
 from femurseg.devices import Precision, inference_autocast
 from femurseg.preprocessing.grid import Grid, spacing_grid
-from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
 from femurseg.preprocessing.paste import paste_back
-from femurseg.preprocessing.resample import resample
 from femurseg.segmentation.config import check_segresnet, segresnet_divisor
 from femurseg.segmentation.network import build_segresnet
 from femurseg.segmentation.postprocess import remove_islands
+from femurseg.segmentation.prepare import crop_image
 from femurseg.types import Label, Volume
 from femurseg.weights import Stage, load_network
 
@@ -108,14 +107,6 @@ def build_single_stage(cfg: SingleStageConfig) -> nn.Module:
 def network_grid(like: Grid, cfg: SingleStageConfig) -> Grid:
     """The whole scan's grid at the network spacing (same axes and field-of-view centre)."""
     return spacing_grid(like, cfg.spacing_mm)
-
-
-def network_image(
-    array: npt.NDArray[Any] | torch.Tensor, like: Grid, grid: Grid, cfg: SingleStageConfig
-) -> torch.Tensor:
-    """HU on ``like`` resampled to ``grid`` and windowed to [0, 1] (float32, grid shape)."""
-    hu = resample(array, like, grid, fill=AIR_HU, order=1, antialias=True)
-    return normalise_hu(hu, cfg.hu_min, cfg.hu_max)
 
 
 @torch.inference_mode()
@@ -212,7 +203,7 @@ class SingleStageSegmenter:
         """Label map (X, Y, Z) uint8 of a canonical volume on its own grid (0, 1, 2)."""
         like = Grid.of(volume)
         grid = network_grid(like, self.config)
-        image = network_image(volume.array, like, grid, self.config)
+        image = crop_image(volume.array, like, grid, self.config)
         probs = class_probabilities(
             self.net, image, self.config.roi_size, self.device, self.rules, self.precision
         )

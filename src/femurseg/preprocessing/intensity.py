@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -11,6 +11,16 @@ T = TypeVar("T", np.ndarray, torch.Tensor)  # type: ignore[type-arg]
 
 #: HU used for space outside the scanned field of view (air).
 AIR_HU = -1024.0
+
+
+class HUWindow(Protocol):
+    """Any config with an HU window (the networks' model configs)."""
+
+    @property
+    def hu_min(self) -> float: ...
+
+    @property
+    def hu_max(self) -> float: ...
 
 
 def normalise_hu(x: T, hu_min: float, hu_max: float) -> T:

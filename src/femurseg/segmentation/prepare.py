@@ -11,7 +11,7 @@ import torch
 from femurseg.preprocessing.boxes import Box
 from femurseg.preprocessing.crop import crop_grid
 from femurseg.preprocessing.grid import Grid, centred_grid
-from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
+from femurseg.preprocessing.intensity import AIR_HU, HUWindow, normalise_hu
 from femurseg.preprocessing.resample import resample
 from femurseg.segmentation.config import SegmenterConfig
 from femurseg.types import Label
@@ -43,15 +43,15 @@ def side_grid(like: Grid, box: Box, side: Label, cfg: SegmenterConfig) -> Grid:
 
 
 def crop_image(
-    array: npt.NDArray[Any] | torch.Tensor, like: Grid, grid: Grid, cfg: SegmenterConfig
+    array: npt.NDArray[Any] | torch.Tensor, like: Grid, grid: Grid, cfg: HUWindow
 ) -> torch.Tensor:
     """Network input on a crop grid: HU sampled from the scan, windowed to [0, 1].
 
     Args:
         array: HU (X, Y, Z) on ``like``.
         like: its grid.
-        grid: the crop grid (from :func:`side_grid`).
-        cfg: stage-2 config.
+        grid: the crop grid (from :func:`side_grid`, or the whole scan at a network spacing).
+        cfg: the network's config (its HU window).
 
     Returns:
         float32 tensor of shape ``grid.shape``.
