@@ -14,6 +14,7 @@ the pipeline) are imported inside the commands, so ``femurseg --help`` stays fas
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import logging
 import sys
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
 
 
 def _exit_code(call: Callable[[], object]) -> int:
@@ -140,36 +142,31 @@ def run_guarded(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         ) from err
 
 
-def as_device(text: str) -> Device:
-    """The ``--device`` option as a :class:`~femurseg.devices.Device` (imports torch).
-
-    Raises:
-        InputError: ``text`` is not auto, cpu or cuda.
-    """
-    from femurseg.devices import Device
+def _choice(option: str, text: str, kind: type[E]) -> E:
+    """An option's text as a member of the enum ``kind``, or a one-line InputError naming the
+    accepted values."""
     from femurseg.errors import InputError
 
     try:
-        return Device(text)
+        return kind(text)
     except ValueError as err:
-        raise InputError(f"--device {text!r} is unknown; expected auto, cpu or cuda") from err
+        values = [str(m.value) for m in kind]
+        expected = f"{', '.join(values[:-1])} or {values[-1]}"
+        raise InputError(f"{option} {text!r} is unknown; expected {expected}") from err
+
+
+def as_device(text: str) -> Device:
+    """The ``--device`` option as a :class:`~femurseg.devices.Device` (imports torch)."""
+    from femurseg.devices import Device
+
+    return _choice("--device", text, Device)
 
 
 def as_precision(text: str) -> Precision:
-    """The ``--precision`` option as a :class:`~femurseg.devices.Precision` (imports torch).
-
-    Raises:
-        InputError: ``text`` is not auto, float32 or bfloat16.
-    """
+    """The ``--precision`` option as a :class:`~femurseg.devices.Precision` (imports torch)."""
     from femurseg.devices import Precision
-    from femurseg.errors import InputError
 
-    try:
-        return Precision(text)
-    except ValueError as err:
-        raise InputError(
-            f"--precision {text!r} is unknown; expected auto, float32 or bfloat16"
-        ) from err
+    return _choice("--precision", text, Precision)
 
 
 @contextlib.contextmanager
