@@ -137,6 +137,7 @@ class SingleStageTask:
             self.cfg.batch_size,
             self.cfg.fg_fraction,
             step_rng(self.cfg.seed, rank, step),
+            self.cfg.shape_aug,
         )
 
     @torch.inference_mode()

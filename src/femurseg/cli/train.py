@@ -46,6 +46,14 @@ def train(
         tuple[int, int, int] | None,
         typer.Option(help="Stage 2 / segresnet: window (training patch and inference) in voxels."),
     ] = None,
+    box_jitter: Annotated[
+        float | None,
+        typer.Option(help="Stage 2: context in mm added around each truth box when cropping."),
+    ] = None,
+    shape_aug: Annotated[
+        float | None,
+        typer.Option(help="Stage 2 / segresnet: chance of rotation+scale, blur, gamma per patch."),
+    ] = None,
 ) -> None:
     """Train a network on a dataset folder; resumable; torchrun for several GPUs."""
 
@@ -90,6 +98,8 @@ def train(
                 "val_every": val_every,
                 "val_cases": val_cases,
                 "patch_size": patch,
+                "box_jitter_mm": box_jitter,
+                "shape_aug": shape_aug,
             }.items()
             if v is not None
         }

@@ -29,6 +29,8 @@ class TrainConfig:
         fg_fraction: stage 2 and segresnet: share of patches centred on a femur voxel.
         box_jitter_mm: stage 2: extra random context around the truth box, so training crops
             cover stage-1 box errors of about this size.
+        shape_aug: stage 2 and segresnet: chance of each geometry / blur / gamma change per
+            patch (see ``augment.shape_augment``); 0 turns them off.
         val_every: steps between validations (each writes ``last.pt``; the best also
             ``best.pt``).
         val_cases: at most this many validation cases (to keep validation quick).
@@ -47,6 +49,7 @@ class TrainConfig:
     flip_lr: bool = False
     fg_fraction: float = 0.7
     box_jitter_mm: float = 10.0
+    shape_aug: float = 0.3
     val_every: int = 100
     val_cases: int = 6
     seed: int = 0
@@ -70,6 +73,7 @@ class TrainConfig:
             )
         check_range("fg_fraction", self.fg_fraction, 0.0, 1.0)
         check_range("box_jitter_mm", self.box_jitter_mm, 0.0, 100.0)
+        check_range("shape_aug", self.shape_aug, 0.0, 1.0)
         check_range("val_every", self.val_every, 1, 10_000_000)
         check_range("val_cases", self.val_cases, 1, 100_000)
         check_range("seed", self.seed, 0, 2**31 - 1)

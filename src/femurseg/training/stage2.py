@@ -102,6 +102,7 @@ class Stage2Task:
             self.cfg.batch_size,
             self.cfg.fg_fraction,
             step_rng(self.cfg.seed, rank, step),
+            self.cfg.shape_aug,
         )
 
     @torch.inference_mode()

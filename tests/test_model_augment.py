@@ -1,0 +1,50 @@
+"""Training augmentation: geometry changes keep image and labels together, and are seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from femurseg.training.augment import draw_patches, shape_augment, step_rng
+
+
+def _rod() -> tuple[np.ndarray, np.ndarray]:
+    """A bright off-centre rod (image) and its mask (labels), as (1, X, Y, Z)."""
+    i, j, k = np.meshgrid(np.arange(40), np.arange(32), np.arange(48), indexing="ij")
+    mask = ((i - 16) ** 2 + (j - 14) ** 2 <= 36) & (k > 6) & (k < 40)
+    return mask.astype(np.float32)[None], mask.astype(np.uint8)[None]
+
+
+def test_shape_augment_moves_image_and_labels_together() -> None:
+    img, lab = _rod()
+    moved = 0
+    for seed in range(6):
+        out_img, out_lab = shape_augment(img, lab, np.random.default_rng(seed), prob=1.0)
+        assert out_img.shape == img.shape and out_lab.shape == lab.shape
+        assert out_img.dtype == np.float32 and out_lab.dtype == lab.dtype
+        assert set(np.unique(out_lab)) <= {0, 1}
+        seen = out_img[0] >= 0.5
+        truth = out_lab[0].astype(bool)
+        dice = 2.0 * (seen & truth).sum() / (seen.sum() + truth.sum())
+        assert dice > 0.85, (seed, dice)  # blur and gamma soften the edge; geometry is shared
+        moved += int((out_lab != lab).sum() > 50)
+    assert moved >= 4  # the geometry really changes
+
+
+def test_shape_augment_off_and_seeded() -> None:
+    img, lab = _rod()
+    same_img, same_lab = shape_augment(img, lab, np.random.default_rng(0), prob=0.0)
+    assert same_img is img and same_lab is lab
+    a = shape_augment(img, lab, np.random.default_rng(3), prob=1.0)
+    b = shape_augment(img, lab, np.random.default_rng(3), prob=1.0)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_draw_patches_is_a_function_of_the_step() -> None:
+    img, lab = _rod()
+    cases = [(img[0], lab[0])]
+    fg = [np.flatnonzero(lab[0])]
+    x1, y1 = draw_patches(cases, fg, (24, 24, 32), 2, 0.7, step_rng(0, 0, 5), 0.5)
+    x2, y2 = draw_patches(cases, fg, (24, 24, 32), 2, 0.7, step_rng(0, 0, 5), 0.5)
+    assert x1.shape == (2, 1, 24, 24, 32) and y1.shape == (2, 1, 24, 24, 32)
+    assert bool((x1 == x2).all()) and bool((y1 == y2).all())
