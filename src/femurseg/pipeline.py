@@ -183,9 +183,7 @@ def assemble_labels(
     labels = np.zeros(shape, dtype=np.uint8, order=order)
     if order == "F":
         # boolean indexing across memory orders is slow: bring each region to the map's order
-        pasted = {
-            side: Pasted(p.index, np.asfortranarray(p.values)) for side, p in pasted.items()
-        }
+        pasted = {side: Pasted(p.index, np.asfortranarray(p.values)) for side, p in pasted.items()}
     for side, p in pasted.items():
         region = labels[p.index]
         region[p.values >= threshold] = int(side)

@@ -92,9 +92,7 @@ def read_split(data_dir: str | Path, split: str) -> list[CaseEntry]:
     root = Path(data_dir)
     path = root / "dataset.json"
     if split not in (*SPLITS, "all"):
-        raise InputError(
-            f"split {split!r} is unknown; expected one of {', '.join(SPLITS)} or all"
-        )
+        raise InputError(f"split {split!r} is unknown; expected one of {', '.join(SPLITS)} or all")
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError as err:
