@@ -74,7 +74,7 @@ def test_predict_writes_labels_in_input_geometry_and_report(weights, scan, tmp_p
     assert saved["case"] == "tiny" and set(saved["femurs"]) == {"femur_left", "femur_right"}
     for side in saved["femurs"].values():
         assert side["status"] in ("found", "not_found")
-        assert "volume_ml" in side and "score" in side
+        assert "volume_ml" in side and "score" in side and "mask_box_mm" in side
     assert set(saved["seconds"]) >= {"read", "stage1", "stage2", "paste_back", "write", "total"}
     assert saved["versions"]["torch"] and saved["weights"]["stage1"]["sha256"]
     assert saved["config"]["stage2"]["spacing_mm"] == 3.0
@@ -181,3 +181,27 @@ def test_predict_clinical_outputs_on_dicom_phantom(tmp_path) -> None:
     with pytest.raises(InputError, match="not a DICOM series"):
         predict_case(nifti, tmp_path / "out2", predictor)
     assert not (tmp_path / "out2" / "ct_femur.nii.gz").exists()
+
+
+def test_label_box_matches_whole_map_box_on_flipped_grid() -> None:
+    """The refined box searched in the pasted region equals the box over the whole label map."""
+    from femurseg.pipeline import _label_box
+    from femurseg.preprocessing import Pasted
+    from femurseg.preprocessing.boxes import mask_box
+
+    affine = np.diag([-0.8, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [40.0, -12.0, 7.0]
+    grid = Grid((30, 24, 20), affine)
+    labels = np.zeros(grid.shape, np.uint8, order="F")
+    labels[5:12, 3:9, 2:15] = int(Label.FEMUR_LEFT)
+    labels[18:27, 10:20, 4:9] = int(Label.FEMUR_RIGHT)
+    region = (slice(2, 16), slice(0, 12), slice(1, 18))
+    pasted = Pasted(region, np.zeros((14, 12, 17), np.float32))
+    got = _label_box(labels, pasted, Label.FEMUR_LEFT, grid)
+    want = mask_box(labels == int(Label.FEMUR_LEFT), grid)
+    assert got is not None and want is not None
+    np.testing.assert_allclose(got.lo, want.lo)
+    np.testing.assert_allclose(got.hi, want.hi)
+    assert _label_box(labels, None, Label.FEMUR_RIGHT, grid) is None
+    empty = Pasted((slice(0, 3), slice(0, 3), slice(0, 3)), np.zeros((3, 3, 3), np.float32))
+    assert _label_box(labels, empty, Label.FEMUR_RIGHT, grid) is None

@@ -31,6 +31,7 @@ from femurseg.devices import Device, Precision, resolve_device
 from femurseg.errors import InputError, OutputError
 from femurseg.io import read_volume, write_labels
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
+from femurseg.preprocessing.boxes import mask_box
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
 from femurseg.types import LABELS, Label, Volume
 
@@ -76,6 +77,8 @@ class Prediction:
         probabilities: stage-2 crop probabilities of the sides that were found.
         volumes_ml: femur volume per side in ml (0 when not found).
         seconds: wall time per stage.
+        mask_boxes: tight world box of each side's final label (None when it has no voxel):
+            the refined box around the femur, tighter than stage 1's coarse box.
     """
 
     labels: npt.NDArray[np.uint8]
@@ -83,6 +86,7 @@ class Prediction:
     probabilities: dict[Label, SideProbability]
     volumes_ml: dict[Label, float]
     seconds: dict[str, float] = field(default_factory=dict)
+    mask_boxes: dict[Label, Box | None] = field(default_factory=dict)
 
 
 @contextmanager
@@ -158,7 +162,8 @@ class Predictor:
                 side: _label_volume_ml(labels, pasted.get(side), side, target.voxel_ml)
                 for side in SIDES
             }
-        return Prediction(labels, detections, probabilities, volumes, seconds)
+            boxes = {side: _label_box(labels, pasted.get(side), side, target) for side in SIDES}
+        return Prediction(labels, detections, probabilities, volumes, seconds, boxes)
 
 
 def assemble_labels(
@@ -220,6 +225,18 @@ def _label_volume_ml(
     return float(np.count_nonzero(labels[pasted.index] == int(side))) * voxel_ml
 
 
+def _label_box(
+    labels: npt.NDArray[np.uint8], pasted: Pasted | None, side: Label, grid: Grid
+) -> Box | None:
+    """World box of one side's label, searched only in the region its probability covers."""
+    if pasted is None:
+        return None
+    shift = np.eye(4)
+    shift[:3, 3] = [s.start for s in pasted.index]
+    region = labels[pasted.index] == int(side)
+    return mask_box(region, Grid(region.shape, grid.affine @ shift))
+
+
 def case_name(path: Path) -> str:
     """Case name of an input: the file name without its image ending, or the folder name."""
     name = path.name
@@ -269,6 +286,8 @@ def build_report(
         entry["roi_mm"] = prob.roi.to_dict() if prob is not None else None
         entry["box_voxels"] = _input_voxels(det.box, volume) if det.box is not None else None
         entry["volume_ml"] = round(pred.volumes_ml[side], 2)
+        refined = pred.mask_boxes.get(side)
+        entry["mask_box_mm"] = refined.to_dict() if refined is not None else None
         if det.found and pred.volumes_ml[side] == 0.0:
             entry["message"] = (
                 f"{LABELS[side]} box found but no voxel reached the stage-2 threshold"
@@ -281,6 +300,7 @@ def build_report(
         "outputs": outputs,
         "frames": {
             "box_mm": "world RAS+ millimetres (x to patient right), voxel edges",
+            "mask_box_mm": "tight box of the final femur label, same frame as box_mm",
             "box_voxels": "input file voxel indices (i, j, k), inclusive, voxel centres in box",
         },
         "shape": list(volume.shape),
