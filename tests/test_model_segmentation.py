@@ -60,3 +60,15 @@ def test_grow_box_follows_world_faces_and_stops_at_scan_edge() -> None:
     mask = np.zeros(grid.shape, bool)
     mask[5, 5, -1] = True
     assert grow_box(edge, mask, grid, LIKE, 30.0) is None
+
+
+def test_fitted_window_covers_small_crops_in_one_pass_and_shrinks_padding() -> None:
+    from femurseg.segmentation.config import fitted_window
+
+    # a small crop becomes one window, each side rounded up to the size multiple
+    assert fitted_window((96, 96, 160), (87, 63, 300), 8, 3_000_000) == (88, 64, 304)
+    # too many voxels for one pass: roi windows, shrunk where the crop is narrower
+    assert fitted_window((96, 96, 160), (87, 63, 600), 8, 3_000_000) == (88, 64, 160)
+    assert fitted_window((96, 96, 160), (200, 150, 600), 8, 3_000_000) == (96, 96, 160)
+    # 0 turns one-pass crops off
+    assert fitted_window((96, 96, 160), (40, 40, 40), 8, 0) == (40, 40, 40)

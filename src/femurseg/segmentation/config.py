@@ -14,6 +14,21 @@ def segresnet_divisor(blocks_down: tuple[int, ...]) -> int:
     return int(2 ** (len(blocks_down) - 1))
 
 
+def fitted_window(
+    roi: tuple[int, int, int], shape: tuple[int, ...], divisor: int, whole_voxels: int
+) -> tuple[int, int, int]:
+    """The sliding-window size for a crop of ``shape`` (see ``SegmentRules.whole_crop_voxels``).
+
+    Each side of the crop is rounded up to a multiple of ``divisor``; if the rounded crop has
+    at most ``whole_voxels`` voxels it is the window (one pass), else each side of ``roi`` is
+    shrunk to the rounded crop side where that is smaller, so no window is mostly padding.
+    """
+    rounded = tuple(-(-int(n) // divisor) * divisor for n in shape)
+    if rounded[0] * rounded[1] * rounded[2] <= whole_voxels:
+        return rounded  # type: ignore[return-value]
+    return tuple(min(r, n) for r, n in zip(roi, rounded, strict=True))  # type: ignore[return-value]
+
+
 def check_segresnet(prefix: str, cfg: Any) -> None:
     """Validate the SegResNet fields a config shares (stage 2, the single-stage baseline).
 
@@ -101,6 +116,10 @@ class SegmentRules:
         max_regrow: times a box may be grown when the femur reaches the crop's edge (a stage-1
             box that cut the femur); 0 disables it.
         regrow_mm: growth per touching face and time.
+        whole_crop_voxels: a crop of at most this many voxels (after rounding each side up
+            to the network's size multiple) runs as one window, with no overlap work; larger
+            crops run by sliding windows of ``roi_size`` shrunk to the crop where it is
+            smaller. 0 always uses ``roi_size`` windows.
     """
 
     overlap: float = 0.25
@@ -109,9 +128,11 @@ class SegmentRules:
     min_island_ml: float = 5.0
     max_regrow: int = 1
     regrow_mm: float = 40.0
+    whole_crop_voxels: int = 3_000_000
 
     def __post_init__(self) -> None:
         check_range("overlap", self.overlap, 0.0, 0.9)
+        check_range("whole_crop_voxels", self.whole_crop_voxels, 0, 10**9)
         check_range("sw_batch_size", self.sw_batch_size, 1, 64)
         check_range("threshold", self.threshold, 0.01, 0.99)
         check_range("min_island_ml", self.min_island_ml, 0.0, 1000.0)

@@ -15,7 +15,12 @@ from monai.inferers import sliding_window_inference
 from femurseg.devices import Precision, inference_autocast
 from femurseg.preprocessing.boxes import Box
 from femurseg.preprocessing.grid import Grid
-from femurseg.segmentation.config import SegmenterConfig, SegmentRules
+from femurseg.segmentation.config import (
+    SegmenterConfig,
+    SegmentRules,
+    fitted_window,
+    segresnet_divisor,
+)
 from femurseg.segmentation.network import build_segmenter
 from femurseg.segmentation.postprocess import remove_islands
 from femurseg.segmentation.prepare import crop_image, side_grid
@@ -80,10 +85,16 @@ class Segmenter:
     def predict_crop(self, image: torch.Tensor) -> npt.NDArray[np.float32]:
         """Femur probability of a normalised crop (X', Y', Z'), by sliding windows."""
         x = image[None, None].to(self.device)
+        roi = fitted_window(
+            self.config.roi_size,
+            tuple(image.shape),
+            segresnet_divisor(self.config.blocks_down),
+            self.rules.whole_crop_voxels,
+        )
         with inference_autocast(self.device, self.precision):
             logits = sliding_window_inference(
                 x,
-                roi_size=self.config.roi_size,
+                roi_size=roi,
                 sw_batch_size=self.rules.sw_batch_size,
                 predictor=self.net,
                 overlap=self.rules.overlap,
