@@ -36,7 +36,8 @@ class TrainConfig:
         val_cases: at most this many validation cases (to keep validation quick).
         seed: all randomness derives from (seed, rank, step), so a resumed run continues
             exactly as an uninterrupted one would.
-        amp: mixed precision on CUDA (ignored on the CPU).
+        amp: mixed precision: float16 on CUDA, bfloat16 on CPUs that run it natively
+            (AVX512-BF16 or AMX; about 2x faster steps there); ignored on other CPUs.
     """
 
     stage: Stage = Stage.STAGE2
