@@ -68,3 +68,77 @@ def test_resample_of_fortran_order_matches_c_order(spacing) -> None:
     b = resample(f_arr, src, dst).numpy()
     assert a.shape == dst.shape
     assert np.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("axcodes", "dtype", "slope", "inter"),
+    [
+        (("L", "P", "S"), "<i2", 1.0, 0.0),
+        (("R", "A", "S"), ">i2", 2.0, -1024.0),  # big-endian, scaled
+        (("P", "I", "R"), "<f4", 1.0, 0.0),
+        (("S", "L", "A"), "<u2", -1.0, 1000.0),  # negative slope swaps the HU range ends
+    ],
+)
+@pytest.mark.parametrize("slab_bytes", [1, 700])
+def test_streamed_slabs_match_nibabel(
+    tmp_path, monkeypatch, axcodes, dtype, slope, inter, slab_bytes
+) -> None:
+    """Many small slabs (one slice, or a few with a short last one) give nibabel's canonical."""
+    from femurseg.io import nifti
+
+    monkeypatch.setattr(nifti, "SLAB_BYTES", slab_bytes)
+    rng = np.random.default_rng(2)
+    hu = rng.integers(-1000, 900, size=(9, 7, 11)).astype(np.float64)
+    data = np.rint((hu - inter) / slope).astype(dtype)
+    ornt = nib.orientations.axcodes2ornt(axcodes)
+    affine = nib.orientations.inv_ornt_aff(ornt, data.shape)
+    affine[:3, 3] = (4.0, -7.0, 12.5)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_data_dtype(np.dtype(dtype))
+    img.header.set_slope_inter(slope, inter)
+    path = tmp_path / "ct.nii.gz"
+    nib.save(img, path)
+    assert nifti.gz_slabs(path) is not None  # the streaming path is the one under test
+    vol = read_volume(path)
+    ref = nib.as_closest_canonical(nib.load(path))
+    assert np.allclose(vol.affine, ref.affine)
+    assert np.array_equal(vol.array, np.asarray(ref.dataobj, dtype=np.float32))
+    assert all(s > 0 for s in vol.array.strides)
+    assert vol.source is not None and vol.source.shape == data.shape
+    assert vol.source.extra["nifti_header"]["scl_slope"] == pytest.approx(slope)
+
+
+def test_streaming_takes_only_single_volumes(tmp_path) -> None:
+    from femurseg.io import nifti
+
+    one = tmp_path / "one.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6, 1), np.int16) - 1000, np.eye(4)), one)
+    assert nifti.gz_slabs(one) is not None
+    assert read_volume(one).shape == (4, 5, 6)
+    two = tmp_path / "two.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6, 2), np.int16) - 1000, np.eye(4)), two)
+    assert nifti.gz_slabs(two) is None
+    with pytest.raises(InputError, match="2 volumes"):
+        read_volume(two)
+    plain = tmp_path / "plain.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.int16) - 1000, np.eye(4)), plain)
+    assert nifti.gz_slabs(plain) is None
+
+
+def test_streamed_nan_and_non_hu_are_clear_errors(tmp_path, monkeypatch) -> None:
+    from femurseg.io import nifti
+
+    monkeypatch.setattr(nifti, "SLAB_BYTES", 1)
+    data = np.full((6, 6, 8), -1000.0, np.float32)
+    data[2, 3, 5] = np.nan
+    data[1, 1, 1] = np.inf
+    path = tmp_path / "nan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    with pytest.raises(InputError, match="has 2 NaN or infinite voxels"):
+        read_volume(path)
+    mr = tmp_path / "mr.nii.gz"
+    nib.save(
+        nib.Nifti1Image(np.linspace(0, 1, 288, dtype=np.float32).reshape(6, 6, 8), np.eye(4)), mr
+    )
+    with pytest.raises(InputError, match="not CT in Hounsfield units"):
+        read_volume(mr)

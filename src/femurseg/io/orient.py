@@ -83,6 +83,32 @@ def canonicalize(
     return canon, canon_aff, ornt
 
 
+def canonical_buffer(
+    disk_shape: tuple[int, int, int], affine: npt.ArrayLike, dtype: npt.DTypeLike = np.float32
+) -> tuple[
+    npt.NDArray[np.generic],
+    npt.NDArray[np.generic],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
+    """An empty canonical array and a writable on-disk-order view of it, for filling in slabs.
+
+    What is written into the view at on-disk indices lands where :func:`canonicalize` would put
+    it, so a reader can convert and reorient a file slab by slab without an on-disk copy. The
+    memory is laid out in the file's (Fortran) order, with every stride positive.
+
+    Returns:
+        ``(canonical, disk_view, canonical_affine, ornt)`` as in :func:`canonicalize`.
+    """
+    aff = check_affine(affine)
+    ornt = nio.io_orientation(aff)
+    base = np.empty(disk_shape, dtype=dtype, order="F")
+    flips = tuple(slice(None, None, -1) if f < 0 else slice(None) for f in ornt[:, 1])
+    # canonical axis c is the disk axis n with ornt[n, 0] == c; flipped axes run backwards on disk
+    canonical = base.transpose(tuple(int(n) for n in np.argsort(ornt[:, 0])))
+    return canonical, base[flips], aff @ nio.inv_ornt_aff(ornt, disk_shape), ornt
+
+
 def to_disk(
     canonical: npt.NDArray[np.generic], ornt: npt.ArrayLike, disk_shape: tuple[int, ...]
 ) -> npt.NDArray[np.generic]:

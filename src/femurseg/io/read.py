@@ -12,10 +12,10 @@ import pydicom
 from femurseg.errors import InputError
 from femurseg.io.dicom import read_dicom_series
 from femurseg.io.itk import read_itk
-from femurseg.io.nifti import read_nifti
-from femurseg.io.orient import axcodes, canonicalize
+from femurseg.io.nifti import GzSlabs, gz_slabs, read_nifti
+from femurseg.io.orient import axcodes, canonical_buffer, canonicalize
 from femurseg.io.raw import RawImage
-from femurseg.io.validate import ReadChecks, as_3d, check_hu, input_format
+from femurseg.io.validate import ReadChecks, as_3d, check_hu, check_hu_range, input_format
 from femurseg.types import Label, SourceGeometry, Volume
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,50 @@ def _read_raw(path: Path, series_uid: str | None, checks: ReadChecks) -> RawImag
     return read_itk(path, fmt)
 
 
+def _unusable_affine(where: str, err: ValueError) -> InputError:
+    return InputError(
+        f"{where} has an unusable affine ({err}); expected voxel axes of non-zero size; "
+        "fix the header spacing and orientation"
+    )
+
+
+def _read_streamed(src: GzSlabs, checks: ReadChecks) -> Volume:
+    """Fill the canonical float32 array slab by slab from a gzipped NIfTI, checking HU."""
+    where = str(src.path)
+    try:
+        canon, disk_view, canon_affine, ornt = canonical_buffer(src.shape, src.affine)
+    except ValueError as err:
+        raise _unusable_affine(where, err) from err
+    lo, hi, bad = np.inf, -np.inf, 0
+    for k0, slab in src.slabs():
+        if slab.dtype.kind == "f":
+            bad += slab.size - int(np.count_nonzero(np.isfinite(slab)))
+        if bad == 0:
+            lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
+        dst = disk_view[:, :, k0 : k0 + slab.shape[2]]
+        if src.slope == 1.0 and src.inter == 0.0:
+            dst[...] = slab
+        else:
+            dst[...] = slab * src.slope + src.inter  # float64 as nibabel scales, then float32
+    if bad:
+        raise InputError(
+            f"{where} has {bad} NaN or infinite voxels; expected finite HU values; "
+            "fix or re-export the image"
+        )
+    lo, hi = sorted((lo * src.slope + src.inter, hi * src.slope + src.inter))
+    check_hu_range(lo, hi, where, checks)
+    source = SourceGeometry(
+        path=src.path,
+        fmt="nifti",
+        shape=src.shape,
+        affine=src.affine,
+        ornt=ornt,
+        extra={"nifti_header": src.header},
+    )
+    log.info("read %s (nifti, %s on disk) as %s RAS+", where, axcodes(src.affine), canon.shape)
+    return Volume(np.asarray(canon, dtype=np.float32), canon_affine, source)
+
+
 def read_volume(
     path: str | Path, series_uid: str | None = None, *, checks: ReadChecks | None = None
 ) -> Volume:
@@ -67,6 +111,9 @@ def read_volume(
     """
     path = Path(path)
     checks = checks or ReadChecks()
+    streamed = gz_slabs(path) if input_format(path) == "nifti" and series_uid is None else None
+    if streamed is not None:  # a gzipped 3D NIfTI: no on-disk-sized copy on the way
+        return _read_streamed(streamed, checks)
     raw = _read_raw(path, series_uid, checks)
     where = str(path)
     disk = as_3d(raw.array, where)
@@ -77,10 +124,7 @@ def read_volume(
     try:
         view, canon_affine, ornt = canonicalize(disk, affine)
     except ValueError as err:
-        raise InputError(
-            f"{where} has an unusable affine ({err}); expected voxel axes of non-zero size; "
-            "fix the header spacing and orientation"
-        ) from err
+        raise _unusable_affine(where, err) from err
     # one pass: type conversion and axis flips together, keeping the on-disk memory order
     # (a C-order copy of a Fortran-order NIfTI array is a full transpose: 3x slower)
     if view.dtype != np.float32 or any(st < 0 for st in view.strides):

@@ -163,7 +163,15 @@ def check_hu(array: npt.NDArray[Any], where: str, checks: ReadChecks) -> None:
             f"{where} has {bad} NaN or infinite voxels; expected finite HU values; "
             "fix or re-export the image"
         )
-    lo, hi = float(array.min()), float(array.max())
+    check_hu_range(float(array.min()), float(array.max()), where, checks)
+
+
+def check_hu_range(lo: float, hi: float, where: str, checks: ReadChecks) -> None:
+    """Check that an intensity range ``lo .. hi`` is that of a CT in Hounsfield units.
+
+    Raises:
+        InputError: nothing dark enough for air or fat, or values beyond the plausible range.
+    """
     if lo > checks.max_darkest_hu:
         raise InputError(
             f"{where} has intensities {lo:g}..{hi:g} with nothing below {checks.max_darkest_hu:g} "
