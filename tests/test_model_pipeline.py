@@ -183,9 +183,12 @@ def test_predict_clinical_outputs_on_dicom_phantom(tmp_path) -> None:
     assert not (tmp_path / "out2" / "ct_femur.nii.gz").exists()
 
 
-def test_label_box_matches_whole_map_box_on_flipped_grid() -> None:
-    """The refined box searched in the pasted region equals the box over the whole label map."""
-    from femurseg.pipeline import _label_box
+def test_label_extent_matches_whole_map_search_on_flipped_grid() -> None:
+    """Volume, index box and world box searched in the pasted region equal whole-map ones."""
+    from scipy import ndimage as ndi
+
+    from femurseg.measure.quality import label_crops
+    from femurseg.pipeline import _label_extent
     from femurseg.preprocessing import Pasted
     from femurseg.preprocessing.boxes import mask_box
 
@@ -194,14 +197,25 @@ def test_label_box_matches_whole_map_box_on_flipped_grid() -> None:
     grid = Grid((30, 24, 20), affine)
     labels = np.zeros(grid.shape, np.uint8, order="F")
     labels[5:12, 3:9, 2:15] = int(Label.FEMUR_LEFT)
+    labels[7, 4, 2] = 0
     labels[18:27, 10:20, 4:9] = int(Label.FEMUR_RIGHT)
     region = (slice(2, 16), slice(0, 12), slice(1, 18))
     pasted = Pasted(region, np.zeros((14, 12, 17), np.float32))
-    got = _label_box(labels, pasted, Label.FEMUR_LEFT, grid)
+    ml, index, got = _label_extent(labels, pasted, Label.FEMUR_LEFT, grid)
     want = mask_box(labels == int(Label.FEMUR_LEFT), grid)
     assert got is not None and want is not None
     np.testing.assert_allclose(got.lo, want.lo)
     np.testing.assert_allclose(got.hi, want.hi)
-    assert _label_box(labels, None, Label.FEMUR_RIGHT, grid) is None
+    assert index == ndi.find_objects(labels)[0]
+    assert ml == pytest.approx((7 * 6 * 13 - 1) * grid.voxel_ml)
+    # the measuring crops built from these boxes are the ones a whole-map search gives
+    boxes = {Label.FEMUR_LEFT: index, Label.FEMUR_RIGHT: ndi.find_objects(labels)[1]}
+    assert label_crops(labels, affine, 3, boxes).keys() == label_crops(labels, affine, 3).keys()
+    for side, crop in label_crops(labels, affine, 3).items():
+        other = label_crops(labels, affine, 3, boxes)[side]
+        assert crop is not None and other is not None
+        assert crop[0] == other[0]
+        np.testing.assert_allclose(crop[1], other[1])
+    assert _label_extent(labels, None, Label.FEMUR_RIGHT, grid) == (0.0, None, None)
     empty = Pasted((slice(0, 3), slice(0, 3), slice(0, 3)), np.zeros((3, 3, 3), np.float32))
-    assert _label_box(labels, empty, Label.FEMUR_RIGHT, grid) is None
+    assert _label_extent(labels, empty, Label.FEMUR_RIGHT, grid) == (0.0, None, None)

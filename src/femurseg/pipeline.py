@@ -31,7 +31,7 @@ from femurseg.devices import Device, Precision, resolve_device
 from femurseg.errors import InputError, OutputError
 from femurseg.io import read_volume, write_labels
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
-from femurseg.preprocessing.boxes import mask_box
+from femurseg.preprocessing.boxes import index_box_to_world, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
 from femurseg.types import LABELS, Label, Volume
 
@@ -79,6 +79,8 @@ class Prediction:
         seconds: wall time per stage.
         mask_boxes: tight world box of each side's final label (None when it has no voxel):
             the refined box around the femur, tighter than stage 1's coarse box.
+        mask_index: the same boxes as index slices of ``labels``, so that measuring need not
+            search the whole map again; None when not known.
     """
 
     labels: npt.NDArray[np.uint8]
@@ -87,6 +89,7 @@ class Prediction:
     volumes_ml: dict[Label, float]
     seconds: dict[str, float] = field(default_factory=dict)
     mask_boxes: dict[Label, Box | None] = field(default_factory=dict)
+    mask_index: dict[Label, tuple[slice, slice, slice] | None] | None = None
 
 
 @contextmanager
@@ -158,12 +161,18 @@ class Predictor:
                 self.config.segment_rules.threshold,
                 "F" if volume.array.flags.f_contiguous else "C",
             )
-            volumes = {
-                side: _label_volume_ml(labels, pasted.get(side), side, target.voxel_ml)
-                for side in SIDES
+            extents = {
+                side: _label_extent(labels, pasted.get(side), side, target) for side in SIDES
             }
-            boxes = {side: _label_box(labels, pasted.get(side), side, target) for side in SIDES}
-        return Prediction(labels, detections, probabilities, volumes, seconds, boxes)
+        return Prediction(
+            labels,
+            detections,
+            probabilities,
+            volumes_ml={side: e[0] for side, e in extents.items()},
+            seconds=seconds,
+            mask_boxes={side: e[2] for side, e in extents.items()},
+            mask_index={side: e[1] for side, e in extents.items()},
+        )
 
 
 def assemble_labels(
@@ -217,24 +226,26 @@ def assemble_labels(
     return labels
 
 
-def _label_volume_ml(
-    labels: npt.NDArray[np.uint8], pasted: Pasted | None, side: Label, voxel_ml: float
-) -> float:
-    if pasted is None:
-        return 0.0
-    return float(np.count_nonzero(labels[pasted.index] == int(side))) * voxel_ml
-
-
-def _label_box(
+def _label_extent(
     labels: npt.NDArray[np.uint8], pasted: Pasted | None, side: Label, grid: Grid
-) -> Box | None:
-    """World box of one side's label, searched only in the region its probability covers."""
+) -> tuple[float, tuple[slice, slice, slice] | None, Box | None]:
+    """Volume (ml), index slices on ``grid`` and world box of one side's final label.
+
+    The label lies only where its pasted probability does, so only that region is searched.
+    """
     if pasted is None:
-        return None
-    shift = np.eye(4)
-    shift[:3, 3] = [s.start for s in pasted.index]
+        return 0.0, None, None
     region = labels[pasted.index] == int(side)
-    return mask_box(region, Grid(region.shape, grid.affine @ shift))
+    rng = mask_index_range(region)
+    if rng is None:
+        return 0.0, None, None
+    full = tuple(
+        slice(p.start + r.start, p.start + r.stop) for p, r in zip(pasted.index, rng, strict=True)
+    )
+    lo = np.array([f.start for f in full], dtype=np.float64)
+    hi = np.array([f.stop - 1 for f in full], dtype=np.float64)
+    ml = float(np.count_nonzero(region[rng])) * grid.voxel_ml
+    return ml, (full[0], full[1], full[2]), index_box_to_world(grid, lo - 0.5, hi + 0.5)
 
 
 def case_name(path: Path) -> str:
@@ -333,8 +344,9 @@ def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
     from femurseg.measure import FlagCode, measure_femurs, quality_flags, withhold_for_metal
 
     scores = {LABELS[side]: det.score for side, det in pred.detections.items()}
-    measured = measure_femurs(pred.labels, volume.affine)
-    flags = quality_flags(pred.labels, volume.affine, hu=volume.array, scores=scores)
+    boxes = pred.mask_index
+    measured = measure_femurs(pred.labels, volume.affine, boxes=boxes)
+    flags = quality_flags(pred.labels, volume.affine, hu=volume.array, scores=scores, boxes=boxes)
     for name, side_flags in flags.items():
         metal = [f for f in side_flags if f.code == FlagCode.METAL_SUSPECTED]
         if metal:

@@ -49,7 +49,7 @@ from femurseg.measure.geometry import (
     to_world,
     voxel_volume_ml,
 )
-from femurseg.measure.quality import CutEnd, edge_contact, label_crops
+from femurseg.measure.quality import CutEnd, IndexBoxes, edge_contact, label_crops
 from femurseg.types import LABELS, Label
 
 log = logging.getLogger(__name__)
@@ -376,7 +376,11 @@ def measure_femur(
 
 
 def measure_femurs(
-    labels: npt.ArrayLike, affine: npt.ArrayLike, config: MeasureConfig | None = None
+    labels: npt.ArrayLike,
+    affine: npt.ArrayLike,
+    config: MeasureConfig | None = None,
+    *,
+    boxes: IndexBoxes | None = None,
 ) -> dict[str, FemurMeasurements]:
     """Measure both femurs of a label map.
 
@@ -384,13 +388,14 @@ def measure_femurs(
         labels: integer label map (X, Y, Z), canonical RAS+ order, values 0/1/2.
         affine: 4x4 voxel index -> world RAS+ mm.
         config: regions and plausibility limits.
+        boxes: each side's tight index box in ``labels``, when known (saves a search).
 
     Returns:
         ``{"femur_left": FemurMeasurements, "femur_right": FemurMeasurements}``.
     """
     cfg = config or MeasureConfig()
     lab = np.asarray(labels)
-    crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1)
+    crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1, boxes)
     out = {}
     for s in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
         crop = crops[s]

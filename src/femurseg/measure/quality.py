@@ -154,11 +154,16 @@ def edge_contact(
     return EdgeContact(tuple(ends), tuple(dict.fromkeys(faces)), int(touching.sum()))
 
 
+#: the tight index box of each femur side's voxels, None for an empty side.
+IndexBoxes = Mapping[Label, tuple[slice, slice, slice] | None]
+
+
 def label_crops(
-    labels: npt.NDArray[Any], affine: npt.ArrayLike, pad: int
+    labels: npt.NDArray[Any], affine: npt.ArrayLike, pad: int, boxes: IndexBoxes | None = None
 ) -> dict[Label, tuple[tuple[slice, slice, slice], npt.NDArray[np.float64]] | None]:
     """Per femur side, the index box of its voxels grown by ``pad`` (within the image) and
-    the affine of that box; None for a side with no voxel.
+    the affine of that box; None for a side with no voxel. ``boxes``, when the caller already
+    knows the tight boxes (the pipeline does), saves the search of the whole map.
 
     Measuring on these boxes instead of the whole scan gives the same results (a face of the
     box is an image face exactly where the mask comes within ``pad - 1`` voxels of it) at a
@@ -169,7 +174,9 @@ def label_crops(
         lab = lab.astype(np.uint8)
     a = np.asarray(affine, dtype=np.float64)
     top = max(int(s) for s in Label)
-    if lab.flags.f_contiguous and not lab.flags.c_contiguous:
+    if boxes is not None:
+        found = [boxes.get(Label(n + 1)) for n in range(top)]
+    elif lab.flags.f_contiguous and not lab.flags.c_contiguous:
         # scipy walks memory in C order: on a Fortran-order map that is 6x slower, so search
         # the transposed (C-order) view and reverse the axes of what it finds
         found = [None if b is None else b[::-1] for b in ndi.find_objects(lab.T, max_label=top)]
@@ -286,6 +293,7 @@ def quality_flags(
     hu: npt.ArrayLike | None = None,
     scores: Mapping[str, float | None] | None = None,
     config: QualityConfig | None = None,
+    boxes: IndexBoxes | None = None,
 ) -> dict[str, list[QualityFlag]]:
     """Quality flags for both femurs.
 
@@ -296,6 +304,7 @@ def quality_flags(
         scores: stage-1 confidence per side name (``"femur_left"``, ``"femur_right"``); a
             missing name skips that side's confidence check.
         config: thresholds.
+        boxes: each side's tight index box in ``labels``, when known (saves a search).
 
     Returns:
         ``{"femur_left": [flags], "femur_right": [flags]}``.
@@ -306,7 +315,7 @@ def quality_flags(
     ct = None if hu is None else np.asarray(hu)
     if ct is not None and ct.shape != lab.shape:
         raise ValueError(f"hu has shape {ct.shape}, expected the labels' {lab.shape}")
-    crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1)
+    crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1, boxes)
     out = {}
     for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
         crop = crops[side]

@@ -119,6 +119,18 @@ def index_box_to_world(grid: Grid, lo_idx: npt.ArrayLike, hi_idx: npt.ArrayLike)
     return box_of_points(grid.index_to_world(box_corners(lo_idx, hi_idx)))
 
 
+def mask_index_range(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:
+    """Index slices of the tightest box holding every true voxel of ``mask``; None if empty."""
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return out[0], out[1], out[2]
+
+
 def mask_box(mask: npt.NDArray[np.bool_], grid: Grid) -> Box | None:
     """World box of the voxel cubes where ``mask`` is true, or None if it is empty.
 
@@ -128,14 +140,11 @@ def mask_box(mask: npt.NDArray[np.bool_], grid: Grid) -> Box | None:
     """
     if mask.shape != grid.shape:
         raise ValueError(f"mask shape {mask.shape} does not match grid {grid.shape}")
-    lo = np.empty(3)
-    hi = np.empty(3)
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if hit.size == 0:
-            return None
-        lo[axis], hi[axis] = hit[0], hit[-1]
+    rng = mask_index_range(mask)
+    if rng is None:
+        return None
+    lo = np.array([r.start for r in rng], dtype=np.float64)
+    hi = np.array([r.stop - 1 for r in rng], dtype=np.float64)
     return index_box_to_world(grid, lo - 0.5, hi + 0.5)
 
 
