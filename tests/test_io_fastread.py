@@ -142,3 +142,21 @@ def test_streamed_nan_and_non_hu_are_clear_errors(tmp_path, monkeypatch) -> None
     )
     with pytest.raises(InputError, match="not CT in Hounsfield units"):
         read_volume(mr)
+
+
+def test_read_ahead_hands_over_the_volume_or_the_error(tmp_path) -> None:
+    from femurseg.io import ReadAhead
+
+    data = np.full((6, 7, 8), -1000, np.int16)
+    data[2:4, 2:5, 1:7] = 700
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([-0.8, -0.8, 1.5, 1.0])), path)
+    vol, seconds = ReadAhead(path).result()
+    ref = read_volume(path)
+    assert np.array_equal(vol.array, ref.array) and np.allclose(vol.affine, ref.affine)
+    assert seconds > 0.0
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(path.read_bytes()[:60])
+    ahead = ReadAhead(bad)
+    with pytest.raises(InputError, match="cannot read"):
+        ahead.result()

@@ -81,6 +81,13 @@ def test_predict_writes_labels_in_input_geometry_and_report(weights, scan, tmp_p
     assert (out / "tiny_preview.png").stat().st_size > 1000
     assert report["case"] == "tiny"
     assert Path(scan[0]).exists()
+    # a read started ahead (as the CLI does while loading the networks) gives the same result
+    from femurseg.io import ReadAhead
+
+    again = predict_case(scan[0], tmp_path / "out2", predictor, ahead=ReadAhead(scan[0]))
+    assert again["seconds"]["read"] > 0.0
+    same = nib.load(tmp_path / "out2" / "tiny_femur.nii.gz")
+    assert np.array_equal(np.asarray(same.dataobj), np.asarray(written.dataobj))
 
 
 def test_paste_back_chain_reproduces_truth_in_input_geometry(scan, tmp_path) -> None:

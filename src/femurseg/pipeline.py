@@ -29,7 +29,7 @@ from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, Precision, resolve_device
 from femurseg.errors import InputError, OutputError
-from femurseg.io import read_volume, write_labels
+from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
 from femurseg.preprocessing.boxes import index_box_to_world, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
@@ -403,7 +403,12 @@ def write_preview(volume: Volume, labels: npt.NDArray[np.uint8], path: Path) -> 
 
 
 def predict_case(
-    path: str | Path, out_dir: str | Path, predictor: Predictor, *, protect: Sequence[Path] = ()
+    path: str | Path,
+    out_dir: str | Path,
+    predictor: Predictor,
+    *,
+    protect: Sequence[Path] = (),
+    ahead: ReadAhead | None = None,
 ) -> dict[str, Any]:
     """Read one scan, segment both femurs and write the label map, report and preview.
 
@@ -412,6 +417,7 @@ def predict_case(
         out_dir: output folder (created if needed).
         predictor: loaded networks.
         protect: input paths that must never be written to.
+        ahead: a read of ``path`` already under way (see :class:`~femurseg.io.ReadAhead`).
 
     Returns:
         The report dict (also written as ``<case>_report.json``).
@@ -438,8 +444,12 @@ def predict_case(
             )
 
     seconds: dict[str, float] = {}
-    with _timed(seconds, "read"):
-        volume = read_volume(path)
+    if ahead is not None and ahead.path == path:
+        volume, took = ahead.result()
+        seconds["read"] = round(took, 3)
+    else:
+        with _timed(seconds, "read"):
+            volume = read_volume(path)
     cfg = predictor.config
     if cfg.dicom_seg and (volume.source is None or volume.source.fmt != "dicom"):
         raise InputError(
@@ -513,6 +523,8 @@ def predict_many(
     out_dir: str | Path,
     predictor: Predictor,
     on_case: Callable[[Path, dict[str, Any]], None] | None = None,
+    *,
+    ahead: ReadAhead | None = None,
 ) -> list[dict[str, Any]]:
     """Predict several inputs into one folder; case names must be unique.
 
@@ -522,6 +534,8 @@ def predict_many(
         predictor: loaded networks.
         on_case: called after each case with its path and report (e.g. to advance a progress
             bar).
+        ahead: a read of one of the inputs already under way (the first, started before the
+            networks were loaded); the others are read in turn, one volume in memory at a time.
 
     Raises:
         InputError: two inputs would write the same case name, or an input is missing.
@@ -529,7 +543,7 @@ def predict_many(
     paths = check_inputs(inputs)
     reports = []
     for p in paths:
-        report = predict_case(p, out_dir, predictor, protect=paths)
+        report = predict_case(p, out_dir, predictor, protect=paths, ahead=ahead)
         reports.append(report)
         if on_case is not None:
             on_case(p, report)

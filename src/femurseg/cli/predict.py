@@ -50,6 +50,11 @@ def predict(
     """Segment the left and right femur; writes label map, JSON report and preview per case."""
 
     def _predict() -> None:
+        from femurseg.io import ReadAhead
+
+        # start reading the first scan now: it overlaps importing torch and loading the networks
+        first = Path(inputs[0]) if inputs else None
+        ahead = ReadAhead(first) if first is not None and first.exists() else None
         from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
 
         dev = as_device(device)
@@ -79,6 +84,6 @@ def predict(
                 if "message" in report:
                     typer.echo(f"warning: {report['case']}: {report['message']}", err=True)
 
-            predict_many(inputs, out, predictor, on_case=on_case)
+            predict_many(inputs, out, predictor, on_case=on_case, ahead=ahead)
 
     run_guarded(_predict)

@@ -7,6 +7,7 @@ permuted/flipped to the closest RAS+ order, 4x4 voxel -> world RAS+ mm affine, o
     read_volume(path, series_uid=None, *, checks=None) -> Volume
     read_labels(path, like=None) -> (uint8 labels (X, Y, Z) canonical, affine)
     describe_volume(volume) -> {name: text}            # what `femurseg inspect` prints
+    ReadAhead(path).result() -> (Volume, seconds)      # read on a thread, meanwhile do other work
 
 Inputs: NIfTI ``.nii``/``.nii.gz`` (nibabel; scl_slope/inter applied, header kept), NRRD
 ``.nrrd``/``.nhdr`` and MetaImage ``.mha``/``.mhd`` (SimpleITK; LPS converted to RAS), and DICOM
@@ -30,12 +31,13 @@ Output endings: ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``.
 
 from femurseg.io.dicom_write import DicomSeriesInfo, write_dicom_series
 from femurseg.io.orient import axcodes, canonicalize, reorient, to_disk
-from femurseg.io.read import describe_volume, read_labels, read_volume
+from femurseg.io.read import ReadAhead, describe_volume, read_labels, read_volume
 from femurseg.io.validate import ReadChecks
 from femurseg.io.write import write_image, write_labels, write_volume
 
 __all__ = [
     "DicomSeriesInfo",
+    "ReadAhead",
     "ReadChecks",
     "axcodes",
     "canonicalize",

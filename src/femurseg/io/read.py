@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +231,47 @@ def describe_volume(volume: Volume) -> dict[str, str]:
     )
     out["HU range"] = f"{float(volume.array.min()):.0f} .. {float(volume.array.max()):.0f}"
     return out
+
+
+class ReadAhead:
+    """Reads one input on a background thread while the caller does other start-up work.
+
+    ``femurseg predict`` starts reading its first scan this way before it imports torch and
+    loads the networks (seconds of work that hold the interpreter), so the two overlap: the
+    gzip inflation and the array conversion run outside Python's lock.
+
+    Args:
+        path: the input, as for :func:`read_volume`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._done = threading.Event()
+        self._volume: Volume | None = None
+        self._seconds = 0.0
+        self._error: BaseException | None = None
+        # a daemon thread: an error elsewhere at start-up need not wait for the read to end
+        threading.Thread(target=self._run, name="femurseg-read-ahead", daemon=True).start()
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._volume = read_volume(self.path)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller in result()
+            self._error = err
+        finally:
+            self._seconds = time.perf_counter() - t0
+            self._done.set()
+
+    def result(self) -> tuple[Volume, float]:
+        """Wait for the read; return the volume and the seconds the read took.
+
+        Raises:
+            InputError: whatever :func:`read_volume` raised, as it raised it.
+        """
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._volume is not None
+        volume, self._volume = self._volume, None  # handed over once; the reader keeps no copy
+        return volume, self._seconds
