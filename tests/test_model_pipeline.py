@@ -148,6 +148,12 @@ def test_cli_predict(weights, scan, tmp_path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tiny_femur.nii.gz").is_file()
+    report = json.loads((tmp_path / "tiny_report.json").read_text())
+    assert report["config"]["predict"]["segment_rules"]["largest_only"] is True
+    pieces = runner.invoke(app, [*args[:3], str(tmp_path / "all"), *args[4:], "--all-pieces"])
+    assert pieces.exit_code == 0, pieces.output
+    report = json.loads((tmp_path / "all" / "tiny_report.json").read_text())
+    assert report["config"]["predict"]["segment_rules"]["largest_only"] is False
     bad = runner.invoke(app, [*args, "--stage2-spacing", "1.0"])
     assert bad.exit_code == 2 and "contradicts" in bad.output
     missing = runner.invoke(app, ["predict", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path)])

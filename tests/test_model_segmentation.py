@@ -42,6 +42,11 @@ def test_remove_islands_keeps_largest_and_big_pieces() -> None:
     kept = remove_islands(prob, 0.5, voxel_ml=0.1, min_island_ml=0.5)
     assert kept[16, 16, 16] == np.float32(0.8)
     assert prob[16, 16, 16] == np.float32(0.8)  # input untouched
+    # largest_only drops a second piece of any size; sub-threshold voxels stay as they are
+    prob[0, 19, 0] = 0.3
+    alone = remove_islands(prob, 0.5, voxel_ml=0.1, min_island_ml=0.5, largest_only=True)
+    assert alone[16, 16, 16] == 0.0 and alone[5, 5, 5] == np.float32(0.9)
+    assert alone[0, 19, 0] == np.float32(0.3)
 
 
 def test_grow_box_follows_world_faces_and_stops_at_scan_edge() -> None:

@@ -85,12 +85,15 @@ class SingleStageRules:
     Attributes:
         overlap: sliding-window overlap fraction.
         sw_batch_size: windows per forward pass.
-        min_island_ml: pieces of a femur class smaller than this are removed (the largest
-            piece of each class is always kept).
+        largest_only: keep only the largest piece of each femur class, as the two-stage
+            model does (the same postprocessing for both, so a comparison is fair).
+        min_island_ml: with ``largest_only`` off, pieces of a femur class smaller than this
+            are removed (the largest piece of each class is always kept).
     """
 
     overlap: float = 0.25
     sw_batch_size: int = 1
+    largest_only: bool = True
     min_island_ml: float = 5.0
 
     def __post_init__(self) -> None:
@@ -210,8 +213,14 @@ class SingleStageSegmenter:
         del image
         for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
             c = int(side)
-            # a class keeps its largest piece; smaller islands go to background
-            kept = remove_islands(probs[c], 0.5, grid.voxel_ml, self.rules.min_island_ml)
+            # a class keeps its largest piece; the other pieces go to background
+            kept = remove_islands(
+                probs[c],
+                0.5,
+                grid.voxel_ml,
+                self.rules.min_island_ml,
+                largest_only=self.rules.largest_only,
+            )
             probs[0] += probs[c] - kept
             probs[c] = kept
         return labels_on_grid(probs, grid, like)

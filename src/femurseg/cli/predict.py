@@ -46,6 +46,14 @@ def predict(
     dicom_seg: Annotated[
         bool, typer.Option("--dicom-seg", help="Also write a DICOM-SEG (DICOM input only).")
     ] = False,
+    all_pieces: Annotated[
+        bool,
+        typer.Option(
+            "--all-pieces",
+            help="Keep every femur piece of 5 ml or more, not only the largest (for a femur "
+            "broken into separate pieces).",
+        ),
+    ] = False,
 ) -> None:
     """Segment the left and right femur; writes label map, JSON report and preview per case."""
 
@@ -56,6 +64,7 @@ def predict(
         first = Path(inputs[0]) if inputs else None
         ahead = ReadAhead(first) if first is not None and first.exists() else None
         from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
+        from femurseg.segmentation import SegmentRules
 
         dev = as_device(device)
         prec = as_precision(precision)
@@ -67,7 +76,12 @@ def predict(
             stage1_weights,
             stage2_weights,
             PredictConfig(
-                device=dev, precision=prec, preview=preview, mesh=mesh, dicom_seg=dicom_seg
+                device=dev,
+                precision=prec,
+                preview=preview,
+                mesh=mesh,
+                dicom_seg=dicom_seg,
+                segment_rules=SegmentRules(largest_only=not all_pieces),
             ),
             stage1_overrides=s1,
             stage2_overrides=s2,

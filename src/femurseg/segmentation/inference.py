@@ -113,7 +113,7 @@ class Segmenter:
             box: tight world RAS+ mm box from stage 1.
 
         Returns:
-            The probability on the (possibly mirrored) crop grid, small islands removed.
+            The probability on the (possibly mirrored) crop grid, stray pieces removed.
         """
         like = Grid.of(volume)
         for attempt in range(self.rules.max_regrow + 1):
@@ -121,7 +121,11 @@ class Segmenter:
             image = crop_image(volume.array, like, grid, self.config)
             prob = self.predict_crop(image)
             prob = remove_islands(
-                prob, self.rules.threshold, grid.voxel_ml, self.rules.min_island_ml
+                prob,
+                self.rules.threshold,
+                grid.voxel_ml,
+                self.rules.min_island_ml,
+                largest_only=self.rules.largest_only,
             )
             grown = grow_box(box, prob >= self.rules.threshold, grid, like, self.rules.regrow_mm)
             if grown is None or attempt == self.rules.max_regrow:
