@@ -111,9 +111,12 @@ def write_labels(labels: npt.ArrayLike, like: Volume, path: str | Path) -> Path:
     src = like.source
     if src is None:
         return save_atomic(lab8, like.affine, path)
-    # NIfTI and ITK both store the first axis fastest (Fortran order): copying into that
-    # order is sequential for a label map in the volume's own (usually Fortran) layout
-    disk = np.asfortranarray(to_disk(lab8, src.ornt, src.shape))
+    disk = to_disk(lab8, src.ornt, src.shape)
+    if _out_format(path) != "nifti":
+        # ITK stores the first axis fastest (Fortran order): copying into that order is
+        # sequential for a label map in the volume's own (usually Fortran) layout; nibabel
+        # writes any layout in slabs without a whole copy
+        disk = np.asfortranarray(disk)
     header = src.extra.get("nifti_header") if src.fmt == "nifti" else None
     return save_atomic(disk, src.affine, path, header)
 
