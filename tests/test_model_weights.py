@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,3 +63,22 @@ def test_load_checkpoint_errors(tmp_path) -> None:
     )
     with pytest.raises(InputError, match="do not fit"):
         Detector(bad)
+
+
+def test_stage1_mirror_average_swaps_sides_under_a_left_right_flip() -> None:
+    """Averaging with the mirrored pass makes stage 1 exactly left-right equivariant."""
+    from femurseg.detection import BoxRules
+    from femurseg.types import Volume
+
+    rng = np.random.default_rng(0)
+    hu = rng.normal(0.0, 400.0, (32, 24, 48)).astype(np.float32)  # sizes divisible by 8
+    hu[4:12, 8:16, 4:44] = 1200.0  # something bone-like on one side only
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    det = Detector(device="cpu", precision="float32")
+    p, _ = det.probabilities(Volume(hu, affine))
+    q, _ = det.probabilities(Volume(np.ascontiguousarray(hu[::-1]), affine))
+    np.testing.assert_allclose(q, np.flip(p, axis=1)[[0, 2, 1]], atol=1e-5)
+    single = Detector(device="cpu", precision="float32", rules=BoxRules(mirror_average=False))
+    p0, _ = single.probabilities(Volume(hu, affine))
+    assert not np.allclose(p0, p, atol=1e-3)
+    np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-5)

@@ -70,12 +70,16 @@ class BoxRules:
             are placed where it crosses this value (sub-voxel).
         min_separation_mm: two components whose centres are closer than this in world x are
             two pieces of one femur (femurs are about 150-200 mm apart).
+        mirror_average: also run the network on the scan mirrored left-right and average the
+            two (the mirrored left femur counting as right): one more coarse pass, about
+            0.2 s; box IoU 0.891 -> 0.909 on the validation phantoms.
     """
 
     min_volume_ml: float = 15.0
     min_score: float = 0.5
     threshold: float = 0.5
     min_separation_mm: float = 60.0
+    mirror_average: bool = True
 
     def __post_init__(self) -> None:
         check_range("min_volume_ml", self.min_volume_ml, 0.0, 5000.0)

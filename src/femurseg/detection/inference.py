@@ -66,12 +66,20 @@ class Detector:
             femur_right, and the coarse grid (world RAS+ mm).
         """
         image, grid = coarse_image(volume.array, Grid.of(volume), self.config)
-        x, index = pad_to_multiple(image[None, None], self.config.divisor, 0.0)
-        x = x.to(self.device)
-        with inference_autocast(self.device, self.precision):
-            logits = self.net(x)
-        probs = torch.softmax(logits.float(), dim=1)[0][index]
+        probs = self._softmax(image)
+        if self.rules.mirror_average:
+            # canonical axis 0 runs along world x: flipping it mirrors left and right, so the
+            # mirrored pass's left channel is the right femur and the other way round
+            mirrored = torch.flip(self._softmax(torch.flip(image, dims=(0,))), dims=(1,))
+            probs = (probs + mirrored[[0, 2, 1]]) / 2
         return probs.cpu().numpy(), grid
+
+    def _softmax(self, image: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (3, X', Y', Z') of one coarse image (X', Y', Z')."""
+        x, index = pad_to_multiple(image[None, None], self.config.divisor, 0.0)
+        with inference_autocast(self.device, self.precision):
+            logits = self.net(x.to(self.device))
+        return torch.softmax(logits.float(), dim=1)[0][index]
 
     def detect(self, volume: Volume) -> dict[Label, SideDetection]:
         """One detection per side for a canonical volume (see :func:`boxes_from_probabilities`)."""
