@@ -31,7 +31,7 @@ from femurseg.devices import Device, Precision, resolve_device
 from femurseg.errors import InputError, OutputError
 from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
-from femurseg.preprocessing.boxes import index_box_to_world, mask_index_range
+from femurseg.preprocessing.boxes import index_range_box, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
 from femurseg.types import LABELS, Label, Volume
 
@@ -239,13 +239,11 @@ def _label_extent(
     rng = mask_index_range(region)
     if rng is None:
         return 0.0, None, None
-    full = tuple(
+    a, b, c = (
         slice(p.start + r.start, p.start + r.stop) for p, r in zip(pasted.index, rng, strict=True)
     )
-    lo = np.array([f.start for f in full], dtype=np.float64)
-    hi = np.array([f.stop - 1 for f in full], dtype=np.float64)
     ml = float(np.count_nonzero(region[rng])) * grid.voxel_ml
-    return ml, (full[0], full[1], full[2]), index_box_to_world(grid, lo - 0.5, hi + 0.5)
+    return ml, (a, b, c), index_range_box(grid, (a, b, c))
 
 
 def case_name(path: Path) -> str:

@@ -54,10 +54,13 @@ def _load_gz(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
     assert _fast_gzip is not None
     with open(path, "rb") as f:
         data = _fast_gzip.decompress(f.read())
-    # sizeof_hdr (first 4 bytes, either byte order) is 348 for NIfTI-1 and 540 for NIfTI-2
-    size = {int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big")}
-    klass = nib.Nifti2Image if 540 in size else nib.Nifti1Image
+    klass = nib.Nifti2Image if _is_nifti2(data[:4]) else nib.Nifti1Image
     return klass.from_bytes(data)
+
+
+def _is_nifti2(first4: bytes) -> bool:
+    """sizeof_hdr (the first 4 bytes, either byte order) is 348 for NIfTI-1, 540 for NIfTI-2."""
+    return 540 in {int.from_bytes(first4, "little"), int.from_bytes(first4, "big")}
 
 
 def _read_error(path: Path, err: BaseException) -> InputError:
@@ -181,8 +184,7 @@ def gz_slabs(path: Path) -> GzSlabs | None:
     try:
         with _fast_gzip.open(path, "rb") as f:
             head = f.read(4)
-            sizes = {int.from_bytes(head, "little"), int.from_bytes(head, "big")}
-            klass = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header
+            klass = nib.Nifti2Header if _is_nifti2(head) else nib.Nifti1Header
             head += f.read(klass.template_dtype.itemsize - 4)
             offset = klass(head[: klass.template_dtype.itemsize], check=False).get_data_offset()
             head += f.read(max(0, offset - len(head)))

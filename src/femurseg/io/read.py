@@ -17,7 +17,14 @@ from femurseg.io.itk import read_itk
 from femurseg.io.nifti import GzSlabs, gz_slabs, read_nifti
 from femurseg.io.orient import axcodes, canonical_buffer, canonicalize
 from femurseg.io.raw import RawImage
-from femurseg.io.validate import ReadChecks, as_3d, check_hu, check_hu_range, input_format
+from femurseg.io.validate import (
+    ReadChecks,
+    as_3d,
+    check_finite_count,
+    check_hu,
+    check_hu_range,
+    input_format,
+)
 from femurseg.types import Label, SourceGeometry, Volume
 
 log = logging.getLogger(__name__)
@@ -74,11 +81,7 @@ def _read_streamed(src: GzSlabs, checks: ReadChecks) -> Volume:
             dst[...] = slab
         else:
             dst[...] = slab * src.slope + src.inter  # float64 as nibabel scales, then float32
-    if bad:
-        raise InputError(
-            f"{where} has {bad} NaN or infinite voxels; expected finite HU values; "
-            "fix or re-export the image"
-        )
+    check_finite_count(bad, where)
     lo, hi = sorted((lo * src.slope + src.inter, hi * src.slope + src.inter))
     check_hu_range(lo, hi, where, checks)
     source = SourceGeometry(

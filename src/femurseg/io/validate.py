@@ -158,12 +158,21 @@ def check_hu(array: npt.NDArray[Any], where: str, checks: ReadChecks) -> None:
     # integer voxels are always finite; only float images need the (full-volume) check
     finite = np.isfinite(array) if array.dtype.kind == "f" else np.ones(1, dtype=bool)
     if not finite.all():
-        bad = int(array.size - np.count_nonzero(finite))
+        check_finite_count(int(array.size - np.count_nonzero(finite)), where)
+    check_hu_range(float(array.min()), float(array.max()), where, checks)
+
+
+def check_finite_count(bad: int, where: str) -> None:
+    """Raise if ``bad`` (the number of NaN or infinite voxels found) is not zero.
+
+    Raises:
+        InputError: some voxels are NaN or infinite.
+    """
+    if bad:
         raise InputError(
             f"{where} has {bad} NaN or infinite voxels; expected finite HU values; "
             "fix or re-export the image"
         )
-    check_hu_range(float(array.min()), float(array.max()), where, checks)
 
 
 def check_hu_range(lo: float, hi: float, where: str, checks: ReadChecks) -> None:

@@ -141,8 +141,11 @@ def mask_box(mask: npt.NDArray[np.bool_], grid: Grid) -> Box | None:
     if mask.shape != grid.shape:
         raise ValueError(f"mask shape {mask.shape} does not match grid {grid.shape}")
     rng = mask_index_range(mask)
-    if rng is None:
-        return None
+    return None if rng is None else index_range_box(grid, rng)
+
+
+def index_range_box(grid: Grid, rng: tuple[slice, slice, slice]) -> Box:
+    """World box of the voxel cubes of ``grid`` in the index slices ``rng`` (explicit bounds)."""
     lo = np.array([r.start for r in rng], dtype=np.float64)
     hi = np.array([r.stop - 1 for r in rng], dtype=np.float64)
     return index_box_to_world(grid, lo - 0.5, hi + 0.5)
