@@ -48,3 +48,37 @@ def test_draw_patches_is_a_function_of_the_step() -> None:
     x2, y2 = draw_patches(cases, fg, (24, 24, 32), 2, 0.7, step_rng(0, 0, 5), 0.5)
     assert x1.shape == (2, 1, 24, 24, 32) and y1.shape == (2, 1, 24, 24, 32)
     assert bool((x1 == x2).all()) and bool((y1 == y2).all())
+
+
+def _bands() -> np.ndarray:
+    """A (1, 32, 32, 32) windowed patch: fat, muscle, cancellous and cortex as bands."""
+    x = np.zeros((1, 32, 32, 32), dtype=np.float32)
+    for k, v in enumerate((0.05, 0.13, 0.25, 0.8)):
+        x[0, :, :, 8 * k : 8 * k + 8] = v
+    return x
+
+
+def test_domain_randomize_changes_contrast_keeps_range_and_cortex_on_top() -> None:
+    from femurseg.training.augment import domain_randomize
+
+    x = _bands()
+    changed = 0
+    for seed in range(20):
+        y = domain_randomize(x, np.random.default_rng(seed), 1.0)
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert 0.0 <= y.min() and y.max() <= 1.0
+        means = [float(y[0, 8:24, 8:24, 8 * k + 2 : 8 * k + 6].mean()) for k in range(4)]
+        assert means[3] > max(means[:3])  # cortex stays the brightest band
+        ratios = np.diff(means[:3]) / np.diff([0.05, 0.13, 0.25])
+        changed += int(np.any(np.abs(ratios - 1.0) > 0.2))
+    assert changed >= 10  # the tissues' contrasts really change, most of the time
+
+
+def test_domain_randomize_off_and_seeded() -> None:
+    from femurseg.training.augment import domain_randomize
+
+    x = _bands()
+    assert domain_randomize(x, np.random.default_rng(0), 0.0) is x
+    a = domain_randomize(x, np.random.default_rng(3), 0.7)
+    b = domain_randomize(x, np.random.default_rng(3), 0.7)
+    np.testing.assert_array_equal(a, b)

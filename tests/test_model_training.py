@@ -47,7 +47,12 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.mark.parametrize(("cfg", "model"), [(CFG_S1, TINY_S1), (CFG_S2, TINY_S2)])
+CFG_S2_NEG = dataclasses.replace(CFG_S2, negative_crops=2, domain_rand=0.5)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "model"), [(CFG_S1, TINY_S1), (CFG_S2, TINY_S2), (CFG_S2_NEG, TINY_S2)]
+)
 def test_train_steps_and_resume_continue_exactly(data, cache, tmp_path, cfg, model) -> None:
     whole = train(data, tmp_path / "whole", cfg, model, device="cpu", cache_dir=cache)
     assert whole["steps"] == 3
@@ -140,3 +145,35 @@ def test_config_validation_and_dataset_errors(data, tmp_path) -> None:
     assert learning_rate(cfg, 0) == pytest.approx(0.1)
     assert learning_rate(cfg, 10) == pytest.approx(1.0)
     assert learning_rate(cfg, 100) == pytest.approx(0.05)
+
+
+def test_negative_boxes_lie_off_the_femurs() -> None:
+    import numpy as np
+
+    from femurseg.detection.boxes import boxes_from_labels
+    from femurseg.preprocessing.grid import Grid
+    from femurseg.training.stage2 import negative_boxes
+    from model_synth import synth_case
+
+    image, labels, affine = synth_case(shape=(48, 36, 120), z_shift=60.0)
+    grid = Grid(labels.shape, affine)
+    # a "tibia" of bone below each femur
+    ii, jj, kk = np.meshgrid(*[np.arange(n) for n in labels.shape], indexing="ij")
+    x, z = affine[0, 0] * ii + affine[0, 3], affine[2, 2] * kk + affine[2, 3]
+    tibia = ((np.abs(x) - 38.0) ** 2 <= 64.0) & (z < -110.0) & (np.abs(jj - 18) <= 3)
+    image[tibia] = 700.0
+    boxes = boxes_from_labels(labels, grid)
+    got = negative_boxes(image, grid, boxes, 6, np.random.default_rng(0))
+    assert got
+    for side, box in got:
+        fb = boxes[side]
+        assert fb is not None
+        overlap = box.intersection(fb)
+        share = 0.0 if overlap is None else overlap.volume_ml / fb.volume_ml
+        assert share < 0.5  # mostly off the femur
+    # a scan without femur: boxes on its bone, any side
+    none = {s: None for s in boxes}
+    free = negative_boxes(image, grid, none, 4, np.random.default_rng(1))
+    assert free and all(b.volume_ml > 0 for _, b in free)
+    # no bone at all: nothing to place
+    assert negative_boxes(np.full_like(image, 40.0), grid, none, 4, np.random.default_rng(1)) == []

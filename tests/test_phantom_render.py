@@ -170,12 +170,17 @@ def test_implants_present_and_inside_femur_label(implant_case: Case) -> None:
     metal = tis == Tissue.METAL
     assert metal.sum() > 50
     assert img.array.max() >= 2500
-    # The femur label keeps the femur's extent: the resected head's centre is still labelled.
+    # Convention: metal is not femur. The prosthetic head's centre is metal and unlabelled,
+    # while the bone around the stem keeps its label.
     for s, v in (("left", 1), ("right", 2)):
         ijk = np.rint(img.world_to_index(implant_case.anatomy.landmarks[f"hip_{s}"])).astype(int)
         if np.all((ijk >= 0) & (ijk < img.shape)):
-            assert lab[tuple(ijk)] == v
             assert tis[tuple(ijk)] == Tissue.METAL
+            assert lab[tuple(ijk)] == 0
+    assert not (lab[metal] > 0).any()
+    for v in (1, 2):
+        femur = lab == v
+        assert femur.any() and (ndi.binary_dilation(metal) & femur).any()
 
 
 def test_streaks_add_dark_and_bright_bands(implant_case: Case) -> None:
@@ -233,3 +238,42 @@ def test_config_validation() -> None:
         ScannerParams(padding_values=())
     ok = dataclasses.replace(PhantomConfig(), fov=FovKind.HIP)
     assert ok.fov is FovKind.HIP
+
+
+def _femur_ml(case: Case) -> dict[str, float]:
+    ml = float(np.prod(case.image.spacing)) / 1000.0
+    return {s: float((case.labels == v).sum()) * ml for s, v in (("left", 1), ("right", 2))}
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_legs_fov_holds_at_most_the_condyle_tips(seed: int) -> None:
+    case = generate_case(cfg_for(FovKind.LEGS), np.random.default_rng(seed))
+    lo, hi = _z_range(case)
+    lm = case.anatomy.landmarks
+    fbot = min(lm["femur_bottom_left"][2], lm["femur_bottom_right"][2])
+    assert hi <= fbot + 12.0 + 1e-6
+    assert lo < min(lm["ankle_left"][2], lm["ankle_right"][2]) + 1e-6
+    assert max(_femur_ml(case).values()) < 20.0  # tips only, never a distal femur
+    # tibiae are there: plenty of bone
+    assert (case.image.array > 400).sum() * np.prod(case.image.spacing) / 1000.0 > 50.0
+
+
+def test_abdomen_fov_holds_no_femur_but_pelvis_and_spine() -> None:
+    case = generate_case(cfg_for(FovKind.ABDOMEN), np.random.default_rng(33))
+    lo, _ = _z_range(case)
+    lm = case.anatomy.landmarks
+    for s in ("left", "right"):
+        assert lo > lm[f"hip_{s}"][2] + lm[f"head_radius_{s}"][0]
+    assert not case.labels.any()
+    assert (case.rendered.tissue == Tissue.CORTICAL).any()
+
+
+def test_head_tops_and_distal_fovs_show_little_femur() -> None:
+    tops = generate_case(cfg_for(FovKind.HEAD_TOPS), np.random.default_rng(34))
+    assert max(_femur_ml(tops).values()) < 15.0
+    distal = generate_case(cfg_for(FovKind.DISTAL), np.random.default_rng(35))
+    ml = _femur_ml(distal)
+    assert 0.0 < max(ml.values()) < 150.0
+    _, hi = _z_range(distal)
+    lm = distal.anatomy.landmarks
+    assert hi <= min(lm["femur_bottom_left"][2], lm["femur_bottom_right"][2]) + 60.0 + 1e-6

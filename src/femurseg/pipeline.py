@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,13 @@ from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
 from femurseg.preprocessing.boxes import index_range_box, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
+from femurseg.segmentation.checks import (
+    FemurCheck,
+    FemurCheckRules,
+    FemurStatus,
+    body_midline,
+    check_femur,
+)
 from femurseg.types import LABELS, Label, Volume
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,9 @@ class PredictConfig:
         mesh: write one STL mesh per femur (world LPS mm, as 3D Slicer expects).
         dicom_seg: write a DICOM-SEG for DICOM input (a non-DICOM input is an error).
         measure: put measurements and quality flags per femur in the report.
+        femur_checks: the rules that decide whether a side's final mask is reported as a
+            femur (size, side of the body midline, thickness; see
+            :mod:`femurseg.segmentation.checks`).
     """
 
     device: Device = Device.AUTO
@@ -65,6 +75,7 @@ class PredictConfig:
     mesh: bool = False
     dicom_seg: bool = False
     measure: bool = True
+    femur_checks: FemurCheckRules = field(default_factory=FemurCheckRules)
 
 
 @dataclass
@@ -81,6 +92,8 @@ class Prediction:
             the refined box around the femur, tighter than stage 1's coarse box.
         mask_index: the same boxes as index slices of ``labels``, so that measuring need not
             search the whole map again; None when not known.
+        checks: the femur checks' verdict per side (status found / low_confidence /
+            not_found with reasons); a not_found side has no voxel in ``labels``.
     """
 
     labels: npt.NDArray[np.uint8]
@@ -90,6 +103,7 @@ class Prediction:
     seconds: dict[str, float] = field(default_factory=dict)
     mask_boxes: dict[Label, Box | None] = field(default_factory=dict)
     mask_index: dict[Label, tuple[slice, slice, slice] | None] | None = None
+    checks: dict[Label, FemurCheck] = field(default_factory=dict)
 
 
 @contextmanager
@@ -164,6 +178,17 @@ class Predictor:
             extents = {
                 side: _label_extent(labels, pasted.get(side), side, target) for side in SIDES
             }
+        with _timed(seconds, "checks"):
+            checks = self._check_sides(volume, labels, pasted, extents)
+            for side, chk in checks.items():
+                if chk.status is not FemurStatus.NOT_FOUND or extents[side][1] is None:
+                    continue
+                # not a femur: its voxels leave the label map, and the side is not found
+                region = labels[extents[side][1]]
+                region[region == int(side)] = 0
+                extents[side] = (0.0, None, None)
+                d = detections[side]
+                detections[side] = replace(d, found=False, message="; ".join(chk.reasons))
         return Prediction(
             labels,
             detections,
@@ -172,7 +197,40 @@ class Predictor:
             seconds=seconds,
             mask_boxes={side: e[2] for side, e in extents.items()},
             mask_index={side: e[1] for side, e in extents.items()},
+            checks=checks,
         )
+
+    def _check_sides(
+        self,
+        volume: Volume,
+        labels: npt.NDArray[np.uint8],
+        pasted: dict[Label, Pasted | None],
+        extents: dict[Label, tuple[float, tuple[slice, slice, slice] | None, Box | None]],
+    ) -> dict[Label, FemurCheck]:
+        """The femur checks of each side's final mask (see :mod:`femurseg.segmentation.checks`)."""
+        rules = self.config.femur_checks
+        grid = Grid.of(volume)
+        midline = None
+        if rules.enabled and any(e[1] is not None for e in extents.values()):
+            midline = body_midline(volume.array, grid, rules.body_hu)
+        out: dict[Label, FemurCheck] = {}
+        for side in SIDES:
+            index = extents[side][1]
+            if index is None:
+                out[side] = FemurCheck(side, FemurStatus.NOT_FOUND, (), 0.0)
+                continue
+            mask = labels[index] == int(side)
+            prob = None
+            p = pasted.get(side)
+            if p is not None:
+                sl = tuple(
+                    slice(i.start - q.start, i.stop - q.start)
+                    for i, q in zip(index, p.index, strict=True)
+                )
+                prob = np.asarray(p.values[sl], dtype=np.float32)
+            origin = (index[0].start, index[1].start, index[2].start)
+            out[side] = check_femur(side, mask, origin, grid, midline, rules, prob)
+        return out
 
 
 def assemble_labels(
@@ -301,6 +359,14 @@ def build_report(
             entry["message"] = (
                 f"{LABELS[side]} box found but no voxel reached the stage-2 threshold"
             )
+        chk = pred.checks.get(side)
+        if chk is not None:
+            entry["check"] = chk.to_dict()
+            if chk.status is FemurStatus.LOW_CONFIDENCE:
+                entry["status"] = FemurStatus.LOW_CONFIDENCE.value
+                entry["message"] = "; ".join(chk.reasons)
+            elif not det.found or pred.volumes_ml[side] == 0.0:
+                entry["status"] = FemurStatus.NOT_FOUND.value
         sides[LABELS[side]] = entry
     src = volume.source
     return {

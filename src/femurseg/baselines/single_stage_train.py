@@ -138,6 +138,7 @@ class SingleStageTask:
             self.cfg.fg_fraction,
             step_rng(self.cfg.seed, rank, step),
             self.cfg.shape_aug,
+            self.cfg.domain_rand,
         )
 
     @torch.inference_mode()

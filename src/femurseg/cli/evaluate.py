@@ -178,3 +178,99 @@ def benchmark(
             typer.echo(f"{key}: {path}")
 
     run_guarded(_benchmark)
+
+
+def _model_option(items: list[str]) -> list[tuple[str, Path | None, Path | None]]:
+    """``NAME=STAGE1.pt:STAGE2.pt`` options (``shipped`` for the shipped weights)."""
+    from femurseg.errors import InputError
+
+    out: list[tuple[str, Path | None, Path | None]] = []
+    for item in items:
+        name, sep, pair = item.partition("=")
+        if name == "shipped" and not sep:
+            out.append(("shipped", None, None))
+            continue
+        s1, colon, s2 = pair.partition(":")
+        if not sep or not name or not colon or not s1 or not s2:
+            raise InputError(
+                f"--model {item!r} is malformed; expected NAME=STAGE1.pt:STAGE2.pt or shipped"
+            )
+        for p in (s1, s2):
+            if p != "shipped" and not Path(p).is_file():
+                raise InputError(f"--model {name}: checkpoint {p} does not exist; expected a .pt")
+        out.append(
+            (name, None if s1 == "shipped" else Path(s1), None if s2 == "shipped" else Path(s2))
+        )
+    return out
+
+
+@app.command()
+def scorecard(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for scorecard.md / .json.")],
+    real: Annotated[
+        Path,
+        typer.Option(help="Folder of real scans (TotalSegmentator layout; negatives folders)."),
+    ] = Path("../shared/data"),
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model to score, NAME=STAGE1.pt:STAGE2.pt (either may be 'shipped'); "
+            "repeatable; default the shipped weights."
+        ),
+    ] = None,
+    phantoms: Annotated[
+        Path | None, typer.Option(help="Also score this phantom dataset folder (held-out split).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Phantom split to score.")] = "test",
+    no_surface: Annotated[
+        bool, typer.Option("--no-surface", help="Skip HD95 on the real scans (faster).")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Inference arithmetic: auto, float32, bfloat16.")
+    ] = "auto",
+) -> None:
+    """Score models on every real scan under --real (and a phantom split), side by side."""
+
+    def _scorecard() -> None:
+        import json
+
+        from femurseg.atomic import atomic_write
+        from femurseg.errors import InputError
+        from femurseg.evaluation.scorecard import find_real_cases, markdown, score_model
+        from femurseg.pipeline import PredictConfig, Predictor
+
+        if not real.is_dir():
+            raise InputError(
+                f"real-scan folder {real} does not exist; expected ../shared/data or --real DIR"
+            )
+        cases, notes = find_real_cases(real)
+        if not cases:
+            raise InputError(
+                f"no real case (a folder with ct.nii.gz) under {real}; expected the "
+                "TotalSegmentator layout"
+            )
+        dev = as_device(device)
+        prec = as_precision(precision)
+        scored = []
+        for name, s1, s2 in _model_option(model or ["shipped"]):
+            predictor = Predictor(s1, s2, PredictConfig(device=dev, precision=prec, preview=False))
+            scored.append(
+                score_model(name, predictor, cases, phantoms, split, surface=not no_surface)
+            )
+        text = markdown(scored)
+        if notes:
+            text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        out.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(
+            [{"name": m.name, "real": m.real, "phantoms": m.phantoms, "seconds": m.seconds}
+             for m in scored],
+            indent=2,
+            default=float,
+        ).replace("NaN", "null")
+        atomic_write(out / "scorecard.json", lambda p: p.write_text(payload))
+        atomic_write(out / "scorecard.md", lambda p: p.write_text(text))
+        typer.echo(text)
+        typer.echo(f"scorecard: {out / 'scorecard.md'}")
+
+    run_guarded(_scorecard)

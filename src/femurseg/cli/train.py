@@ -54,6 +54,20 @@ def train(
         float | None,
         typer.Option(help="Stage 2 / segresnet: chance of rotation+scale, blur, gamma per patch."),
     ] = None,
+    negative_crops: Annotated[
+        int | None,
+        typer.Option(
+            help="Stage 2: crops per case placed off the femur (tibia, pelvis, other bones) "
+            "with their true, mostly empty, target."
+        ),
+    ] = None,
+    domain_rand: Annotated[
+        float | None,
+        typer.Option(
+            help="Stage 2 / segresnet: chance per patch of intensity domain randomisation "
+            "(random intensity curve, bias field, sharpening)."
+        ),
+    ] = None,
 ) -> None:
     """Train a network on a dataset folder; resumable; torchrun for several GPUs."""
 
@@ -100,6 +114,8 @@ def train(
                 "patch_size": patch,
                 "box_jitter_mm": box_jitter,
                 "shape_aug": shape_aug,
+                "negative_crops": negative_crops,
+                "domain_rand": domain_rand,
             }.items()
             if v is not None
         }

@@ -280,7 +280,7 @@ def read_report_boxes(path: Path) -> dict[Label, tuple[Box, float] | None] | Non
             continue
         seen = True
         box = entry.get("box_mm")
-        if box is None or entry.get("status", "found") != "found":
+        if box is None or entry.get("status", "found") not in ("found", "low_confidence"):
             out[side] = None
             continue
         try:

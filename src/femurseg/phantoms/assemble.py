@@ -89,16 +89,28 @@ class Pose:
         hip_spacing: change of the distance between the hip centres, mm (-20..20), made by
             scaling the pelvis medio-laterally about its mid-sagittal plane.
         scale: global size factor applied to everything (0.8..1.25).
+        hip_gap: clearance between femoral head and acetabulum, mm (0.3..5): hip cartilage,
+            both sides together; a real head sits 2-4 mm from the socket's bone, which a
+            3 mm slice blurs away.
+        knee_gap: clearance between condyles and tibial plateau, mm (0.5..8): cartilage and
+            menisci.
+        patella_gap: clearance between patella and trochlea, mm (0.5..6).
     """
 
     left: LegPose = field(default_factory=LegPose)
     right: LegPose = field(default_factory=LegPose)
     hip_spacing: float = 0.0
     scale: float = 1.0
+    hip_gap: float = HIP_GAP_MM
+    knee_gap: float = KNEE_GAP_MM
+    patella_gap: float = PATELLA_GAP_MM
 
     def __post_init__(self) -> None:
         check_range("hip_spacing", self.hip_spacing, -20.0, 20.0)
         check_range("scale", self.scale, 0.8, 1.25)
+        check_range("hip_gap", self.hip_gap, 0.3, 5.0)
+        check_range("knee_gap", self.knee_gap, 0.5, 8.0)
+        check_range("patella_gap", self.patella_gap, 0.5, 6.0)
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:
@@ -107,7 +119,8 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     Hip flexion -5..15 deg (half the knee flexion -3..+5, so the heel stays on the table),
     abduction -5..12 (the two legs together at least -2, so that the ankles stay apart),
     rotation -20..25, knee flexion 0..25 (0 for 30 % of legs), hip spacing -8..8 mm,
-    scale 0.88..1.12.
+    scale 0.88..1.12; joint clearances hip 0.8..3 mm, knee 1.5..5 mm, patella 1..3.5 mm (drawn
+    last, so the angles of a seed do not depend on them).
     """
 
     def leg(abd: float) -> LegPose:
@@ -132,6 +145,9 @@ def sample_pose(rng: np.random.Generator) -> Pose:
         right=leg(float(abd[1])),
         hip_spacing=float(rng.uniform(-8.0, 8.0)),
         scale=float(rng.uniform(0.88, 1.12)),
+        hip_gap=float(rng.uniform(0.8, 3.0)),
+        knee_gap=float(rng.uniform(1.5, 5.0)),
+        patella_gap=float(rng.uniform(1.0, 3.5)),
     )
 
 
@@ -184,7 +200,14 @@ class _Limb:
     points: dict[str, Array]
 
 
-def _seat_knee(limb: _Limb, bones: BoneSet, lm: LimbLandmarks, knee_deg: float) -> None:
+def _seat_knee(
+    limb: _Limb,
+    bones: BoneSet,
+    lm: LimbLandmarks,
+    knee_deg: float,
+    knee_gap: float = KNEE_GAP_MM,
+    patella_gap: float = PATELLA_GAP_MM,
+) -> None:
     """Seat tibia and patella on the femur with joint gaps, then flex the knee (in place)."""
     fv = limb.femur
     along = (fv - lm.femur_bottom) @ lm.femur_axis
@@ -199,14 +222,14 @@ def _seat_knee(limb: _Limb, bones: BoneSet, lm: LimbLandmarks, knee_deg: float) 
         return clearance_shift(field_, near[::2], gap, direction, max_shift=reach)
 
     ankle = lm.ankle_centre.copy()
-    t = shift(limb.tibfib, lm.ankle_centre - lm.knee_centre, KNEE_GAP_MM, 60.0)
+    t = shift(limb.tibfib, lm.ankle_centre - lm.knee_centre, knee_gap, 60.0)
     limb.tibfib = limb.tibfib + t
     ankle += t
     if knee_deg:
         r = rotation(lm.knee_axis, knee_deg)
         limb.tibfib = _about(r, lm.knee_pivot, limb.tibfib)
         ankle = _about(r, lm.knee_pivot, ankle)
-        t = shift(limb.tibfib, ankle - lm.knee_pivot, KNEE_GAP_MM, 20.0)
+        t = shift(limb.tibfib, ankle - lm.knee_pivot, knee_gap, 20.0)
         limb.tibfib = limb.tibfib + t
         ankle += t
         limb.patella = _about(
@@ -215,10 +238,12 @@ def _seat_knee(limb: _Limb, bones: BoneSet, lm: LimbLandmarks, knee_deg: float) 
     limb.points["ankle"] = ankle
     out = limb.patella.mean(axis=0) - lm.knee_pivot
     out -= (out @ lm.knee_axis) * lm.knee_axis
-    limb.patella = limb.patella + shift(limb.patella, out, PATELLA_GAP_MM, 20.0)
+    limb.patella = limb.patella + shift(limb.patella, out, patella_gap, 20.0)
 
 
-def _pose_limb(bones: BoneSet, lm: LimbLandmarks, leg: LegPose, hip: Array) -> _Limb:
+def _pose_limb(
+    bones: BoneSet, lm: LimbLandmarks, leg: LegPose, hip: Array, pose: Pose | None = None
+) -> _Limb:
     """Pose one left limb and put its femoral head centre at ``hip`` (LPS mm)."""
     limb = _Limb(
         femur=np.asarray(bones.femur.vertices, dtype=np.float64).copy(),
@@ -232,7 +257,8 @@ def _pose_limb(bones: BoneSet, lm: LimbLandmarks, leg: LegPose, hip: Array) -> _
             "femur_bottom": lm.femur_bottom,
         },
     )
-    _seat_knee(limb, bones, lm, leg.knee_flexion)
+    p = pose or Pose()
+    _seat_knee(limb, bones, lm, leg.knee_flexion, p.knee_gap, p.patella_gap)
     # Neutral: hip-ankle line of the extended limb straight down; then the hip rotations.
     r0 = _align(_unit(lm.ankle_centre - lm.head_centre), np.array([0.0, 0.0, -1.0]))
     r = (
@@ -282,12 +308,12 @@ def assemble(pelvis_source: BoneSet, left: BoneSet, right: BoneSet, pose: Pose) 
     normals = np.asarray(trimesh.Trimesh(pv, pf, process=False).vertex_normals)
     for p in (pv, hip_l, hip_r):
         p[..., 0] = m + (p[..., 0] - m) * sx
-    pv = _carve_socket(pv, normals, hip_l, lm_l.head_radius + HIP_GAP_MM)
-    pv = _carve_socket(pv, normals, hip_r, lm_r.head_radius + HIP_GAP_MM)
+    pv = _carve_socket(pv, normals, hip_l, lm_l.head_radius + pose.hip_gap)
+    pv = _carve_socket(pv, normals, hip_r, lm_r.head_radius + pose.hip_gap)
 
-    limb_l = _pose_limb(left, lm_l, pose.left, hip_l)
+    limb_l = _pose_limb(left, lm_l, pose.left, hip_l, pose)
     mirror_hip_r = hip_r * np.array([-1.0, 1.0, 1.0]) + np.array([2.0 * m, 0.0, 0.0])
-    limb_r = _pose_limb(right, lm_r, pose.right, mirror_hip_r)
+    limb_r = _pose_limb(right, lm_r, pose.right, mirror_hip_r, pose)
 
     def mirror(v: Array) -> Array:
         out = np.array(v, dtype=np.float64, copy=True)

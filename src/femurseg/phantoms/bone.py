@@ -17,14 +17,18 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from femurseg.phantoms.grid import Grid
-from femurseg.phantoms.tissues import CaseTissues, Tissue, bandpass_noise
+from femurseg.phantoms.tissues import CaseTissues, Tissue, bandpass_noise, smooth_field
 from femurseg.phantoms.voxelize import MaskCrop
 
 F32 = npt.NDArray[np.float32]
 
-#: trabecular texture: sigmas (mm) of the band-pass noise (fine grain minus coarse drift).
-TRABECULAR_FINE_MM = 0.5
-TRABECULAR_COARSE_MM = 2.0
+#: trabecular texture: the coarse drift sigma (mm) of the band-pass noise is this many times
+#: the case's grain (``CaseTissues.trabecular_grain_mm``).
+TRABECULAR_COARSE_RATIO = 4.0
+#: smoothness (mm) of the slow within-bone variation of cancellous density.
+CANCELLOUS_VARIATION_MM = 12.0
+#: HU that fully fatty cancellous bone tends to (yellow marrow between sparse trabeculae).
+FATTY_CANCELLOUS_HU = -60.0
 #: depth (mm) over which cancellous bone below the cortex is denser (subchondral bone).
 SUBCHONDRAL_MM = 3.0
 #: how much denser than plain cancellous bone it is, as a fraction of cortical - cancellous.
@@ -105,15 +109,31 @@ def render_bone(
             np.float32(t.cortex_end_mm) + np.float32(t.cortex_shaft_mm - t.cortex_end_mm) * shaft
         )
         canal = _plateau(pos, s0 + SHAFT_TRANSITION, s1 - SHAFT_TRANSITION, SHAFT_TRANSITION)
+    grain = float(t.trabecular_grain_mm)
     tex = bandpass_noise(
         rng,
         m.shape,
-        tuple(TRABECULAR_FINE_MM / s for s in sp),  # type: ignore[arg-type]
-        tuple(TRABECULAR_COARSE_MM / s for s in sp),  # type: ignore[arg-type]
+        tuple(grain / s for s in sp),  # type: ignore[arg-type]
+        tuple(TRABECULAR_COARSE_RATIO * grain / s for s in sp),  # type: ignore[arg-type]
     )
     below = np.maximum(depth - cortex, 0.0)
     sub = np.exp(-below / np.float32(SUBCHONDRAL_MM))
-    canc = np.float32(t.cancellous) * (1.0 + np.float32(t.trabecular_contrast) * tex)
+    base = np.float32(t.cancellous)
+    if t.cancellous_variation > 0.0:
+        # Slow density variation within the bone: some regions fatty, some denser. Drawn
+        # after the texture so that a zero variation leaves the other draws unchanged.
+        slow = smooth_field(rng, m.shape, tuple(CANCELLOUS_VARIATION_MM / s for s in sp))
+        fatty = np.clip(np.float32(t.cancellous_variation) * slow, -1.0, 1.0)
+        toward_fat = np.float32(FATTY_CANCELLOUS_HU) - base
+        base = (
+            base
+            + toward_fat * np.maximum(-fatty, 0.0)
+            + np.maximum(fatty, 0.0) * np.float32(0.5 * abs(t.cancellous) + 50.0)
+        )
+    # Trabecular contrast is relative to the bone's excess over fat, so that fatty cancellous
+    # bone still shows its (sparser) trabeculae.
+    excess = np.maximum(base - np.float32(FATTY_CANCELLOUS_HU), np.float32(30.0))
+    canc = base + np.float32(t.trabecular_contrast) * excess * tex
     canc += np.float32(SUBCHONDRAL_GAIN * (t.cortical - t.cancellous)) * sub * (1.0 - canal)
     inner = canal * np.float32(t.marrow) + (1.0 - canal) * canc
     # The outermost voxel layer is always cortex (at coarse steps it straddles the surface).

@@ -28,6 +28,12 @@ ONE_LEG_WIDTH_MM = (170.0, 260.0)
 KNEE_HEAD_CLEARANCE_MM = 40.0
 #: an abdominal field of view ends between the middle of L3 and this far above L1, mm.
 ABOVE_L1_MM = 20.0
+#: a ``legs`` field of view ends at most this far above the lowest femoral condyle point, mm.
+LEGS_CONDYLE_MM = 12.0
+#: range of how much of the femoral heads' tops a ``head_tops`` field of view shows, mm.
+HEAD_TOPS_MM = (3.0, 15.0)
+#: range of how much of the distal femur a ``distal`` field of view shows, mm.
+DISTAL_FEMUR_MM = (20.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,14 @@ def _z(anatomy: Anatomy, name: str) -> float:
 def z_range(
     kind: FovKind, anatomy: Anatomy, rng: np.random.Generator, abdomen_top: float | None = None
 ) -> tuple[float, float]:
-    """(bottom, top) world z (mm) of a field of view of ``kind``; a ``hip`` or ``full`` one
-    ends at ``abdomen_top`` (mm) when that is given."""
+    """(bottom, top) world z (mm) of a field of view of ``kind``; a ``hip``, ``full`` or
+    ``abdomen`` one ends at ``abdomen_top`` (mm) when that is given.
+
+    The kinds with no or little femur: ``legs`` (knee to ankle, the top edge at most
+    :data:`LEGS_CONDYLE_MM` above the lowest condyle point), ``abdomen`` (from above the femoral
+    heads up into the lumbar spine), ``head_tops`` (the pelvis with only the top
+    :data:`HEAD_TOPS_MM` of the heads) and ``distal`` (the knee with only
+    :data:`DISTAL_FEMUR_MM` of femur above the condyles)."""
     u = rng.uniform
     crest = _z(anatomy, "pelvis_top")
     hip = min(_z(anatomy, "hip_left"), _z(anatomy, "hip_right"))
@@ -114,6 +126,21 @@ def z_range(
         if u() < 0.5:  # the image starts mid-shaft and runs down past the knee
             return fbot - u(20.0, 150.0), shaft
         return shaft, crest + u(0.0, 40.0)
+    head_top = max(
+        _z(anatomy, f"hip_{s}") + float(np.asarray(anatomy.landmarks[f"head_radius_{s}"])[0])
+        for s in ("left", "right")
+    )
+    if kind is FovKind.LEGS:
+        # Knee to ankle; the top edge at most a little above the lowest condyle point.
+        return ankle - u(0.0, 40.0), fbot + u(-25.0, LEGS_CONDYLE_MM)
+    if kind is FovKind.ABDOMEN:
+        lo = head_top + u(5.0, 45.0)
+        hi = crest + u(20.0, 80.0) if abdomen_top is None else max(abdomen_top, crest + 20.0)
+        return lo, hi
+    if kind is FovKind.HEAD_TOPS:
+        return head_top - u(*HEAD_TOPS_MM), crest + u(0.0, 60.0)
+    if kind is FovKind.DISTAL:
+        return knee - u(50.0, 150.0), fbot + u(*DISTAL_FEMUR_MM)
     if kind is FovKind.ONE_LEG:
         return z_range(
             [FovKind.FULL, FovKind.THIGHS, FovKind.KNEE][int(rng.integers(3))], anatomy, rng
@@ -150,10 +177,9 @@ def choose_fov(
             its side edges cut that many mm into the body (never for ``one_leg``).
     """
     top = None
-    if (
-        spine is not None
-        and kind in (FovKind.HIP, FovKind.FULL)
-        and (rng.uniform() < abdomen_probability)
+    if spine is not None and (
+        kind is FovKind.ABDOMEN
+        or (kind in (FovKind.HIP, FovKind.FULL) and rng.uniform() < abdomen_probability)
     ):
         top = rng.uniform(float(spine.vertebrae[2].centre[2]), spine.top_z + ABOVE_L1_MM)
     z_lo, z_hi = z_range(kind, anatomy, rng, top)

@@ -26,6 +26,10 @@ class FovKind(str, enum.Enum):
     KNEE = "knee"  # distal femur, knee, proximal tibia; no femoral head
     ONE_LEG = "one_leg"  # field of view centred on one leg, the other partly or wholly out
     CUT = "cut"  # a field of view whose edge cuts through a femur
+    LEGS = "legs"  # lower legs: knee to ankle, at most the condyle tips at the top edge
+    ABDOMEN = "abdomen"  # lumbar spine, sacrum and iliac wings, above the femoral heads
+    HEAD_TOPS = "head_tops"  # pelvis with only the top few mm of the femoral heads
+    DISTAL = "distal"  # knee with only the last few cm of the femur
     MIXED = "mixed"  # draw one of the above per case
 
 
@@ -66,6 +70,10 @@ class TissueParams:
         cancellous_dense_hu, cancellous_porotic_hu: cancellous bone HU, as above.
         marrow_hu: fatty medullary canal.
         trabecular_contrast: relative amplitude of the trabecular texture in cancellous bone.
+        trabecular_grain_mm: grain size of that texture (fine in young bone, coarse in old).
+        cancellous_variation: slow variation of cancellous density within one bone, as a
+            fraction of (cancellous - fat) HU: fatty regions (e.g. in condyles and epiphyses of
+            older bone) beside denser ones.
         cortex_shaft_mm: cortical thickness in the femoral/tibial diaphysis (dense bone end).
         cortex_end_mm: cortical thickness at heads, trochanters and condyles.
         cortex_pelvis_mm: cortical thickness of the pelvis and patella.
@@ -103,12 +111,14 @@ class TissueParams:
     pad_cover_hu: Range = (-150.0, 150.0)
     cortical_dense_hu: Range = (1100.0, 1500.0)
     cortical_porotic_hu: Range = (550.0, 850.0)
-    cancellous_dense_hu: Range = (140.0, 260.0)
-    cancellous_porotic_hu: Range = (30.0, 110.0)
+    cancellous_dense_hu: Range = (150.0, 380.0)
+    cancellous_porotic_hu: Range = (-40.0, 110.0)
     marrow_hu: Range = (-50.0, 60.0)
-    trabecular_contrast: Range = (0.25, 0.5)
+    trabecular_contrast: Range = (0.25, 0.8)
+    trabecular_grain_mm: Range = (0.4, 1.1)
+    cancellous_variation: Range = (0.0, 0.6)
     cortex_shaft_mm: Range = (4.5, 7.0)
-    cortex_end_mm: Range = (0.8, 1.5)
+    cortex_end_mm: Range = (0.5, 1.5)
     cortex_pelvis_mm: Range = (1.0, 2.0)
     porotic_cortex_factor: Range = (0.6, 0.8)
     subcut_fat_mm: Range = (4.0, 40.0)
@@ -319,6 +329,10 @@ class PhantomConfig:
             "knee": 1.5,
             "one_leg": 1.0,
             "cut": 1.0,
+            "legs": 1.0,
+            "abdomen": 0.8,
+            "head_tops": 0.6,
+            "distal": 0.6,
         }
     )
     spacing: tuple[float, float, float] | None = None

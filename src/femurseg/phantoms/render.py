@@ -58,6 +58,9 @@ PAINT_ORDER = (
 )
 
 
+#: an output voxel at least this full of metal is not labelled femur (metal is not femur).
+METAL_LABEL_FRACTION = 0.5
+
 @dataclass
 class Rendered:
     """A rendered case on the output grid.
@@ -199,6 +202,11 @@ def render_ct(
     timings["noise"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels = label_map(anatomy, out)
+    if metal is not None:
+        # Convention: metal is not femur. A voxel mostly filled by an implant (a hip stem in
+        # the canal, a femoral knee component) is not labelled, as in the real reference.
+        slab = labels[:, :, k_off : k_off + metal.shape[2]]
+        slab[metal >= METAL_LABEL_FRACTION] = 0
     if fov.circle is not None:
         # Nothing is reconstructed outside the circle: padding in the image, no label.
         inside = circle_mask(out, fov.circle[:2], fov.circle[2])

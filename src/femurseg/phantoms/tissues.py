@@ -89,6 +89,8 @@ class CaseTissues:
     gluteal_mm: float
     bladder_mm: float
     gas_fraction: float
+    trabecular_grain_mm: float = 0.5
+    cancellous_variation: float = 0.0
 
     def to_meta(self) -> dict[str, float]:
         """JSON-ready dict of the drawn values, rounded for readability."""
@@ -153,6 +155,9 @@ def draw_case_tissues(p: TissueParams, rng: np.random.Generator) -> CaseTissues:
         gluteal_mm=draw(rng, p.gluteal_mm),
         bladder_mm=draw(rng, p.bladder_mm),
         gas_fraction=draw(rng, p.gas_fraction),
+        # Older bone: coarser trabeculae. Drawn last so earlier draws keep their values.
+        trabecular_grain_mm=draw(rng, p.trabecular_grain_mm) * (1.3 - 0.5 * q),
+        cancellous_variation=draw(rng, p.cancellous_variation),
     )
 
 

@@ -91,6 +91,56 @@ def shape_augment(
     return img, lab
 
 
+#: knots of the random intensity transfer curve of :func:`domain_randomize` (window units).
+CURVE_KNOTS = 7
+#: SD of each knot's random displacement, window units.
+CURVE_SD = 0.12
+#: control grid of the multiplicative bias field (per axis) and its largest amplitude.
+BIAS_GRID = 4
+BIAS_AMPLITUDE = 0.15
+
+
+def domain_randomize(
+    x: npt.NDArray[np.float32], rng: np.random.Generator, prob: float
+) -> npt.NDArray[np.float32]:
+    """Intensity domain randomisation of one windowed patch (C, X, Y, Z) in [0, 1].
+
+    Each part is applied with probability ``prob``: (1) a random piecewise-linear transfer
+    curve through :data:`CURVE_KNOTS` knots, each moved by N(0, :data:`CURVE_SD`), so that the
+    tissues' HU bands (fat, muscle, marrow, cancellous, cortex) change their brightness and
+    contrast independently, as in SynthSeg's per-tissue intensities but on HU bands; the curve
+    stays increasing at the top so cortex keeps being the brightest tissue; (2) a smooth
+    multiplicative bias field of up to :data:`BIAS_AMPLITUDE`; (3) sharpening (unsharp mask,
+    a sharp bone kernel's edge overshoot) or extra blur. ``prob`` 0 returns ``x`` unchanged.
+    """
+    if prob <= 0.0:
+        return x
+    from scipy import ndimage as ndi
+
+    out = x.astype(np.float32, copy=True)
+    if rng.random() < prob:
+        knots = np.linspace(0.0, 1.0, CURVE_KNOTS)
+        vals = np.clip(knots + rng.normal(0.0, CURVE_SD, CURVE_KNOTS), 0.0, 1.0)
+        vals[0] = min(vals[0], 0.1)
+        # the top of the window (cortex) stays above everything below it
+        vals[-1] = max(vals[-1], float(vals[:-1].max()) + 0.05)
+        vals = vals / vals[-1]
+        out = np.interp(out, knots, vals).astype(np.float32)
+    if rng.random() < prob:
+        coarse = rng.uniform(-1.0, 1.0, (BIAS_GRID,) * 3).astype(np.float32)
+        zoom = [s / BIAS_GRID for s in out.shape[1:]]
+        field = ndi.zoom(coarse, zoom, order=1, mode="nearest")
+        field = field[: out.shape[1], : out.shape[2], : out.shape[3]]
+        amp = rng.uniform(0.0, BIAS_AMPLITUDE)
+        out = out * (1.0 + amp * field)[None]
+    if rng.random() < prob:
+        sigma = rng.uniform(0.5, 1.5)
+        blurred = ndi.gaussian_filter(out, (0, sigma, sigma, sigma))
+        amount = rng.uniform(-0.6, 1.2)  # < 0 blurs further, > 0 sharpens (edge overshoot)
+        out = out + amount * (out - blurred)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def extract_patch(
     arrays: list[npt.NDArray[Any]],
     centre: npt.NDArray[np.int_],
@@ -139,12 +189,14 @@ def draw_patches(
     fg_fraction: float,
     rng: np.random.Generator,
     shape_prob: float = 0.0,
+    domain_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch of patches from (image, label) arrays, augmented.
 
     Each patch comes from a random case; with probability ``fg_fraction`` it is centred on a
     random label voxel (``foreground[k]`` holds case k's flat label indices), else anywhere.
-    Each patch gets :func:`shape_augment` (with ``shape_prob``), then intensity augmentation.
+    Each patch gets :func:`shape_augment` (with ``shape_prob``), then
+    :func:`domain_randomize` (with ``domain_prob``), then intensity augmentation.
 
     Returns:
         float32 images (B, 1, *size) and int64 labels (B, 1, *size).
@@ -160,6 +212,8 @@ def draw_patches(
             centre = np.asarray([rng.integers(s) for s in lab.shape])
         x, y = extract_patch([img, lab], centre, size, [0.0, 0])
         xa, ya = shape_augment(x.astype(np.float32)[None], y[None], rng, shape_prob)
+        if domain_prob > 0.0:
+            xa = domain_randomize(xa, rng, domain_prob)
         xs.append(intensity_augment(xa, rng))
         ys.append(ya.astype(np.int64))
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

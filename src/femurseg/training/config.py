@@ -31,6 +31,14 @@ class TrainConfig:
             cover stage-1 box errors of about this size.
         shape_aug: stage 2 and segresnet: chance of each geometry / blur / gamma change per
             patch (see ``augment.shape_augment``); 0 turns them off.
+        negative_crops: stage 2: crops per training case placed off the femur (shifted from
+            the femur box onto the tibia or the pelvis, or on another bone of a scan without a
+            femur), each with its true, mostly empty, target, so that a wrong stage-1 box yields
+            an empty mask instead of a femur-shaped one.
+        domain_rand: stage 2 and segresnet: chance per patch of intensity domain randomisation
+            (a random intensity transfer curve, bias field, sharpening; see
+            ``augment.domain_randomize``), so that the network must use shape, not the
+            phantoms' exact HU.
         val_every: steps between validations (each writes ``last.pt``; the best also
             ``best.pt``).
         val_cases: at most this many validation cases (to keep validation quick).
@@ -51,6 +59,8 @@ class TrainConfig:
     fg_fraction: float = 0.7
     box_jitter_mm: float = 10.0
     shape_aug: float = 0.3
+    negative_crops: int = 0
+    domain_rand: float = 0.0
     val_every: int = 100
     val_cases: int = 6
     seed: int = 0
@@ -75,6 +85,8 @@ class TrainConfig:
         check_range("fg_fraction", self.fg_fraction, 0.0, 1.0)
         check_range("box_jitter_mm", self.box_jitter_mm, 0.0, 100.0)
         check_range("shape_aug", self.shape_aug, 0.0, 1.0)
+        check_range("negative_crops", self.negative_crops, 0, 16)
+        check_range("domain_rand", self.domain_rand, 0.0, 1.0)
         check_range("val_every", self.val_every, 1, 10_000_000)
         check_range("val_cases", self.val_cases, 1, 100_000)
         check_range("seed", self.seed, 0, 2**31 - 1)

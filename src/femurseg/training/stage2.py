@@ -13,8 +13,9 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from femurseg.config import to_dict
-from femurseg.detection.boxes import boxes_from_labels
+from femurseg.detection.boxes import SIDES, boxes_from_labels
 from femurseg.io import read_labels, read_volume
+from femurseg.preprocessing.boxes import Box, voxel_range
 from femurseg.preprocessing.grid import Grid
 from femurseg.preprocessing.resample import resample
 from femurseg.segmentation.config import SegmenterConfig
@@ -23,24 +24,94 @@ from femurseg.segmentation.prepare import crop_image, side_grid
 from femurseg.training.augment import draw_patches, step_rng
 from femurseg.training.config import TrainConfig
 from femurseg.training.data import CaseEntry, cache_key, cached_arrays
+from femurseg.types import Label
 
 log = logging.getLogger(__name__)
 
 
+#: HU above which a voxel is bone when placing negative crops.
+NEGATIVE_BONE_HU = 300.0
+#: a negative crop is centred at least this far (mm) outside every femur's box.
+NEGATIVE_CLEARANCE_MM = 20.0
+#: size range (mm) of a negative crop's box on a scan without a usable femur box: from a
+#: short distal or proximal end to a long shaft, as stage 1 might wrongly propose.
+NEGATIVE_BOX_MM = ((55.0, 110.0), (55.0, 110.0), (70.0, 420.0))
+#: a negative crop needs at least this many bone voxels (else it is air or soft tissue only).
+NEGATIVE_MIN_BONE_VOXELS = 500
+
+
+def negative_boxes(
+    hu: npt.NDArray[Any],
+    like: Grid,
+    femur_boxes: dict[Label, Box | None],
+    n: int,
+    rng: np.random.Generator,
+) -> list[tuple[Label, Box]]:
+    """Up to ``n`` boxes placed off the femurs, each with the side it is cropped as.
+
+    With a femur box: the box shifted along the body axis by 80-120 % of its height, down
+    onto the knee, tibia and fibula or up onto the acetabulum and ilium (alternately). Without
+    one, or when the shift leaves the scan: a femur-sized box centred on a bone voxel at least
+    :data:`NEGATIVE_CLEARANCE_MM` outside every femur box (tibia, patella, pelvis, sacrum,
+    spine). Boxes whose crop would hold almost no bone are skipped.
+    """
+    found = [(s, b) for s, b in femur_boxes.items() if b is not None]
+    out: list[tuple[Label, Box]] = []
+    bone = hu >= NEGATIVE_BONE_HU
+    for k in range(n):
+        box: Box | None = None
+        side = SIDES[int(rng.integers(2))]
+        if found and (k % 2 == 0 or rng.random() < 0.5):
+            side, fb = found[int(rng.integers(len(found)))]
+            h = fb.size_mm[2]
+            dz = h * rng.uniform(0.8, 1.2) * (-1.0 if rng.random() < 0.6 else 1.0)
+            box = Box((fb.lo[0], fb.lo[1], fb.lo[2] + dz), (fb.hi[0], fb.hi[1], fb.hi[2] + dz))
+        else:
+            cand = bone.copy()
+            for fb in (b for _, b in found):
+                rngv = voxel_range(fb.expand(NEGATIVE_CLEARANCE_MM), like)
+                if rngv is not None:
+                    cand[rngv] = False
+            idx = np.flatnonzero(cand[::2, ::2, ::2])
+            if idx.size:
+                sub = np.unravel_index(int(idx[rng.integers(idx.size)]), cand[::2, ::2, ::2].shape)
+                c = like.index_to_world(np.asarray(sub, dtype=np.float64) * 2.0)
+                half = np.array([rng.uniform(*r) for r in NEGATIVE_BOX_MM]) / 2.0
+                box = Box(tuple(c - half), tuple(c + half))  # type: ignore[arg-type]
+        if box is None:
+            continue
+        vr = voxel_range(box, like)
+        if vr is None or int(np.count_nonzero(bone[vr])) < NEGATIVE_MIN_BONE_VOXELS:
+            continue
+        out.append((side, box))
+    return out
+
+
 def prepare_stage2(
-    cases: list[CaseEntry], cfg: SegmenterConfig, jitter_mm: float
+    cases: list[CaseEntry],
+    cfg: SegmenterConfig,
+    jitter_mm: float,
+    negatives: int = 0,
+    seed: int = 0,
 ) -> dict[str, npt.NDArray[Any]]:
-    """Crops (truth box + ``jitter_mm`` + margin) of each femur in view, right ones mirrored."""
+    """Crops (truth box + ``jitter_mm`` + margin) of each femur in view, right ones mirrored,
+    and ``negatives`` crops per case placed off the femur (:func:`negative_boxes`), each with
+    the true label of its side as target (mostly or wholly empty)."""
     out: dict[str, npt.NDArray[Any]] = {}
     n = 0
-    for case in cases:
+    for k, case in enumerate(cases):
         vol = read_volume(case.image)
         labels, _ = read_labels(case.label, like=vol)
         like = Grid.of(vol)
-        for side, box in boxes_from_labels(labels, like).items():
-            if box is None:
-                continue
-            grid = side_grid(like, box.expand(jitter_mm), side, cfg)
+        boxes = boxes_from_labels(labels, like)
+        crops: list[tuple[Label, Box]] = [
+            (side, box.expand(jitter_mm)) for side, box in boxes.items() if box is not None
+        ]
+        if negatives:
+            rng = np.random.default_rng([seed, 7919, k])
+            crops += negative_boxes(vol.array, like, boxes, negatives, rng)
+        for side, box in crops:
+            grid = side_grid(like, box, side, cfg)
             out[f"img_{n}"] = crop_image(vol.array, like, grid, cfg).numpy().astype(np.float16)
             mask = (labels == int(side)).astype(np.float32)
             out[f"lab_{n}"] = (resample(mask, like, grid, fill=0.0) >= 0.5).numpy().astype(np.uint8)
@@ -74,16 +145,23 @@ class Stage2Task:
         self.cfg = train_cfg
         conf = to_dict(model_cfg)
         jit = train_cfg.box_jitter_mm
+        neg = train_cfg.negative_crops
+        key: dict[str, Any] = {**conf, "jitter": jit}
+        if neg:
+            key.update(negatives=neg, seed=train_cfg.seed)
         tr = cached_arrays(
             cache_dir / "stage2_train.npz",
-            cache_key(train_cases, {**conf, "jitter": jit}),
-            lambda: prepare_stage2(train_cases, model_cfg, jit),
+            cache_key(train_cases, key),
+            lambda: prepare_stage2(train_cases, model_cfg, jit, neg, train_cfg.seed),
         )
         vcases = val_cases[: train_cfg.val_cases]
+        vkey: dict[str, Any] = {**conf, "jitter": 0.0}
+        if neg:
+            vkey.update(negatives=neg, seed=train_cfg.seed)
         va = cached_arrays(
             cache_dir / "stage2_val.npz",
-            cache_key(vcases, {**conf, "jitter": 0.0}),
-            lambda: prepare_stage2(vcases, model_cfg, 0.0),
+            cache_key(vcases, vkey),
+            lambda: prepare_stage2(vcases, model_cfg, 0.0, neg, train_cfg.seed),
         )
         self.train = [(tr[f"img_{n}"], tr[f"lab_{n}"]) for n in range(len(tr) // 2)]
         self.val = [(va[f"img_{n}"], va[f"lab_{n}"]) for n in range(len(va) // 2)]
@@ -103,11 +181,14 @@ class Stage2Task:
             self.cfg.fg_fraction,
             step_rng(self.cfg.seed, rank, step),
             self.cfg.shape_aug,
+            self.cfg.domain_rand,
         )
 
     @torch.inference_mode()
     def validate(self, net: nn.Module, device: torch.device) -> dict[str, float]:
-        """Mean Dice of whole validation crops (truth box + margin), by sliding windows."""
+        """Mean Dice of whole validation crops (truth box + margin, and with
+        ``negative_crops`` the off-femur crops too: an empty prediction on an empty target
+        counts 1, any femur voxel there 0), by sliding windows."""
         net.eval()
         dices = []
         for img, lab in self.val:

@@ -1,0 +1,307 @@
+"""The real-data scorecard: one model (or several) scored on every real scan we hold, beside
+held-out phantoms.
+
+Real scans are found under a data root (``../shared/data``) in TotalSegmentator layout, one
+folder per case with ``ct.nii.gz``:
+
+* a case with ``segmentations/femur_left.nii.gz`` and ``femur_right.nii.gz`` is scored against
+  them per side: Dice, HD95 (MONAI, mm), stage-1 box IoU, the final mask's box IoU, femoral head
+  coverage (the share of the reference's top :data:`HEAD_MM` mm that the prediction covers),
+  and, where the scan holds metal, Dice with voxels above :data:`METAL_HU` HU left out of both
+  masks (metal is not femur);
+* a case under a folder whose name contains ``negative`` (no femur in view) is scored by the
+  ml labelled femur per side and whether both sides are ``not_found``.
+
+Phantom cases (a dataset folder and split) are scored with the same per-side Dice and box IoU,
+and a case whose truth holds less than :data:`MIN_TRUTH_ML` ml of a side counts as "no femur"
+for that side: there the right answer is not found.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from femurseg.detection.boxes import SIDES, boxes_from_labels
+from femurseg.evaluation.metrics import segmentation_metrics, side_box_iou
+from femurseg.io import read_labels, read_volume
+from femurseg.preprocessing.grid import Grid
+from femurseg.training.data import read_split
+from femurseg.types import LABELS, Label, Volume
+
+log = logging.getLogger(__name__)
+
+#: HU above which a voxel is metal (implant), left out of both masks for the metal-free Dice.
+METAL_HU = 2000.0
+#: the top of the reference femur counted as its head for the coverage figure, mm.
+HEAD_MM = 40.0
+#: a phantom side with less reference femur than this (ml) counts as having none.
+MIN_TRUTH_ML = 1.0
+
+
+@dataclass(frozen=True)
+class RealCase:
+    """One real scan: its CT, its reference masks (None for a negative) and its name."""
+
+    name: str
+    image: Path
+    masks: dict[Label, Path] | None
+
+
+def find_real_cases(root: str | Path) -> tuple[list[RealCase], list[str]]:
+    """Every real case under ``root`` and notes on folders that were skipped.
+
+    A case is a folder holding ``ct.nii.gz``; with ``segmentations/femur_{left,right}.nii.gz``
+    it is labelled, else it counts as a negative only under a folder whose name says
+    ``negative``.
+    """
+    base = Path(root)
+    cases: list[RealCase] = []
+    notes: list[str] = []
+    for ct in sorted(base.rglob("ct.nii.gz")):
+        folder = ct.parent
+        rel = folder.relative_to(base)
+        seg = folder / "segmentations"
+        masks = {s: seg / f"{LABELS[s]}.nii.gz" for s in SIDES}
+        if all(p.is_file() for p in masks.values()):
+            cases.append(RealCase(str(rel), ct, masks))
+        elif any("negative" in part for part in rel.parts):
+            cases.append(RealCase(str(rel), ct, None))
+        else:
+            notes.append(f"{rel}: no femur masks and not under a negatives folder; skipped")
+    return cases, notes
+
+
+def _head_coverage(pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_], grid: Grid) -> float:
+    """Share of the reference's top :data:`HEAD_MM` mm (world z) that ``pred`` covers."""
+    if not truth.any():
+        return math.nan
+    z_world = grid.index_to_world(np.argwhere(truth))[:, 2]
+    top = float(z_world.max())
+    idx = np.argwhere(truth)
+    head = idx[z_world >= top - HEAD_MM]
+    hit = pred[head[:, 0], head[:, 1], head[:, 2]]
+    return float(np.mean(hit))
+
+
+def score_labelled(
+    volume: Volume,
+    labels: npt.NDArray[np.uint8],
+    truth: npt.NDArray[np.uint8],
+    stage1_boxes: dict[Label, Any],
+    surface: bool = True,
+) -> dict[str, Any]:
+    """Per-side scores of one labelled case (see the module docstring)."""
+    grid = Grid.of(volume)
+    metal = volume.array > METAL_HU
+    truth_boxes = boxes_from_labels(truth, grid)
+    pred_boxes = boxes_from_labels(labels, grid)
+    out: dict[str, Any] = {}
+    for side in SIDES:
+        p, t = labels == int(side), truth == int(side)
+        m = segmentation_metrics(p, t, volume.spacing, surface=surface)
+        entry: dict[str, Any] = {
+            "dice": m["dice"],
+            "hd95_mm": m.get("hd95_mm", math.nan),
+            "pred_ml": m["pred_ml"],
+            "truth_ml": m["truth_ml"],
+            "box_iou_stage1": side_box_iou(stage1_boxes.get(side), truth_boxes[side]),
+            "box_iou_mask": side_box_iou(pred_boxes[side], truth_boxes[side]),
+            "head_coverage": _head_coverage(p, t, grid),
+        }
+        if bool((metal & (p | t)).any()):
+            entry["dice_no_metal"] = segmentation_metrics(
+                p & ~metal, t & ~metal, volume.spacing, surface=False
+            )["dice"]
+            entry["metal_ml"] = float(np.count_nonzero(metal & t)) * grid.voxel_ml
+        out[LABELS[side]] = entry
+    return out
+
+
+@dataclass
+class ModelScores:
+    """Every score of one model."""
+
+    name: str
+    real: dict[str, Any] = field(default_factory=dict)
+    phantoms: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _statuses(pred: Any) -> dict[str, str]:
+    out = {}
+    for side in SIDES:
+        chk = pred.checks.get(side) if getattr(pred, "checks", None) else None
+        if chk is not None and pred.detections[side].found:
+            out[LABELS[side]] = chk.status.value
+        else:
+            out[LABELS[side]] = "found" if pred.detections[side].found else "not_found"
+    return out
+
+
+def _stage1_boxes(pred: Any) -> dict[Label, Any]:
+    # The stage-1 box as stage 1 proposed it, whether or not the checks kept the side.
+    return {s: d.box if d.found else None for s, d in pred.detections.items()}
+
+
+def score_model(
+    name: str,
+    predictor: Any,
+    real_cases: Sequence[RealCase],
+    phantom_data: Path | None = None,
+    phantom_split: str = "test",
+    surface: bool = True,
+) -> ModelScores:
+    """Run one predictor over the real cases and (optionally) a phantom split."""
+    scores = ModelScores(name)
+    t0 = time.perf_counter()
+    for case in real_cases:
+        vol = read_volume(case.image)
+        pred = predictor.predict(vol)
+        status = _statuses(pred)
+        if case.masks is None:
+            ml = {
+                LABELS[s]: float(np.count_nonzero(pred.labels == int(s))) * Grid.of(vol).voxel_ml
+                for s in SIDES
+            }
+            scores.real[case.name] = {
+                "kind": "negative",
+                "status": status,
+                "labelled_ml": ml,
+                "ok": all(v == "not_found" for v in status.values()) and sum(ml.values()) == 0.0,
+                "reasons": {LABELS[s]: pred.detections[s].message for s in SIDES},
+            }
+            continue
+        truth = np.zeros(vol.shape, dtype=np.uint8)
+        for side, path in case.masks.items():
+            mask, _ = read_labels(path, like=vol)
+            truth[(mask > 0) & (truth == 0)] = int(side)
+        entry = score_labelled(vol, pred.labels, truth, _stage1_boxes(pred), surface)
+        for side in SIDES:
+            entry[LABELS[side]]["status"] = status[LABELS[side]]
+        scores.real[case.name] = {"kind": "labelled", **entry}
+    if phantom_data is not None:
+        scores.phantoms = score_phantoms(predictor, phantom_data, phantom_split)
+    scores.seconds = time.perf_counter() - t0
+    return scores
+
+
+def score_phantoms(predictor: Any, data: Path, split: str) -> dict[str, Any]:
+    """Per-side Dice and stage-1 box IoU over a phantom split, and the no-femur sides."""
+    dices: dict[str, list[float]] = {LABELS[s]: [] for s in SIDES}
+    ious: list[float] = []
+    absent_ok: list[bool] = []
+    per_case: dict[str, Any] = {}
+    for case in read_split(data, split):
+        vol = read_volume(case.image)
+        truth, _ = read_labels(case.label, like=vol)
+        grid = Grid.of(vol)
+        pred = predictor.predict(vol)
+        tboxes = boxes_from_labels(truth, grid)
+        row: dict[str, Any] = {}
+        for side in SIDES:
+            t = truth == int(side)
+            p = pred.labels == int(side)
+            t_ml = float(np.count_nonzero(t)) * grid.voxel_ml
+            det = pred.detections[side]
+            if t_ml < MIN_TRUTH_ML:
+                ok = not det.found and not p.any()
+                absent_ok.append(ok)
+                row[LABELS[side]] = {"truth_ml": t_ml, "absent_ok": ok}
+                continue
+            d = segmentation_metrics(p, t, vol.spacing, surface=False)["dice"]
+            iou = side_box_iou(det.box if det.found else None, tboxes[side])
+            dices[LABELS[side]].append(d)
+            ious.append(iou)
+            row[LABELS[side]] = {"truth_ml": t_ml, "dice": d, "box_iou": iou}
+        per_case[case.case_id] = row
+        log.info("scored phantom %s", case.case_id)
+    every = [d for v in dices.values() for d in v]
+    return {
+        "split": split,
+        "cases": len(per_case),
+        "dice_mean": {k: float(np.mean(v)) if v else math.nan for k, v in dices.items()},
+        "dice_min": float(min(every)) if every else math.nan,
+        "femurs": len(every),
+        "femurs_below_0.95": int(sum(d < 0.95 for d in every)),
+        "box_iou_mean": float(np.mean(ious)) if ious else math.nan,
+        "absent_sides": len(absent_ok),
+        "absent_sides_ok": int(sum(absent_ok)),
+        "per_case": per_case,
+    }
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def markdown(models: Sequence[ModelScores]) -> str:
+    """The scorecard as Markdown tables: real labelled scans, real negatives, phantoms."""
+    lines = ["# Real-data scorecard", ""]
+    lines += [
+        "Labelled real scans (reference masks as shipped with the data): per side Dice, Dice "
+        f"without voxels above {METAL_HU:g} HU in both masks (where there is metal), HD95 mm, "
+        f"stage-1 box IoU, final-mask box IoU, coverage of the reference's top {HEAD_MM:g} mm "
+        "(head), status.",
+        "",
+        "| model | case | side | Dice | Dice no metal | HD95 | box IoU s1 | box IoU mask | head cov. | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        for case, r in m.real.items():
+            if r["kind"] != "labelled":
+                continue
+            for side in ("femur_left", "femur_right"):
+                e = r[side]
+                lines.append(
+                    f"| {m.name} | {case} | {side} | {_f(e['dice'])} | "
+                    f"{_f(e.get('dice_no_metal'))} | {_f(e['hd95_mm'], 1)} | "
+                    f"{_f(e['box_iou_stage1'])} | {_f(e['box_iou_mask'])} | "
+                    f"{_f(e['head_coverage'])} | {e['status']} |"
+                )
+    lines += [
+        "",
+        "Real scans with no femur in view (right answer: both sides not_found, 0 ml):",
+        "",
+        "| model | case | left ml | right ml | left | right | ok |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        for case, r in m.real.items():
+            if r["kind"] != "negative":
+                continue
+            ml, st = r["labelled_ml"], r["status"]
+            lines.append(
+                f"| {m.name} | {case} | {ml['femur_left']:.1f} | {ml['femur_right']:.1f} | "
+                f"{st['femur_left']} | {st['femur_right']} | {'yes' if r['ok'] else 'NO'} |"
+            )
+    if any(m.phantoms for m in models):
+        lines += [
+            "",
+            "Phantoms (per-side Dice mean, worst femur, femurs under 0.95, stage-1 box IoU, "
+            f"sides with under {MIN_TRUTH_ML:g} ml of femur reported not_found):",
+            "",
+            "| model | split | cases | Dice L | Dice R | worst | < 0.95 | box IoU | no-femur sides ok |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m in models:
+            p = m.phantoms
+            if not p:
+                continue
+            lines.append(
+                f"| {m.name} | {p['split']} | {p['cases']} | {_f(p['dice_mean']['femur_left'])} | "
+                f"{_f(p['dice_mean']['femur_right'])} | {_f(p['dice_min'])} | "
+                f"{p['femurs_below_0.95']}/{p['femurs']} | {_f(p['box_iou_mean'])} | "
+                f"{p['absent_sides_ok']}/{p['absent_sides']} |"
+            )
+    return "\n".join(lines) + "\n"
