@@ -73,7 +73,8 @@ def test_predict_writes_labels_in_input_geometry_and_report(weights, scan, tmp_p
     saved = json.loads((out / "tiny_report.json").read_text())
     assert saved["case"] == "tiny" and set(saved["femurs"]) == {"femur_left", "femur_right"}
     for side in saved["femurs"].values():
-        assert side["status"] in ("found", "not_found")
+        assert side["status"] in ("found", "low_confidence", "not_found")
+        assert side["check"]["status"] in ("found", "low_confidence", "not_found")
         assert "volume_ml" in side and "score" in side and "mask_box_mm" in side
     assert set(saved["seconds"]) >= {"read", "stage1", "stage2", "paste_back", "write", "total"}
     assert saved["versions"]["torch"] and saved["weights"]["stage1"]["sha256"]
