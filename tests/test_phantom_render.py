@@ -221,6 +221,22 @@ def test_noise_grows_with_body_size() -> None:
     assert sds[1] > 2.0 * sds[0]
 
 
+def test_sharp_kernel_overshoots_bone_edges() -> None:
+    from femurseg.phantoms.grid import Grid
+    from femurseg.phantoms.scanner import ScanDraw, blur
+
+    g = Grid((80, 80, 3), (0.5, 0.5, 1.0), (0.0, 0.0, 0.0))
+    base = np.full(g.shape, 40.0, dtype=np.float32)
+    base[30:50, 30:50, :] = 1200.0  # a block of cortex in muscle
+    soft, sharp = base.copy(), base.copy()
+    blur(soft, g, ScanDraw(1.0, 0.5, 0.0, 1.0, 1.0, False, None, 1.0))
+    blur(sharp, g, ScanDraw(1.0, 0.5, 0.0, 1.0, 1.0, False, None, 1.0, overshoot=0.8))
+    row_soft, row_sharp = soft[:, 40, 1], sharp[:, 40, 1]
+    assert row_sharp.max() > row_soft.max() + 50.0  # bright rim inside the edge
+    assert row_sharp[20:30].min() < row_soft[20:30].min() - 20.0  # dark undershoot outside
+    assert abs(float(row_sharp[40]) - float(row_soft[40])) < 30.0  # plateau kept
+
+
 def test_config_validation() -> None:
     with pytest.raises(ConfigError):
         PhantomConfig(fov="elbow")  # type: ignore[arg-type]

@@ -273,6 +273,12 @@ class ScannerParams:
         tight_fov_probability: chance that the field of view is narrower than the body, as
             in many pelvic scans (no air gap at the sides; the hips may be cut).
         tight_fov_cut_mm: how far each side edge of such a field of view cuts into the body.
+        sharp_kernel_probability: chance of a sharp (bone) reconstruction kernel, whose edge
+            overshoot (a bright rim outside the cortex and a dark one inside) is modelled as an
+            in-plane unsharp mask of strength ``edge_overshoot`` and width
+            ``overshoot_mm``.
+        edge_overshoot: range of that strength (0 none; 1 a strong bone kernel).
+        overshoot_mm: range of the unsharp mask's Gaussian sigma, mm.
     """
 
     psf_fwhm_mm: Range = (0.8, 2.0)
@@ -287,9 +293,13 @@ class ScannerParams:
     air_gap_mm: Range = (5.0, 40.0)
     tight_fov_probability: float = 0.3
     tight_fov_cut_mm: Range = (0.0, 35.0)
+    sharp_kernel_probability: float = 0.35
+    edge_overshoot: Range = (0.2, 1.0)
+    overshoot_mm: Range = (0.6, 1.5)
 
     def __post_init__(self) -> None:
         check_range("max_render_mm", self.max_render_mm, 0.2, 5.0)
+        check_range("sharp_kernel_probability", self.sharp_kernel_probability, 0.0, 1.0)
         check_range("tight_fov_probability", self.tight_fov_probability, 0.0, 1.0)
         check_range("extended_range_probability", self.extended_range_probability, 0.0, 1.0)
         check_range("circle_probability", self.circle_probability, 0.0, 1.0)

@@ -53,6 +53,8 @@ class ScanDraw:
     extended_range: bool
     padding: float | None
     streak_strength: float
+    overshoot: float = 0.0
+    overshoot_mm: float = 1.0
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-ready values."""
@@ -74,6 +76,9 @@ def draw_scan(
         extended_range=bool(rng.uniform() < p.extended_range_probability),
         padding=pad if show else None,
         streak_strength=draw(rng, ip.streak_strength),
+        # drawn last, so that the draws above keep their values for a seed
+        overshoot=draw(rng, p.edge_overshoot) if rng.uniform() < p.sharp_kernel_probability else 0.0,
+        overshoot_mm=draw(rng, p.overshoot_mm),
     )
 
 
@@ -96,6 +101,15 @@ def blur(img: F32, grid: Grid, s: ScanDraw) -> None:
     for ax in range(3):
         if sig[ax] > MIN_BLUR_SIGMA:
             ndi.gaussian_filter1d(img, sig[ax], axis=ax, output=img, truncate=3.0)
+    if s.overshoot > 0.0:
+        # A sharp bone kernel: edge overshoot in-plane (unsharp mask), bright outside the
+        # cortex and dark just inside it, as bone kernels show.
+        wide = ndi.gaussian_filter(
+            img,
+            (s.overshoot_mm / grid.spacing[0], s.overshoot_mm / grid.spacing[1], 0.0),
+            truncate=3.0,
+        )
+        img += np.float32(s.overshoot) * (img - wide)
 
 
 def water_diameter(img: F32, grid: Grid) -> npt.NDArray[np.float64]:
