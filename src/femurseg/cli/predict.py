@@ -54,6 +54,14 @@ def predict(
             "broken into separate pieces).",
         ),
     ] = False,
+    no_femur_checks: Annotated[
+        bool,
+        typer.Option(
+            "--no-femur-checks",
+            help="Report every mask stage 2 made, without the checks that a side's mask is a "
+            "femur (size, side of the body midline, thickness); for unusual anatomy.",
+        ),
+    ] = False,
 ) -> None:
     """Segment the left and right femur; writes label map, JSON report and preview per case."""
 
@@ -65,6 +73,7 @@ def predict(
         ahead = ReadAhead(first) if first is not None and first.exists() else None
         from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
         from femurseg.segmentation import SegmentRules
+        from femurseg.segmentation.checks import FemurCheckRules
 
         dev = as_device(device)
         prec = as_precision(precision)
@@ -82,6 +91,7 @@ def predict(
                 mesh=mesh,
                 dicom_seg=dicom_seg,
                 segment_rules=SegmentRules(largest_only=not all_pieces),
+                femur_checks=FemurCheckRules(enabled=not no_femur_checks),
             ),
             stage1_overrides=s1,
             stage2_overrides=s2,
@@ -97,6 +107,10 @@ def predict(
                 )
                 if "message" in report:
                     typer.echo(f"warning: {report['case']}: {report['message']}", err=True)
+                for side in report["femurs"].values():
+                    reasons = (side.get("check") or {}).get("reasons") or []
+                    if side["status"] != "found" and reasons:
+                        typer.echo(f"note: {report['case']}: {'; '.join(reasons)}", err=True)
 
             predict_many(inputs, out, predictor, on_case=on_case, ahead=ahead)
 

@@ -1,0 +1,115 @@
+"""The real-data scorecard: case discovery, per-side scores with analytic answers, and the
+shipped weights on the real scans in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_dir
+from typer.testing import CliRunner
+
+from femurseg.evaluation.scorecard import (
+    HEAD_MM,
+    find_real_cases,
+    markdown,
+    score_labelled,
+    ModelScores,
+)
+from femurseg.io import write_image
+from femurseg.types import Label, Volume
+
+
+def _layout(root: Path) -> None:
+    img = np.zeros((4, 4, 4), dtype=np.int16)
+    aff = np.eye(4)
+    for rel, masks in (("ts/s1", True), ("real_negatives/n1", False), ("other/x", False)):
+        d = root / rel
+        write_image(img, aff, d / "ct.nii.gz")
+        if masks:
+            for name in ("femur_left", "femur_right"):
+                write_image(img.astype(np.uint8), aff, d / "segmentations" / f"{name}.nii.gz")
+
+
+def test_find_real_cases(tmp_path: Path) -> None:
+    _layout(tmp_path)
+    cases, notes = find_real_cases(tmp_path)
+    kinds = {c.name: c.masks is not None for c in cases}
+    assert kinds == {"ts/s1": True, "real_negatives/n1": False}
+    assert len(notes) == 1 and "other/x" in notes[0]
+
+
+def _volume(shape: tuple[int, int, int]) -> Volume:
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    return Volume(np.zeros(shape, dtype=np.float32), aff)
+
+
+def test_score_labelled_analytic() -> None:
+    shape = (40, 20, 60)
+    vol = _volume(shape)
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[5:15, 5:15, 0:60] = int(Label.FEMUR_LEFT)  # 120 mm tall: head = top 40 mm
+    truth[25:35, 5:15, 10:50] = int(Label.FEMUR_RIGHT)
+    pred = truth.copy()
+    # the prediction misses the left "head" (top HEAD_MM) entirely
+    top = int(HEAD_MM / 2.0)
+    pred[5:15, 5:15, 60 - top :] = 0
+    # metal inside the right femur, in both masks
+    vol.array[28:32, 8:12, 20:30] = 3000.0
+    out = score_labelled(vol, pred, truth, {Label.FEMUR_LEFT: None, Label.FEMUR_RIGHT: None})
+    left, right = out["femur_left"], out["femur_right"]
+    assert left["head_coverage"] == pytest.approx(0.0, abs=0.05)
+    assert left["dice"] == pytest.approx(2 * 40 / (40 + 60), abs=1e-6)
+    assert right["dice"] == pytest.approx(1.0) and right["head_coverage"] == pytest.approx(1.0)
+    assert right["dice_no_metal"] == pytest.approx(1.0)
+    assert right["metal_ml"] == pytest.approx(4 * 4 * 10 * 8 / 1000.0)
+    assert "dice_no_metal" not in left
+    assert right["box_iou_mask"] == pytest.approx(1.0) and right["box_iou_stage1"] == 0.0
+    # a stage-1 box equal to the truth box scores 1
+    from femurseg.detection.boxes import boxes_from_labels
+    from femurseg.preprocessing.grid import Grid
+
+    tb = boxes_from_labels(truth, Grid.of(vol))
+    out = score_labelled(vol, pred, truth, tb)
+    assert out["femur_right"]["box_iou_stage1"] == pytest.approx(1.0)
+
+
+def test_markdown_lists_every_row() -> None:
+    m = ModelScores(
+        "m",
+        real={
+            "neg": {
+                "kind": "negative",
+                "status": {"femur_left": "not_found", "femur_right": "found"},
+                "labelled_ml": {"femur_left": 0.0, "femur_right": 12.5},
+                "ok": False,
+            }
+        },
+    )
+    text = markdown([m])
+    assert "| m | neg | 0.0 | 12.5 | not_found | found | NO |" in text
+
+
+def test_scorecard_on_the_real_scans_with_the_shipped_weights(tmp_path: Path) -> None:
+    """The shipped model on ../shared/data: the negative scan must be not_found on both sides
+    with 0 ml, and the labelled scan's right femur (no implant) must reach the floor below."""
+    data = shared_dir() / "data"
+    if not (data / "totalseg_example" / "s0000" / "ct.nii.gz").is_file():
+        pytest.skip(f"real scans not available at {data}")
+    from femurseg.cli import app
+
+    res = CliRunner().invoke(
+        app, ["scorecard", "-o", str(tmp_path), "--real", str(data), "--no-surface"]
+    )
+    assert res.exit_code == 0, res.output
+    scores = json.loads((tmp_path / "scorecard.json").read_text())[0]["real"]
+    for case in scores.values():
+        if case["kind"] == "negative":
+            assert case["ok"], case
+    labelled = scores["totalseg_example/s0000"]
+    # floor: the right femur (no metal), sides never swapped
+    assert labelled["femur_right"]["dice"] >= 0.80
+    assert labelled["femur_left"]["status"] != "not_found"
+    assert (tmp_path / "scorecard.md").read_text().startswith("# Real-data scorecard")
