@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from femurseg.evaluation.scorecard import (
     HEAD_MM,
+    ModelScores,
     find_real_cases,
     markdown,
     score_labelled,
-    ModelScores,
 )
 from femurseg.io import write_image
 from femurseg.types import Label, Volume

@@ -149,11 +149,11 @@ def test_config_validation_and_dataset_errors(data, tmp_path) -> None:
 
 def test_negative_boxes_lie_off_the_femurs() -> None:
     import numpy as np
+    from model_synth import synth_case
 
     from femurseg.detection.boxes import boxes_from_labels
     from femurseg.preprocessing.grid import Grid
     from femurseg.training.stage2 import negative_boxes
-    from model_synth import synth_case
 
     image, labels, affine = synth_case(shape=(48, 36, 120), z_shift=60.0)
     grid = Grid(labels.shape, affine)

@@ -172,7 +172,7 @@ def test_implants_present_and_inside_femur_label(implant_case: Case) -> None:
     assert img.array.max() >= 2500
     # Convention: metal is not femur. The prosthetic head's centre is metal and unlabelled,
     # while the bone around the stem keeps its label.
-    for s, v in (("left", 1), ("right", 2)):
+    for s in ("left", "right"):
         ijk = np.rint(img.world_to_index(implant_case.anatomy.landmarks[f"hip_{s}"])).astype(int)
         if np.all((ijk >= 0) & (ijk < img.shape)):
             assert tis[tuple(ijk)] == Tissue.METAL

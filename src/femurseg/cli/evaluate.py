@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -263,13 +263,22 @@ def scorecard(
             text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
         out.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(
-            [{"name": m.name, "real": m.real, "phantoms": m.phantoms, "seconds": m.seconds}
-             for m in scored],
+            [
+                {"name": m.name, "real": m.real, "phantoms": m.phantoms, "seconds": m.seconds}
+                for m in scored
+            ],
             indent=2,
             default=float,
         ).replace("NaN", "null")
-        atomic_write(out / "scorecard.json", lambda p: p.write_text(payload))
-        atomic_write(out / "scorecard.md", lambda p: p.write_text(text))
+
+        def _writer(body: str) -> Callable[[Path], None]:
+            def write(p: Path) -> None:
+                p.write_text(body)
+
+            return write
+
+        atomic_write(out / "scorecard.json", _writer(payload))
+        atomic_write(out / "scorecard.md", _writer(text))
         typer.echo(text)
         typer.echo(f"scorecard: {out / 'scorecard.md'}")
 

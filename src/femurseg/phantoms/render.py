@@ -61,6 +61,7 @@ PAINT_ORDER = (
 #: an output voxel at least this full of metal is not labelled femur (metal is not femur).
 METAL_LABEL_FRACTION = 0.5
 
+
 @dataclass
 class Rendered:
     """A rendered case on the output grid.

@@ -77,7 +77,9 @@ def draw_scan(
         padding=pad if show else None,
         streak_strength=draw(rng, ip.streak_strength),
         # drawn last, so that the draws above keep their values for a seed
-        overshoot=draw(rng, p.edge_overshoot) if rng.uniform() < p.sharp_kernel_probability else 0.0,
+        overshoot=draw(rng, p.edge_overshoot)
+        if rng.uniform() < p.sharp_kernel_probability
+        else 0.0,
         overshoot_mm=draw(rng, p.overshoot_mm),
     )
 

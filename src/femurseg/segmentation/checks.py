@@ -37,7 +37,6 @@ from femurseg.config import check_range
 from femurseg.preprocessing.grid import Grid
 from femurseg.types import LABELS, Label
 
-
 #: least body (mm along y) in an x column for it to count as body when finding the midline.
 BODY_COLUMN_MM = 16.0
 
@@ -163,7 +162,9 @@ def body_midline(hu: npt.NDArray[Any], grid: Grid, body_hu: float) -> float | No
     return float(np.mean(grid.index_to_world(pts)[:, 0]))
 
 
-def mask_thickness_mm(mask: npt.NDArray[np.bool_], spacing: tuple[float, ...], step: float) -> float:
+def mask_thickness_mm(
+    mask: npt.NDArray[np.bool_], spacing: tuple[float, ...], step: float
+) -> float:
     """Largest inscribed-ball radius of a mask, mm (on the mask subsampled to about ``step``)."""
     k = [max(1, int(step // s)) for s in spacing]
     sub = mask[:: k[0], :: k[1], :: k[2]]
@@ -232,7 +233,9 @@ def check_femur(
             "wing, not a femur"
         )
     if hard:
-        return FemurCheck(side, FemurStatus.NOT_FOUND, tuple(hard), ml, thick, mean_p, cx, midline_x)
+        return FemurCheck(
+            side, FemurStatus.NOT_FOUND, tuple(hard), ml, thick, mean_p, cx, midline_x
+        )
     if ml < rules.low_volume_ml:
         soft.append(f"{name}: small mask ({ml:.1f} ml < {rules.low_volume_ml:g} ml)")
     if mean_p is not None and mean_p < rules.min_mean_probability:
