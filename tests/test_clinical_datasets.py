@@ -224,3 +224,44 @@ def test_resplit_without_dataset_json_and_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "none").mkdir()
     r = runner.invoke(app, ["dataset", "split", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no cases" in r.output
+
+
+# --- merge ------------------------------------------------------------------------------------
+
+
+def test_merge_points_into_sources_and_keeps_splits(tmp_path: Path) -> None:
+    from femurseg.datasets import merge_datasets
+    from femurseg.training import read_split
+
+    src = _nnunet_root(tmp_path, {"background": 0, "pelvis": 1, "femur a": 2, "femur b": 3}, n=6)
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    import_nnunet(src, a, label_map="left=3,right=2", seed=0)
+    import_nnunet(src, b, label_map="left=3,right=2", seed=1)
+    sa, sb = read_dataset_json(a)["split"], read_dataset_json(b)["split"]
+    out = tmp_path / "merged"
+    split = merge_datasets([a, b], out)
+    assert split["val"] == sorted([f"a_{c}" for c in sa["val"]] + [f"b_{c}" for c in sb["val"]])
+    assert split["test"] == sorted([f"a_{c}" for c in sa["test"]] + [f"b_{c}" for c in sb["test"]])
+    train = read_split(out, "train")
+    assert len(train) == len(sa["train"]) + len(sb["train"])
+    assert all(c.image.is_file() and c.label.is_file() for c in train)
+    assert not (out / "images").exists()  # nothing copied
+    with pytest.raises(OutputError, match="--overwrite"):
+        merge_datasets([a, b], out)
+    both = merge_datasets([a, b], out, test_into_train=True, overwrite=True)
+    assert not both["test"] and len(both["train"]) == len(split["train"]) + len(split["test"])
+    with pytest.raises(InputError, match="share a name"):
+        merge_datasets([a, a], tmp_path / "m2")
+
+
+def test_cli_merge(tmp_path: Path) -> None:
+    src = _nnunet_root(tmp_path, {"background": 0, "pelvis": 1, "femur a": 2, "femur b": 3}, n=4)
+    import_nnunet(src, tmp_path / "a", label_map="left=3,right=2")
+    res = runner.invoke(app, ["dataset", "merge", str(tmp_path / "a"), "-o", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert "merged into" in res.output
+    res = runner.invoke(
+        app, ["dataset", "merge", str(tmp_path / "nope"), "-o", str(tmp_path / "n")]
+    )
+    assert res.exit_code == 2

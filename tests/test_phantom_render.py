@@ -183,6 +183,36 @@ def test_implants_present_and_inside_femur_label(implant_case: Case) -> None:
         assert femur.any() and (ndi.binary_dilation(metal) & femur).any()
 
 
+@pytest.mark.parametrize("seed", [3, 4, 8])
+def test_fixation_keeps_the_head_as_femur_and_metal_out_of_the_label(seed: int) -> None:
+    cfg = dataclasses.replace(
+        cfg_for(FovKind.HIP),
+        spacing=(2.0, 2.0, 2.0),
+        scanner=ScannerParams(max_render_mm=2.0),
+        implants=ImplantParams(hip_probability=0.0, fixation_probability=1.0),
+    )
+    case = generate_case(cfg, np.random.default_rng(seed), None)
+    tis, lab, img = case.rendered.tissue, case.labels, case.image
+    styles = {i["style"] for i in case.meta["implants"]}
+    assert {i["kind"] for i in case.meta["implants"]} == {"fixation"} and styles
+    metal = tis == Tissue.METAL
+    assert not (lab[metal] > 0).any()
+    for v, s in ((1, "left"), (2, "right")):
+        h = case.anatomy.landmarks[f"hip_{s}"]
+        r = float(np.asarray(case.anatomy.landmarks[f"head_radius_{s}"])[0])
+        ijk = np.rint(img.world_to_index(h)).astype(int)
+        rad = int(np.ceil(r / 2.0))
+        sl = tuple(slice(max(i - rad, 0), i + rad + 1) for i in ijk)
+        # The natural head stays: most of the head's box is femur, some of it is screw metal.
+        assert (lab[sl] == v).mean() > 0.3
+        assert metal[sl].any()
+        # Metal sits in and against this femur, not floating in soft tissue.
+        near = ndi.binary_dilation(lab == v, iterations=3)
+        x = img.index_to_world(np.c_[np.arange(lab.shape[0]), np.zeros((lab.shape[0], 2))])[:, 0]
+        side_metal = metal & (np.abs(x - h[0]) < 80.0)[:, None, None]
+        assert (side_metal & near).sum() >= 0.8 * side_metal.sum()
+
+
 def test_streaks_add_dark_and_bright_bands(implant_case: Case) -> None:
     clean = implant_case.rendered.clean
     assert clean is not None

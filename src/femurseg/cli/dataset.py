@@ -123,3 +123,32 @@ def dataset_split(
         )
 
     run_guarded(_run)
+
+
+@dataset_app.command("merge")
+def dataset_merge(
+    sources: Annotated[
+        list[Path], typer.Argument(metavar="SRC...", help="Dataset folders to merge.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the merged dataset.json.")],
+    test_into_train: Annotated[
+        bool,
+        typer.Option(
+            "--test-into-train",
+            help="Train on each source's test cases too (no held-out subjects).",
+        ),
+    ] = False,
+    overwrite: _OverwriteOpt = False,
+) -> None:
+    """Merge dataset folders into one (a dataset.json pointing into them; nothing copied)."""
+
+    def _run() -> None:
+        from femurseg.datasets import merge_datasets
+
+        s = merge_datasets(sources, out, test_into_train=test_into_train, overwrite=overwrite)
+        typer.echo(
+            f"merged into {out}: {len(s['train'])} train, {len(s['val'])} val, "
+            f"{len(s['test'])} test"
+        )
+
+    run_guarded(_run)

@@ -62,6 +62,14 @@ def phantom(
     knee_implants: Annotated[
         float | None, typer.Option("--knee-implants", help="Chance per leg of a knee implant.")
     ] = None,
+    fixation_implants: Annotated[
+        float | None,
+        typer.Option(
+            "--fixation-implants",
+            help="Chance per femur of a fracture fixation (lag screw with plate or nail, or "
+            "cannulated screws; the head is kept).",
+        ),
+    ] = None,
     subjects: Annotated[
         str,
         typer.Option(
@@ -89,7 +97,11 @@ def phantom(
         imp = ImplantParams()
         changes: dict[str, Any] = {
             k: v
-            for k, v in (("hip_probability", hip_implants), ("knee_probability", knee_implants))
+            for k, v in (
+                ("hip_probability", hip_implants),
+                ("knee_probability", knee_implants),
+                ("fixation_probability", fixation_implants),
+            )
             if v is not None
         }
         if changes:

@@ -8,6 +8,7 @@
     write_dataset_json(layout, split, name=..., ...) -> Path
     resplit_dataset(root, seed=0, fractions=...) -> Split        # `femurseg dataset split`
     import_totalseg(src, out, ...) / import_nnunet(src, out, label_map=None, ...) -> ImportResult
+    merge_datasets(sources, out, test_into_train=False) -> split  # `femurseg dataset merge`
 """
 
 from femurseg.datasets.importers import ImportResult, import_nnunet, import_totalseg
@@ -22,6 +23,7 @@ from femurseg.datasets.layout import (
     write_case,
     write_dataset_json,
 )
+from femurseg.datasets.merge import merge_datasets
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -30,6 +32,7 @@ __all__ = [
     "Split",
     "import_nnunet",
     "import_totalseg",
+    "merge_datasets",
     "prepare_dataset_dir",
     "read_dataset_json",
     "resplit_dataset",

@@ -1,5 +1,7 @@
-"""Metal implants: total hip (head, stem, acetabular cup) and total knee (femoral component,
-tibial tray with keel, polyethylene insert).
+"""Metal implants: total hip (head, stem, acetabular cup), total knee (femoral component,
+tibial tray with keel, polyethylene insert) and proximal femoral fracture fixation (a lag
+screw through the neck into the kept natural head, with a lateral side plate, an
+intramedullary nail, or two or three parallel cannulated screws).
 
 Implants are painted into the render grid's HU and tissue maps after the bones. The femur
 label is never changed: like TotalSegmentator's masks, it keeps the femur's extent, so it
@@ -29,6 +31,17 @@ PLASTIC_HU = -70.0
 #: hip: polyethylene liner and metal cup thickness, mm.
 LINER_MM = 5.0
 CUP_MM = 3.0
+#: fixation: lag screw radius, its tip's depth under the head's surface, nail and plate sizes.
+LAG_SCREW_RADIUS_MM = (4.0, 6.5)
+CANNULATED_RADIUS_MM = 3.5
+SCREW_TIP_DEPTH_MM = (6.0, 14.0)
+NAIL_RADIUS_MM = (5.0, 7.0)
+NAIL_LENGTH_MM = (170.0, 340.0)
+PLATE_LENGTH_MM = (60.0, 130.0)
+PLATE_HALF_WIDTH_MM = 8.0
+PLATE_MM = 5.0
+#: fixation styles drawn with equal chance.
+FIXATION_STYLES = ("plate", "nail", "cannulated")
 #: knee: femoral component thickness, its height above the condyles, tibial cut, tray, keel.
 FEMORAL_COMPONENT_MM = 3.5
 FEMORAL_CAP_MM = 30.0
@@ -40,13 +53,15 @@ KEEL_RADIUS_MM = 6.0
 
 @dataclass(frozen=True)
 class Implant:
-    """One drawn implant: ``kind`` is ``"hip"`` or ``"knee"``, ``side`` left/right."""
+    """One drawn implant: ``kind`` is ``"hip"``, ``"knee"`` or ``"fixation"``, ``side``
+    left/right; ``style`` names the fixation device (:data:`FIXATION_STYLES`)."""
 
     kind: str
     side: str
     metal_hu: float
     head_radius: float = 0.0
     stem_length: float = 0.0
+    style: str = ""
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -56,6 +71,7 @@ class Implant:
             "metal_hu": round(self.metal_hu, 1),
             "head_radius_mm": round(self.head_radius, 2),
             "stem_length_mm": round(self.stem_length, 1),
+            "style": self.style,
         }
 
 
@@ -71,6 +87,10 @@ def draw_implants(p: ImplantParams, rng: np.random.Generator) -> list[Implant]:
                     "hip", side, metal, draw(rng, p.head_radius_mm), draw(rng, p.stem_length_mm)
                 )
             )
+        elif u_hip < p.hip_probability + p.fixation_probability:
+            style = FIXATION_STYLES[int(rng.integers(len(FIXATION_STYLES)))]
+            length = draw(rng, NAIL_LENGTH_MM if style == "nail" else PLATE_LENGTH_MM)
+            out.append(Implant("fixation", side, metal, stem_length=length, style=style))
         if u_knee < p.knee_probability:
             out.append(Implant("knee", side, metal))
     return out
@@ -186,6 +206,78 @@ def paint_hip(
     metal_vox = neck | (stem & inside)
     hu[box][metal_vox] = metal
     cls[box][metal_vox] = Tissue.METAL
+
+
+def paint_fixation(
+    imp: Implant,
+    anatomy: Anatomy,
+    grid: Grid,
+    femur: MaskCrop,
+    hu: F32,
+    cls: npt.NDArray[np.uint8],
+    rng: np.random.Generator,
+) -> None:
+    """Paint a proximal femoral fracture fixation; the natural head is kept (it stays femur).
+
+    A lag screw runs from the lateral cortex below the greater trochanter up the neck to a few
+    mm under the head's surface, with (``plate``) a side plate on the lateral shaft, or
+    (``nail``) an intramedullary nail down the canal that the screw passes through, or
+    (``cannulated``) as two or three thin parallel screws instead of one lag screw.
+    """
+    side = imp.side
+    other = "right" if side == "left" else "left"
+    h = np.asarray(anatomy.landmarks[f"hip_{side}"], dtype=np.float64)
+    h_other = np.asarray(anatomy.landmarks[f"hip_{other}"], dtype=np.float64)
+    r_nat = float(np.asarray(anatomy.landmarks[f"head_radius_{side}"])[0])
+    lateral = 1.0 if h[0] > h_other[0] else -1.0
+    fv = np.asarray(anatomy.meshes[f"femur_{side}"].vertices)
+    metal = np.float32(imp.metal_hu)
+    # Neck axis: from the head centre towards the shaft's centre some 45-60 mm lower, which
+    # leaves the bone through the lateral cortex below the greater trochanter.
+    j = _shaft_point(fv, h[2] - rng.uniform(45.0, 60.0))
+    u = (j - h) / np.linalg.norm(j - h)
+    tip = h - u * (r_nat - draw(rng, SCREW_TIP_DEPTH_MM))
+    tail = h + u * 140.0
+    fs = femur.slices
+    near = ndi.binary_dilation(femur.mask, iterations=2)  # a screw head just out of the cortex
+    x, y, z = _coords(grid, fs)
+    vox = np.zeros(femur.mask.shape, dtype=bool)
+    if imp.style == "cannulated":
+        perp = np.cross(u, [0.0, 1.0, 0.0])
+        perp /= np.linalg.norm(perp) + 1e-9
+        perp2 = np.cross(u, perp)
+        n = int(rng.integers(2, 4))
+        for k in range(n):
+            ang = 2 * np.pi * k / n + rng.uniform(0, 0.5)
+            off = (np.cos(ang) * perp + np.sin(ang) * perp2) * min(8.0, 0.45 * r_nat)
+            d, _ = _segment_distance(x, y, z, tip + off, tail + off)
+            vox |= d < CANNULATED_RADIUS_MM
+    else:
+        d, _ = _segment_distance(x, y, z, tip, tail)
+        vox |= d < draw(rng, LAG_SCREW_RADIUS_MM)
+    vox &= near
+    if imp.style == "nail":
+        top = _shaft_point(fv, h[2] - 10.0)
+        top[0] += lateral * 0.6 * r_nat  # entry at the greater trochanter's tip
+        top[2] = float(fv[np.abs(fv[:, 0] - top[0]) < 6.0][:, 2].max(initial=h[2])) + 5.0
+        low = _shaft_point(fv, h[2] - imp.stem_length)
+        d, _ = _segment_distance(x, y, z, top, low)
+        vox |= (d < draw(rng, NAIL_RADIUS_MM)) & (near | (z > h[2] - 20.0))
+    elif imp.style == "plate":
+        exit_pts = np.argwhere(vox & ~femur.mask)
+        z_top = h[2] - 25.0
+        if len(exit_pts):
+            z_top = float(z[0, 0, int(exit_pts[:, 2].max())]) + 10.0
+        z_low = z_top - imp.stem_length
+        c = _shaft_point(fv, 0.5 * (z_top + z_low))
+        band = (np.abs(y - c[1]) < PLATE_HALF_WIDTH_MM) & (z < z_top) & (z > z_low)
+        band = band & ((x - c[0]) * lateral > 0)
+        shell = ndi.binary_dilation(
+            femur.mask, iterations=max(1, round(PLATE_MM / grid.spacing[0]))
+        )
+        vox |= band & shell & ~femur.mask
+    hu[fs][vox] = metal
+    cls[fs][vox] = Tissue.METAL
 
 
 def _intersect(

@@ -223,6 +223,9 @@ class ImplantParams:
     Attributes:
         hip_probability: chance per femur of a hip stem (metal head, stem, acetabular cup).
         knee_probability: chance per leg of a total knee (femoral component, tibial tray).
+        fixation_probability: chance per femur (without a hip stem) of a proximal fracture
+            fixation: lag screw with side plate or nail, or cannulated screws; the head is
+            kept and stays femur.
         metal_hu: true HU of the metal before the scanner's range clips it.
         head_radius_mm: prosthetic head radius.
         stem_length_mm: length of the stem below the neck.
@@ -235,6 +238,7 @@ class ImplantParams:
 
     hip_probability: float = 0.1
     knee_probability: float = 0.05
+    fixation_probability: float = 0.06
     metal_hu: Range = (4000.0, 9000.0)
     head_radius_mm: Range = (14.0, 18.0)
     stem_length_mm: Range = (110.0, 160.0)
@@ -246,6 +250,7 @@ class ImplantParams:
     def __post_init__(self) -> None:
         check_range("hip_probability", self.hip_probability, 0.0, 1.0)
         check_range("knee_probability", self.knee_probability, 0.0, 1.0)
+        check_range("fixation_probability", self.fixation_probability, 0.0, 1.0)
         check_range("streak_pixel_mm", self.streak_pixel_mm, 0.25, 10.0)
         check_range("streak_angles", self.streak_angles, 8, 2000)
         check_range("streak_z_step_mm", self.streak_z_step_mm, 0.1, 20.0)

@@ -23,7 +23,7 @@ from femurseg.phantoms.body import BodyModel
 from femurseg.phantoms.bone import LongAxis, render_bone
 from femurseg.phantoms.fov import Fov
 from femurseg.phantoms.grid import Grid
-from femurseg.phantoms.implants import Implant, paint_hip, paint_knee
+from femurseg.phantoms.implants import Implant, paint_fixation, paint_hip, paint_knee
 from femurseg.phantoms.params import PhantomConfig
 from femurseg.phantoms.scanner import (
     ScanDraw,
@@ -139,10 +139,13 @@ def render_clean(
         render_bone(crops[name], grid, t, r, hu, cls, axes.get(name))
     timings["bones"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    r_imp = r_bone.spawn(1)[0]
     for imp in implants:
         femur = crops[f"femur_{imp.side}"]
         if imp.kind == "hip":
             paint_hip(imp, anatomy, grid, femur, t, hu, cls)
+        elif imp.kind == "fixation":
+            paint_fixation(imp, anatomy, grid, femur, hu, cls, r_imp)
         else:
             paint_knee(imp, anatomy, grid, femur, crops.get(f"tibfib_{imp.side}"), hu, cls)
     timings["implants"] = time.perf_counter() - t0
