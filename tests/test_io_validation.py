@@ -112,6 +112,30 @@ def _singular(p: Path) -> Path:
     return p / "sing.nii.gz"
 
 
+def _no_xform(data: np.ndarray, path: Path) -> Path:
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(data.shape)
+    hdr.set_zooms((1.0, 1.0, 3.0))  # qform and sform codes stay 0
+    nib.save(nib.Nifti1Image(data, None, header=hdr), path)
+    return path
+
+
+def _unoriented(p: Path) -> Path:
+    return _no_xform(_ct(), p / "unoriented.nii.gz")
+
+
+def _zero_pixdim(p: Path) -> Path:
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((5, 6, 7))
+    hdr.set_qform(np.diag([1.0, 1.0, 3.0, 1.0]), code=1)
+    hdr.set_sform(None, code=0)
+    nib.save(nib.Nifti1Image(_ct(), None, header=hdr), p / "q.nii")
+    raw = bytearray((p / "q.nii").read_bytes())
+    raw[88:92] = np.float32(0.0).tobytes()  # pixdim[3]: a 3 mm scan whose slice size was lost
+    (p / "zero.nii.gz").write_bytes(gzip.compress(bytes(raw)))  # nibabel would "fix" it to 1
+    return p / "zero.nii.gz"
+
+
 def _no_dicom(p: Path) -> Path:
     (p / "d").mkdir()
     (p / "d" / "readme.txt").write_text("hello")
@@ -144,6 +168,8 @@ BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     "normalised": (_normalised, "not CT in Hounsfield units"),
     "mr_like": (_mr_like, "nothing below -200"),
     "singular": (_singular, "unusable affine"),
+    "unoriented": (_unoriented, "no qform or sform .*--assume-orientation"),
+    "zero_pixdim": (_zero_pixdim, r"voxel sizes \(pixdim\) \[1.0, 1.0, 0.0\]"),
     "no_dicom": (_no_dicom, "no DICOM files found"),
     "empty_dir": (_empty_dir, "no DICOM files found"),
 }
@@ -159,12 +185,39 @@ def test_bad_input_is_one_line_input_error(tmp_path: Path, case: str) -> None:
     assert "\n" not in msg and "expected" in msg, msg
 
 
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PIR"])
+def test_stated_orientation_is_applied_and_recorded(tmp_path: Path, codes: str) -> None:
+    from femurseg.io.orient import axcodes
+    from femurseg.io.validate import ReadChecks
+
+    path = _unoriented(tmp_path)
+    vol = read_volume(path, checks=ReadChecks(assume_orientation=codes.lower()))
+    assert vol.source is not None and axcodes(vol.source.affine) == codes
+    assert vol.source.extra["assumed_orientation"] == codes
+    assert sorted(vol.spacing) == [1.0, 1.0, 3.0]
+    # a label map on the same unoriented grid is read with the same stated orientation
+    labels, _ = read_labels(
+        _no_xform(np.zeros((5, 6, 7), dtype=np.uint8), tmp_path / "lab.nii.gz"), like=vol
+    )
+    assert labels.shape == vol.shape
+
+
+def test_bad_stated_orientation_is_refused() -> None:
+    from femurseg.io.validate import ReadChecks
+
+    for bad in ("RRS", "LP", "XYZ"):
+        with pytest.raises(InputError, match="three axis codes"):
+            ReadChecks(assume_orientation=bad)
+
+
 def test_series_option_needs_dicom(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a DICOM folder"):
         read_volume(_series_for_nifti(tmp_path), series_uid="1.2.3")
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt_gzip", "4d", "normalised", "no_dicom"])
+@pytest.mark.parametrize(
+    "case", ["missing", "corrupt_gzip", "4d", "normalised", "no_dicom", "unoriented"]
+)
 def test_inspect_bad_input_exits_2(tmp_path: Path, case: str) -> None:
     result = runner.invoke(app, ["inspect", str(BAD[case][0](tmp_path))])
     assert result.exit_code == 2, result.output

@@ -161,6 +161,28 @@ def test_cli_predict(weights, scan, tmp_path) -> None:
     assert missing.exit_code == 2
 
 
+def test_cli_predict_unoriented_nifti_needs_a_stated_orientation(weights, scan, tmp_path) -> None:
+    img = nib.load(scan[0])
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(img.shape)
+    hdr.set_data_dtype(np.int16)
+    hdr.set_zooms(img.header.get_zooms())  # qform and sform codes stay 0: no orientation
+    bare = tmp_path / "bare.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), None, header=hdr), bare)
+    args = ["predict", str(bare), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    args += ["--stage1-weights", str(weights[0]), "--stage2-weights", str(weights[1])]
+    runner = CliRunner()
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--assume-orientation" in refused.output
+    assert not (tmp_path / "out" / "bare_femur.nii.gz").exists()
+    ok = runner.invoke(app, [*args, "--assume-orientation", "LPS"])
+    assert ok.exit_code == 0, ok.output
+    report = json.loads((tmp_path / "out" / "bare_report.json").read_text())
+    assert report["assumed_orientation"] == "LPS"
+    bad = runner.invoke(app, [*args, "--assume-orientation", "LPQ"])
+    assert bad.exit_code == 2 and "three axis codes" in bad.output
+
+
 @pytest.mark.slow
 def test_predict_clinical_outputs_on_dicom_phantom(tmp_path) -> None:
     """DICOM in -> label map, STL per found femur, DICOM-SEG, measurements and flags in the report,

@@ -30,6 +30,7 @@ from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, Precision, resolve_device
 from femurseg.errors import InputError, OutputError
 from femurseg.io import ReadAhead, read_volume, write_labels
+from femurseg.io.validate import ReadChecks
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
 from femurseg.preprocessing.boxes import index_range_box, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
@@ -65,6 +66,8 @@ class PredictConfig:
         femur_checks: the rules that decide whether a side's final mask is reported as a
             femur (size, side of the body midline, thickness; see
             :mod:`femurseg.segmentation.checks`).
+        read_checks: reading tolerances and options (e.g. the orientation the user states
+            for a NIfTI without one).
     """
 
     device: Device = Device.AUTO
@@ -76,6 +79,7 @@ class PredictConfig:
     dicom_seg: bool = False
     measure: bool = True
     femur_checks: FemurCheckRules = field(default_factory=FemurCheckRules)
+    read_checks: ReadChecks = field(default_factory=ReadChecks)
 
 
 @dataclass
@@ -372,6 +376,7 @@ def build_report(
     return {
         "case": name,
         "input": str(src.path) if src is not None and src.path is not None else None,
+        "assumed_orientation": src.extra.get("assumed_orientation") if src is not None else None,
         "outputs": outputs,
         "frames": {
             "box_mm": "world RAS+ millimetres (x to patient right), voxel edges",
@@ -513,7 +518,7 @@ def predict_case(
         seconds["read"] = round(took, 3)
     else:
         with _timed(seconds, "read"):
-            volume = read_volume(path)
+            volume = read_volume(path, checks=predictor.config.read_checks)
     cfg = predictor.config
     if cfg.dicom_seg and (volume.source is None or volume.source.fmt != "dicom"):
         raise InputError(

@@ -62,15 +62,25 @@ def predict(
             "femur (size, side of the body midline, thickness); for unusual anatomy.",
         ),
     ] = False,
+    assume_orientation: Annotated[
+        str | None,
+        typer.Option(
+            "--assume-orientation",
+            help="Axis codes (e.g. LPS) of a NIfTI whose header sets no orientation (qform and "
+            "sform codes 0); such a file is refused without it. Recorded in the report.",
+        ),
+    ] = None,
 ) -> None:
     """Segment the left and right femur; writes label map, JSON report and preview per case."""
 
     def _predict() -> None:
         from femurseg.io import ReadAhead
+        from femurseg.io.validate import ReadChecks
 
+        read_checks = ReadChecks(assume_orientation=assume_orientation)
         # start reading the first scan now: it overlaps importing torch and loading the networks
         first = Path(inputs[0]) if inputs else None
-        ahead = ReadAhead(first) if first is not None and first.exists() else None
+        ahead = ReadAhead(first, read_checks) if first is not None and first.exists() else None
         from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
         from femurseg.segmentation import SegmentRules
         from femurseg.segmentation.checks import FemurCheckRules
@@ -92,6 +102,7 @@ def predict(
                 dicom_seg=dicom_seg,
                 segment_rules=SegmentRules(largest_only=not all_pieces),
                 femur_checks=FemurCheckRules(enabled=not no_femur_checks),
+                read_checks=read_checks,
             ),
             stage1_overrides=s1,
             stage2_overrides=s2,

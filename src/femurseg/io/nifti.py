@@ -37,6 +37,8 @@ except ImportError:  # pragma: no cover - isal is a dependency; nibabel's gzip s
 
 log = logging.getLogger(__name__)
 
+A64 = npt.NDArray[np.float64]
+
 #: NIfTI xform code written for geometry that came from a scanner (DICOM, ITK formats).
 SCANNER_CODE = 1
 
@@ -70,31 +72,85 @@ def _read_error(path: Path, err: BaseException) -> InputError:
     )
 
 
-def _warn_if_unoriented(hdr: Any, path: Path) -> None:
-    if int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 0:
-        log.warning(
-            "%s has no qform or sform (both codes 0): orientation, hence left/right, is "
-            "unknown and assumed from voxel order; fix the header if sides come out swapped",
-            path,
-        )
+def _stored_header(path: Path) -> Any:
+    """The header as stored in the file, without nibabel's fixes (e.g. zero pixdim -> 1)."""
+    opener = _fast_gzip.open if _fast_gzip is not None and _is_gzip(path) else None
+    if opener is None and _is_gzip(path):
+        import gzip
+
+        opener = gzip.open
+    with (opener or open)(path, "rb") as f:
+        head = f.read(540)
+    klass = nib.Nifti2Header if _is_nifti2(head[:4]) else nib.Nifti1Header
+    block = head[: klass.template_dtype.itemsize]
+    return klass(block, endianness=None, check=False)
 
 
-def read_nifti(path: Path) -> RawImage:
+def nifti_affine(hdr: Any, path: Path, assume: str | None = None) -> tuple[A64, str | None]:
+    """The voxel -> RAS+ mm affine of a NIfTI header, refusing one whose sides are unknown.
+
+    The sform is used when its code is set, else the qform (nibabel's choice). A header with
+    neither (both codes 0) has no orientation, so left and right are unknown: it is refused
+    unless ``assume`` states the axis codes, which are then applied to the voxel sizes (centred
+    on the volume) and returned as a note for the report. Voxel sizes (pixdim) that are zero,
+    negative or not finite are refused where the affine would be built from them (qform or no
+    transform), instead of being read as 1 mm.
+
+    Returns:
+        ``(affine, note)``: the 4x4 affine and, when ``assume`` was applied, a sentence saying so.
+
+    Raises:
+        InputError: no orientation and no ``assume``, or unusable voxel sizes.
+    """
+    q, s = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if s == 0:
+        # nibabel quietly sets zero sizes to 1 on load: read the sizes as stored
+        dims = [float(v) for v in np.asarray(_stored_header(path)["pixdim"])[1:4]]
+        if not all(np.isfinite(d) and d > 0 for d in dims):
+            raise InputError(
+                f"{path} has voxel sizes (pixdim) {dims} and no sform; expected three positive "
+                "sizes in mm; fix the header's pixdim (femurseg will not guess 1 mm)"
+            )
+    if q == 0 and s == 0:
+        if assume is None:
+            raise InputError(
+                f"{path} has no qform or sform (both codes 0), so its orientation and its left "
+                "and right are unknown; expected a NIfTI with its orientation set; fix the "
+                "header, or state the file's axis codes with --assume-orientation (e.g. LPS)"
+            )
+        ornt = nib.orientations.axcodes2ornt(tuple(assume))
+        zooms = np.asarray(hdr["pixdim"][1:4], dtype=np.float64)
+        shape = np.asarray(hdr.get_data_shape()[:3], dtype=np.float64)
+        affine = np.zeros((4, 4))
+        affine[3, 3] = 1.0
+        for i, (axis, flip) in enumerate(ornt):
+            affine[int(axis), i] = flip * zooms[i]
+        affine[:3, 3] = -affine[:3, :3] @ ((shape - 1) / 2.0)
+        note = f"no qform or sform in the file: orientation {assume} assumed as the user stated"
+        log.warning("%s: %s", path, note)
+        return affine, note
+    return np.asarray(hdr.get_best_affine(), dtype=np.float64), None
+
+
+def read_nifti(path: Path, assume_orientation: str | None = None) -> RawImage:
     """Read a NIfTI-1/2 file in its on-disk axis order.
+
+    ``assume_orientation`` is used only for a header without qform and sform (see
+    :func:`nifti_affine`; without it such a file is refused).
 
     Returns:
         RawImage with the scaled voxel values (shape as stored, trailing dims kept), nibabel's
         affine (voxel -> RAS+ mm) and ``extra["nifti_header"]``.
 
     Raises:
-        InputError: unreadable, truncated or non-NIfTI content, or non-numeric voxels.
+        InputError: unreadable, truncated or non-NIfTI content, non-numeric voxels, or no
+            usable orientation or voxel size.
     """
     try:
         img = _load_gz(path) if _fast_gzip is not None and _is_gzip(path) else nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise TypeError(f"nibabel read it as {type(img).__name__}")
         data = np.asanyarray(img.dataobj)
-        affine = np.asarray(img.affine, dtype=np.float64)
     except Exception as err:  # nibabel, gzip and zlib each raise their own types
         raise _read_error(path, err) from err
     if data.dtype.kind not in "biuf":
@@ -102,8 +158,11 @@ def read_nifti(path: Path) -> RawImage:
             f"{path} holds {data.dtype} voxels; expected one scalar number per voxel (not RGB or "
             "complex); convert it to a scalar CT image"
         )
-    _warn_if_unoriented(img.header, path)
-    return RawImage(data, affine, "nifti", {"nifti_header": img.header.copy()})
+    affine, note = nifti_affine(img.header, path, assume_orientation)
+    extra: dict[str, Any] = {"nifti_header": img.header.copy()}
+    if note is not None:
+        extra["assumed_orientation"] = assume_orientation
+    return RawImage(data, affine, "nifti", extra)
 
 
 @dataclass(frozen=True)
@@ -117,6 +176,8 @@ class GzSlabs:
         shape: on-disk (I, J, K).
         dtype: stored voxel type (byte order included).
         slope, inter: scaling to apply to stored values (1 and 0 when the header has none).
+        assumed_orientation: the axis codes the user stated for a header without orientation,
+            else None.
     """
 
     path: Path
@@ -126,6 +187,7 @@ class GzSlabs:
     dtype: np.dtype[Any]
     slope: float
     inter: float
+    assumed_orientation: str | None = None
 
     def slabs(self) -> Iterator[tuple[int, npt.NDArray[Any]]]:
         """Yield ``(k0, slab)``: stored values of slices ``k0 .. k0 + n`` as an (I, J, n) array.
@@ -171,7 +233,7 @@ def _fill(f: Any, buf: bytearray, size: int) -> memoryview:
     return view
 
 
-def gz_slabs(path: Path) -> GzSlabs | None:
+def gz_slabs(path: Path, assume_orientation: str | None = None) -> GzSlabs | None:
     """Open a gzipped NIfTI holding one numeric 3D volume for streaming.
 
     Returns:
@@ -202,11 +264,12 @@ def gz_slabs(path: Path) -> GzSlabs | None:
     ):
         return None
     slope, inter = hdr.get_slope_inter()
-    _warn_if_unoriented(hdr, path)
+    affine, note = nifti_affine(hdr, path, assume_orientation)
     return GzSlabs(
         path=path,
         header=hdr,
-        affine=np.asarray(hdr.get_best_affine(), dtype=np.float64),
+        affine=affine,
+        assumed_orientation=assume_orientation if note is not None else None,
         shape=(shape[0], shape[1], shape[2]),
         dtype=dtype,
         slope=1.0 if slope is None else float(slope),
@@ -228,7 +291,8 @@ def write_nifti(
         affine: 4x4 voxel -> RAS+ mm of that axis order.
         path: output file.
         header: a NIfTI header to copy (qform/sform matrices and codes kept as they are; its
-            dtype, scaling and display range are replaced). Its affine must equal ``affine``.
+            dtype, scaling and display range are replaced). Its affine must equal ``affine``,
+            unless it sets no orientation at all (then it is written back as it was).
             Without one, both qform and sform are set to ``affine`` with the scanner code.
     """
     if header is not None:
@@ -236,7 +300,10 @@ def write_nifti(
         hdr.set_data_dtype(array.dtype)
         hdr.set_slope_inter(1.0, 0.0)
         hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
-        if not np.allclose(hdr.get_best_affine(), affine, atol=1e-5):
+        unoriented = int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 0
+        # A header without orientation (read with a stated one) is written back as it was, so
+        # the label map overlays its input voxel for voxel in any viewer.
+        if not unoriented and not np.allclose(hdr.get_best_affine(), affine, atol=1e-5):
             raise ValueError("header affine differs from the affine to write")
         klass = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
         img = klass(array, None, header=hdr)

@@ -52,7 +52,7 @@ def _read_raw(path: Path, series_uid: str | None, checks: ReadChecks) -> RawImag
             ) from err
         return read_dicom_series(path.parent, series_uid or uid, checks)
     if fmt == "nifti":
-        return read_nifti(path)
+        return read_nifti(path, checks.assume_orientation)
     return read_itk(path, fmt)
 
 
@@ -90,7 +90,8 @@ def _read_streamed(src: GzSlabs, checks: ReadChecks) -> Volume:
         shape=src.shape,
         affine=src.affine,
         ornt=ornt,
-        extra={"nifti_header": src.header},
+        extra={"nifti_header": src.header}
+        | ({"assumed_orientation": src.assumed_orientation} if src.assumed_orientation else {}),
     )
     log.info("read %s (nifti, %s on disk) as %s RAS+", where, axcodes(src.affine), canon.shape)
     return Volume(np.asarray(canon, dtype=np.float32), canon_affine, source)
@@ -116,7 +117,11 @@ def read_volume(
     """
     path = Path(path)
     checks = checks or ReadChecks()
-    streamed = gz_slabs(path) if input_format(path) == "nifti" and series_uid is None else None
+    streamed = (
+        gz_slabs(path, checks.assume_orientation)
+        if input_format(path) == "nifti" and series_uid is None
+        else None
+    )
     if streamed is not None:  # a gzipped 3D NIfTI: no on-disk-sized copy on the way
         return _read_streamed(streamed, checks)
     raw = _read_raw(path, series_uid, checks)
@@ -173,7 +178,10 @@ def read_labels(
         raise InputError(
             f"{path} is DICOM; expected a label map file (.nii.gz, .nrrd, .mha); convert it first"
         )
-    raw = read_nifti(path) if fmt == "nifti" else read_itk(path, fmt)
+    assumed = None
+    if like is not None and like.source is not None:
+        assumed = like.source.extra.get("assumed_orientation")
+    raw = read_nifti(path, assumed) if fmt == "nifti" else read_itk(path, fmt)
     disk = as_3d(raw.array, str(path))
     if disk.dtype.kind == "f" and not (np.all(np.isfinite(disk)) and np.all(disk == np.rint(disk))):
         raise InputError(
@@ -245,10 +253,12 @@ class ReadAhead:
 
     Args:
         path: the input, as for :func:`read_volume`.
+        checks: reading tolerances and options, as for :func:`read_volume`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, checks: ReadChecks | None = None) -> None:
         self.path = Path(path)
+        self.checks = checks
         self._done = threading.Event()
         self._volume: Volume | None = None
         self._seconds = 0.0
@@ -259,7 +269,7 @@ class ReadAhead:
     def _run(self) -> None:
         t0 = time.perf_counter()
         try:
-            self._volume = read_volume(self.path)
+            self._volume = read_volume(self.path, checks=self.checks)
         except BaseException as err:  # noqa: BLE001 - handed to the caller in result()
             self._error = err
         finally:

@@ -47,6 +47,9 @@ class ReadChecks:
         max_hu: highest plausible HU (metal reaches tens of thousands on extended scales).
         slice_step_rtol: DICOM slice steps may differ from the median by this fraction.
         position_atol_mm: absolute slack (mm) for DICOM slice positions and in-plane offsets.
+        assume_orientation: axis codes (e.g. ``"LPS"``) the user states for a NIfTI whose
+            header sets neither a qform nor an sform; without it such a file is refused, since
+            its left and right cannot be known.
     """
 
     max_darkest_hu: float = -200.0
@@ -54,13 +57,33 @@ class ReadChecks:
     max_hu: float = 100_000.0
     slice_step_rtol: float = 0.05
     position_atol_mm: float = 0.01
+    assume_orientation: str | None = None
 
     def __post_init__(self) -> None:
+        if self.assume_orientation is not None:
+            object.__setattr__(self, "assume_orientation", check_axcodes(self.assume_orientation))
         check_range("max_darkest_hu", self.max_darkest_hu, -1000.0, 0.0)
         check_range("min_hu", self.min_hu, -1e6, -1000.0)
         check_range("max_hu", self.max_hu, 1000.0, 1e7)
         check_range("slice_step_rtol", self.slice_step_rtol, 0.0, 0.5)
         check_range("position_atol_mm", self.position_atol_mm, 0.0, 10.0)
+
+
+def check_axcodes(text: str) -> str:
+    """``text`` as three upper-case axis codes, one of R/L, A/P and S/I each (e.g. ``LPS``).
+
+    Raises:
+        InputError: anything else.
+    """
+    codes = str(text).strip().upper()
+    pairs = [{"R", "L"}, {"A", "P"}, {"S", "I"}]
+    ok = len(codes) == 3 and all(sum(c in pair for c in codes) == 1 for pair in pairs)
+    if not ok:
+        raise InputError(
+            f"orientation {text!r} is not three axis codes; expected one of R/L, A/P and S/I "
+            "each, in the file's axis order, e.g. LPS or RAS"
+        )
+    return codes
 
 
 def suffix_of(path: Path) -> str:
