@@ -17,6 +17,7 @@ Pipeline (all in the pelvis subject's LPS frame until the last step):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from trimesh import remesh
 from femurseg.config import check_range, to_dict
 from femurseg.phantoms.anatomy import Anatomy
 from femurseg.phantoms.contact import DistanceField, clearance_shift
+from femurseg.phantoms.deform import FemurShape, deform_femur, sample_femur_shape
 from femurseg.phantoms.landmarks import LimbLandmarks, limb_landmarks, mirrored_hip_centre
 from femurseg.phantoms.shapes import BoneSet
 
@@ -65,12 +67,15 @@ class LegPose:
         hip_abduction: + moves the knee away from the midline (-15..30).
         hip_rotation: internal (+) / external (-) rotation about the limb's long axis (-45..45).
         knee_flexion: + brings the ankle posteriorly (0..90).
+        femur: how this leg's femur is deformed before posing (torsion, neck-shaft angle,
+            length, bowing; see :mod:`femurseg.phantoms.deform`).
     """
 
     hip_flexion: float = 0.0
     hip_abduction: float = 0.0
     hip_rotation: float = 0.0
     knee_flexion: float = 0.0
+    femur: FemurShape = field(default_factory=FemurShape)
 
     def __post_init__(self) -> None:
         check_range("hip_flexion", self.hip_flexion, -20.0, 60.0)
@@ -119,8 +124,9 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     Hip flexion -5..15 deg (half the knee flexion -3..+5, so the heel stays on the table),
     abduction -5..12 (the two legs together at least -2, so that the ankles stay apart),
     rotation -20..25, knee flexion 0..25 (0 for 30 % of legs), hip spacing -8..8 mm,
-    scale 0.88..1.12; joint clearances hip 0.8..3 mm, knee 1.5..5 mm, patella 1..3.5 mm (drawn
-    last, so the angles of a seed do not depend on them).
+    scale 0.88..1.12; joint clearances hip 0.8..3 mm, knee 1.5..5 mm, patella 1..3.5 mm, then
+    each femur's shape (:func:`~femurseg.phantoms.deform.sample_femur_shape`), drawn last, so
+    the angles of a seed do not depend on them.
     """
 
     def leg(abd: float) -> LegPose:
@@ -140,14 +146,23 @@ def sample_pose(rng: np.random.Generator) -> Pose:
         abd = rng.uniform(-5.0, 12.0, size=2)
         if abd.sum() >= -2.0:
             break
+    left, right = leg(float(abd[0])), leg(float(abd[1]))
+    spacing, scale = float(rng.uniform(-8.0, 8.0)), float(rng.uniform(0.88, 1.12))
+    gaps = (
+        float(rng.uniform(0.8, 3.0)),
+        float(rng.uniform(1.5, 5.0)),
+        float(rng.uniform(1.0, 3.5)),
+    )
+    left = dataclasses.replace(left, femur=sample_femur_shape(rng))
+    right = dataclasses.replace(right, femur=sample_femur_shape(rng))
     return Pose(
-        left=leg(float(abd[0])),
-        right=leg(float(abd[1])),
-        hip_spacing=float(rng.uniform(-8.0, 8.0)),
-        scale=float(rng.uniform(0.88, 1.12)),
-        hip_gap=float(rng.uniform(0.8, 3.0)),
-        knee_gap=float(rng.uniform(1.5, 5.0)),
-        patella_gap=float(rng.uniform(1.0, 3.5)),
+        left=left,
+        right=right,
+        hip_spacing=spacing,
+        scale=scale,
+        hip_gap=gaps[0],
+        knee_gap=gaps[1],
+        patella_gap=gaps[2],
     )
 
 
@@ -258,6 +273,13 @@ def _pose_limb(
         },
     )
     p = pose or Pose()
+    if leg.femur != FemurShape():
+        limb.femur, head = deform_femur(
+            limb.femur, lm.head_centre, lm.head_radius, lm.knee_centre, lm.knee_axis, leg.femur
+        )
+        top = limb.femur[np.argmax(limb.femur @ lm.femur_axis)]
+        lm = dataclasses.replace(lm, head_centre=head, femur_top=top)
+        limb.points["hip"], limb.points["femur_top"] = head, top
     _seat_knee(limb, bones, lm, leg.knee_flexion, p.knee_gap, p.patella_gap)
     # Neutral: hip-ankle line of the extended limb straight down; then the hip rotations.
     r0 = _align(_unit(lm.ankle_centre - lm.head_centre), np.array([0.0, 0.0, -1.0]))
