@@ -235,3 +235,40 @@ def test_written_pixels_sit_where_the_standard_says(tmp_path: Path, codes: str) 
             ras = lps * [-1.0, -1.0, 1.0]
             (ijk,) = np.argwhere(vol.array == hu[r, c])  # values are unique
             np.testing.assert_allclose(vol.index_to_world(ijk), ras, atol=1e-4)
+
+
+def test_localizer_inside_the_ct_series_is_left_out(tmp_path: Path) -> None:
+    vol = _volume()
+    uid = generate_uid()
+    write_dicom_series(vol, tmp_path / "ct", info=DicomSeriesInfo(series_uid=uid))
+    scout = Volume(np.full((6, 7, 1), -1000.0, np.float32), vol.affine)
+    loc = DicomSeriesInfo(series_uid=uid, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    write_dicom_series(scout, tmp_path / "scout", info=loc)
+    for f in (tmp_path / "scout").iterdir():
+        shutil.move(str(f), tmp_path / "ct" / f"scout_{f.name}")
+    back = read_volume(tmp_path / "ct")
+    np.testing.assert_array_equal(back.array, vol.array)
+
+
+def test_byte_identical_duplicate_file_is_read_once(tmp_path: Path) -> None:
+    vol = _volume()
+    files = write_dicom_series(vol, tmp_path)
+    shutil.copy(files[2], tmp_path / "copy_of_slice.dcm")
+    back = read_volume(tmp_path)
+    np.testing.assert_array_equal(back.array, vol.array)
+    # a different file claiming the same instance is still refused
+    ds = pydicom.dcmread(files[2])
+    ds.ImagePositionPatient = pydicom.dcmread(files[3]).ImagePositionPatient
+    ds.save_as(tmp_path / "copy_of_slice.dcm")
+    with pytest.raises(InputError, match="same position"):
+        read_volume(tmp_path)
+
+
+@pytest.mark.parametrize("keep", [200, 600])
+def test_truncated_file_is_named(tmp_path: Path, keep: int) -> None:
+    files = write_dicom_series(_volume(), tmp_path)
+    raw = files[-1].read_bytes()
+    files[-1].write_bytes(raw[:keep])  # an interrupted copy of the last slice
+    with pytest.raises(InputError, match=str(files[-1].name)) as err:
+        read_volume(tmp_path)
+    assert "\n" not in str(err.value) and "expected" in str(err.value)

@@ -39,6 +39,8 @@ _TAGS = [
     "FrameOfReferenceUID", "Modality", "ImageType", "SeriesDescription", "Rows", "Columns",
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "NumberOfFrames",
 ]  # fmt: skip
+#: Media Storage Directory (DICOMDIR): the one object with file meta but no series.
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 
 
@@ -71,14 +73,70 @@ class SeriesInfo:
         return f"{self.uid} ({kind}{desc}, {self.n_images} images)"
 
 
+def _is_dicom_file(path: Path) -> bool:
+    """True when the file carries the DICOM Part 10 marker ('DICM' after the preamble)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return True  # cannot even look: the caller reports it
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _unreadable(path: Path, err: BaseException) -> InputError:
+    return InputError(
+        f"DICOM file {path} cannot be read ({type(err).__name__}: {' '.join(str(err).split())}); "
+        "expected every file of the series complete and readable; copy the series again or "
+        "fix the file's permissions"
+    )
+
+
+def _is_localizer(ds: Any) -> bool:
+    return "LOCALIZER" in {str(v).upper() for v in _multi(ds, "ImageType")}
+
+
+def _drop_localizers_and_duplicates(
+    groups: dict[str, list[tuple[Path, Any]]],
+) -> dict[str, list[tuple[Path, Any]]]:
+    """Remove localizer images from series that also hold other images, and byte-identical
+    copies of one image (same SOPInstanceUID, same bytes); different files sharing a
+    SOPInstanceUID stay, for the series checks to refuse."""
+    out: dict[str, list[tuple[Path, Any]]] = {}
+    for uid, items in groups.items():
+        loc = [it for it in items if _is_localizer(it[1])]
+        if loc and len(loc) < len(items):
+            log.info("series %s: %d localizer image(s) left out of the volume", uid, len(loc))
+            items = [it for it in items if not _is_localizer(it[1])]
+        seen: dict[str, tuple[Path, bytes]] = {}
+        kept = []
+        for f, ds in items:
+            sop = str(ds.get("SOPInstanceUID", ""))
+            if sop and sop in seen:
+                first, first_bytes = seen[sop]
+                if f.read_bytes() == first_bytes:
+                    log.info("%s is a byte-identical copy of %s; read once", f, first)
+                    continue
+            elif sop:
+                seen[sop] = (f, f.read_bytes())
+            kept.append((f, ds))
+        out[uid] = kept
+    return out
+
+
 def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
     """Read the headers of every DICOM image file under ``folder``, grouped by series UID.
+
+    Files that are not DICOM (no Part 10 marker, not parsed as DICOM) are skipped. A DICOM file
+    that cannot be read (no permission, truncated, corrupt) is an error naming it: skipping it
+    would silently shorten the scan or show up as a missing slice. Localizer images mixed
+    into a CT series are left out of it, and byte-identical copies of a file are read once.
 
     Returns:
         ``{series_uid: [(file, header dataset), ...]}`` for image objects only.
 
     Raises:
-        InputError: no DICOM file at all, or DICOM files but no image object.
+        InputError: an unreadable DICOM file, no DICOM file at all, or DICOM files but no
+            image object.
     """
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     groups: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
@@ -86,12 +144,19 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
-        except (InvalidDicomError, OSError, EOFError):
-            continue
-        except Exception as err:  # noqa: BLE001 - a corrupt file is skipped, not fatal
-            log.warning("skipping unreadable DICOM file %s: %s", f, err)
+        except PermissionError as err:
+            raise _unreadable(f, err) from err
+        except InvalidDicomError:
+            continue  # not a DICOM file (a README, a thumbnail)
+        except Exception as err:  # noqa: BLE001 - pydicom raises many types for broken files
+            if _is_dicom_file(f):
+                raise _unreadable(f, err) from err
             continue
         uid = str(ds.get("SeriesInstanceUID", ""))
+        meta_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", "") or "")
+        if meta_class and meta_class != DICOMDIR_CLASS and not (uid and "SOPClassUID" in ds):
+            # the file meta names a stored object, but its body ends before the basic tags
+            raise _unreadable(f, EOFError("the file ends before its SeriesInstanceUID"))
         if not uid or "Rows" not in ds:
             non_image.add(str(ds.get("Modality", "") or ds.get("SOPClassUID", "unknown")))
             continue
@@ -106,7 +171,7 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
             f"no DICOM files found in folder {folder} ({len(files)} files checked); expected a "
             "DICOM CT series or a NIfTI/NRRD/MHA file; check the path"
         )
-    return dict(groups)
+    return _drop_localizers_and_duplicates(dict(groups))
 
 
 def series_infos(groups: dict[str, list[tuple[Path, Any]]]) -> list[SeriesInfo]:
