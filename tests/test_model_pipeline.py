@@ -183,6 +183,33 @@ def test_cli_predict_unoriented_nifti_needs_a_stated_orientation(weights, scan, 
     assert bad.exit_code == 2 and "three axis codes" in bad.output
 
 
+def test_cli_predict_series_picks_the_dicom_series_and_names_it(weights, scan, tmp_path) -> None:
+    from pydicom.uid import generate_uid
+
+    from femurseg.io import DicomSeriesInfo, write_dicom_series
+
+    vol = read_volume(scan[0])
+    small = type(vol)(vol.array[:, :, :6].copy(), vol.affine)
+    big_uid, small_uid = generate_uid(), generate_uid()
+    write_dicom_series(vol, tmp_path / "dcm", info=DicomSeriesInfo(series_uid=big_uid))
+    write_dicom_series(
+        small, tmp_path / "dcm2", info=DicomSeriesInfo(series_uid=small_uid, series_number=2)
+    )
+    for f in (tmp_path / "dcm2").iterdir():
+        f.rename(tmp_path / "dcm" / f"small_{f.name}")
+    args = ["predict", str(tmp_path / "dcm"), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    args += ["--stage1-weights", str(weights[0]), "--stage2-weights", str(weights[1])]
+    runner = CliRunner()
+    res = runner.invoke(app, [*args, "--series", small_uid])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out" / "dcm_report.json").read_text())
+    assert report["series_uid"] == small_uid and report["shape"][2] == 6
+    two = runner.invoke(app, [*args[:2], str(scan[0]), *args[2:], "--series", small_uid])
+    assert two.exit_code == 2 and "one DICOM folder" in two.output
+    unknown = runner.invoke(app, [*args, "--series", "1.2.3"])
+    assert unknown.exit_code == 2 and big_uid in unknown.output
+
+
 @pytest.mark.slow
 def test_predict_clinical_outputs_on_dicom_phantom(tmp_path) -> None:
     """DICOM in -> label map, STL per found femur, DICOM-SEG, measurements and flags in the report,

@@ -68,6 +68,7 @@ class PredictConfig:
             :mod:`femurseg.segmentation.checks`).
         read_checks: reading tolerances and options (e.g. the orientation the user states
             for a NIfTI without one).
+        series_uid: the DICOM series to read from a folder holding several (one input only).
     """
 
     device: Device = Device.AUTO
@@ -80,6 +81,7 @@ class PredictConfig:
     measure: bool = True
     femur_checks: FemurCheckRules = field(default_factory=FemurCheckRules)
     read_checks: ReadChecks = field(default_factory=ReadChecks)
+    series_uid: str | None = None
 
 
 @dataclass
@@ -377,6 +379,7 @@ def build_report(
         "case": name,
         "input": str(src.path) if src is not None and src.path is not None else None,
         "assumed_orientation": src.extra.get("assumed_orientation") if src is not None else None,
+        "series_uid": (src.extra.get("dicom") or {}).get("series_uid") if src is not None else None,
         "outputs": outputs,
         "frames": {
             "box_mm": "world RAS+ millimetres (x to patient right), voxel edges",
@@ -518,7 +521,9 @@ def predict_case(
         seconds["read"] = round(took, 3)
     else:
         with _timed(seconds, "read"):
-            volume = read_volume(path, checks=predictor.config.read_checks)
+            volume = read_volume(
+                path, predictor.config.series_uid, checks=predictor.config.read_checks
+            )
     cfg = predictor.config
     if cfg.dicom_seg and (volume.source is None or volume.source.fmt != "dicom"):
         raise InputError(

@@ -62,6 +62,14 @@ def predict(
             "femur (size, side of the body midline, thickness); for unusual anatomy.",
         ),
     ] = False,
+    series: Annotated[
+        str | None,
+        typer.Option(
+            "--series",
+            help="DICOM SeriesInstanceUID to read from a folder holding several series (one "
+            "input only; `femurseg inspect` lists them).",
+        ),
+    ] = None,
     assume_orientation: Annotated[
         str | None,
         typer.Option(
@@ -74,13 +82,21 @@ def predict(
     """Segment the left and right femur; writes label map, JSON report and preview per case."""
 
     def _predict() -> None:
+        from femurseg.errors import InputError
         from femurseg.io import ReadAhead
         from femurseg.io.validate import ReadChecks
 
         read_checks = ReadChecks(assume_orientation=assume_orientation)
+        if series is not None and len(inputs) != 1:
+            raise InputError(
+                f"--series {series} was given with {len(inputs)} inputs; expected one DICOM "
+                "folder with it; predict the other inputs in a separate run"
+            )
         # start reading the first scan now: it overlaps importing torch and loading the networks
         first = Path(inputs[0]) if inputs else None
-        ahead = ReadAhead(first, read_checks) if first is not None and first.exists() else None
+        ahead = (
+            ReadAhead(first, read_checks, series) if first is not None and first.exists() else None
+        )
         from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
         from femurseg.segmentation import SegmentRules
         from femurseg.segmentation.checks import FemurCheckRules
@@ -103,6 +119,7 @@ def predict(
                 segment_rules=SegmentRules(largest_only=not all_pieces),
                 femur_checks=FemurCheckRules(enabled=not no_femur_checks),
                 read_checks=read_checks,
+                series_uid=series,
             ),
             stage1_overrides=s1,
             stage2_overrides=s2,

@@ -254,11 +254,15 @@ class ReadAhead:
     Args:
         path: the input, as for :func:`read_volume`.
         checks: reading tolerances and options, as for :func:`read_volume`.
+        series_uid: the DICOM series to read, as for :func:`read_volume`.
     """
 
-    def __init__(self, path: str | Path, checks: ReadChecks | None = None) -> None:
+    def __init__(
+        self, path: str | Path, checks: ReadChecks | None = None, series_uid: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.checks = checks
+        self.series_uid = series_uid
         self._done = threading.Event()
         self._volume: Volume | None = None
         self._seconds = 0.0
@@ -269,7 +273,7 @@ class ReadAhead:
     def _run(self) -> None:
         t0 = time.perf_counter()
         try:
-            self._volume = read_volume(self.path, checks=self.checks)
+            self._volume = read_volume(self.path, self.series_uid, checks=self.checks)
         except BaseException as err:  # noqa: BLE001 - handed to the caller in result()
             self._error = err
         finally:
