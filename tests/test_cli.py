@@ -118,3 +118,10 @@ def test_bad_precision_is_one_line_exit_2(tmp_path, capsys) -> None:
     code = main(["predict", str(scan), "-o", str(tmp_path / "o"), "--precision", "half"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--precision 'half' is unknown" in err and len(err.splitlines()) == 1
+
+
+def test_version_prints_and_exits_0() -> None:
+    from femurseg import __version__
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"femurseg {__version__}"

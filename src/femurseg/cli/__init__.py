@@ -100,10 +100,24 @@ log = logging.getLogger("femurseg")
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from femurseg import __version__
+
+        typer.echo(f"femurseg {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on error.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     """Configure logging once for every command."""
     _state["debug"] = debug
