@@ -127,6 +127,10 @@ def merge_datasets(
         },  # fmt: skip
     }
     text = json.dumps(doc, indent=2) + "\n"
-    atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def _write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write(target, _write)
     log.info("merged %d cases: %s", len(entries), {k: len(v) for k, v in split.items()})
     return split
