@@ -1,0 +1,99 @@
+"""Golden accuracy of the shipped weights: a full lower-limb phantom written in three on-disk
+orientations, and (when ../shared is present) the real CTs. Slow, and run by ``make test``.
+
+Floors are stated Dice tolerances, not exact voxel counts. Each side is also checked in world
+coordinates: the label called femur_left must lie on the patient's left (world x in RAS+
+grows towards the patient's right), whatever the file's axis order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import shared_dir
+
+from femurseg.evaluation.metrics import overlap_metrics
+from femurseg.io import write_image
+from femurseg.pipeline import Predictor, predict_case
+from femurseg.types import Label
+
+pytestmark = pytest.mark.slow
+
+#: Dice floor per side on the procedural full lower-limb phantom (seed 21, 1.5 x 1.5 x 2 mm, no
+#: implant). The shipped v3 weights score 0.903 left / 0.958 right on it (the left condyles,
+#: fatty and coarse-grained, are partly missed); the v2 weights scored 0.938 / 0.960. The
+#: project's 0.95-per-femur target is not met on this phantom; the floor guards against
+#: regressions below today's level.
+PHANTOM_DICE_FLOOR = 0.88
+
+
+@pytest.fixture(scope="module")
+def phantom(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
+    from femurseg.phantoms.generate import generate_case
+    from femurseg.phantoms.params import FovKind, ImplantParams, PhantomConfig
+
+    # no implant: a hip stem replaces the head, which the floor below is not about
+    none = ImplantParams(hip_probability=0.0, knee_probability=0.0, fixation_probability=0.0)
+    cfg = PhantomConfig(fov=FovKind.FULL, spacing=(1.5, 1.5, 2.0), implants=none)
+    case = generate_case(cfg, np.random.default_rng(21), None)
+    return case.image.array, case.labels, case.image.affine, tmp_path_factory.mktemp("golden")
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor()
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LPS", "PIR"])
+def test_shipped_model_on_a_full_leg_phantom(phantom, predictor, axcodes: str) -> None:
+    image, labels, affine, root = phantom
+    img = write_image(image, affine, root / axcodes / "ct.nii.gz", axcodes=axcodes, dtype=np.int16)
+    ref = write_image(labels, affine, root / axcodes / "truth.nii.gz", axcodes=axcodes)
+    report = predict_case(img, root / axcodes / "out", predictor)
+    pred_img = nib.load(report["outputs"]["labels"])
+    pred = np.asarray(pred_img.dataobj)
+    truth = np.asarray(nib.load(ref).dataobj)
+    assert pred.shape == truth.shape
+    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+        dice = overlap_metrics(pred == int(side), truth == int(side))["dice"]
+        assert dice >= PHANTOM_DICE_FLOOR, (axcodes, side.name, dice)
+    # Sides in world coordinates: each label's centre in the file's own world frame (the
+    # NIfTI affine maps to RAS+, where x grows towards patient right) lies on its own side.
+    aff = pred_img.affine
+    x = {
+        side: float((aff @ np.r_[np.argwhere(pred == int(side)).mean(axis=0), 1.0])[0])
+        for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
+    }
+    assert x[Label.FEMUR_RIGHT] > x[Label.FEMUR_LEFT] + 100.0, (axcodes, x)
+
+
+def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
+    """Tolerances on ../shared/data (skipped when absent): the real hip CT's right femur and
+    left femur (metal voxels left out), both heads covered, and the real no-femur CT empty."""
+    data = shared_dir() / "data"
+    if not (data / "totalseg_example" / "s0000" / "ct.nii.gz").is_file():
+        pytest.skip(f"real scans not available at {data}")
+    from femurseg.evaluation.scorecard import find_real_cases, score_model
+
+    cases, _ = find_real_cases(data)
+    real = score_model("shipped", Predictor(), cases, surface=False).real
+    lab = real["totalseg_example/s0000"]
+    assert lab["femur_right"]["dice"] >= REAL_RIGHT_FLOOR, lab["femur_right"]
+    assert lab["femur_left"]["dice_no_metal"] >= REAL_LEFT_NO_METAL_FLOOR, lab["femur_left"]
+    for side in ("femur_left", "femur_right"):
+        assert lab[side]["head_coverage"] >= REAL_HEAD_COVERAGE_FLOOR, (side, lab[side])
+    for name, case in real.items():
+        if case["kind"] == "negative":
+            assert case["ok"], (name, case)
+
+
+#: floors on ../shared/data/totalseg_example (v3 scores: right 0.866, left without metal 0.631,
+#: head coverage 0.61 left / 0.81 right; targets 0.90 / 0.85 are not met).
+REAL_RIGHT_FLOOR = 0.84
+REAL_LEFT_NO_METAL_FLOOR = 0.58
+REAL_HEAD_COVERAGE_FLOOR = 0.55
