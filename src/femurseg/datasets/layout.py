@@ -309,6 +309,47 @@ def read_dataset_json(root: str | Path) -> dict[str, Any]:
     return doc
 
 
+def case_files(root: Path, doc: dict[str, Any]) -> dict[str, tuple[Path, Path]]:
+    """Image and label path of every case listed in a ``dataset.json`` (as read into ``doc``).
+
+    Entries are ids only (importers: ``images/<id>.nii.gz`` and ``labels/<id>.nii.gz``) or
+    mappings with ``id``/``name`` and optional ``image``/``label`` paths relative to ``root``
+    (the phantom generator, :func:`femurseg.datasets.merge.merge_datasets`).
+
+    Raises:
+        InputError: no ``cases`` list, or an entry that is neither an id nor a mapping with one.
+    """
+    where = root / DATASET_JSON
+    raw = doc.get("cases")
+    if not isinstance(raw, list):
+        raise InputError(
+            f"{where} has no 'cases' list; expected the layout written by "
+            "`femurseg phantom` or `femurseg dataset import`"
+        )
+    out: dict[str, tuple[Path, Path]] = {}
+    for item in raw:
+        if isinstance(item, str):
+            out[item] = (root / IMAGES_DIR / f"{item}{FILE_ENDING}",
+                         root / LABELS_DIR / f"{item}{FILE_ENDING}")  # fmt: skip
+            continue
+        try:
+            cid = str(item.get("id", item.get("name")))
+            image = item.get("image", f"{IMAGES_DIR}/{cid}{FILE_ENDING}")
+            label = item.get("label", f"{LABELS_DIR}/{cid}{FILE_ENDING}")
+        except AttributeError as err:
+            raise InputError(
+                f"{where} has a case entry {item!r} that is neither an id nor a "
+                "mapping; fix or regenerate dataset.json"
+            ) from err
+        if cid == "None":
+            raise InputError(
+                f"{where} has a case entry without id or name: {item!r}; fix or "
+                "regenerate dataset.json"
+            )
+        out[cid] = (root / image, root / label)
+    return out
+
+
 def resplit_dataset(
     root: str | Path, *, seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS
 ) -> Split:

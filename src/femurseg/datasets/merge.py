@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from femurseg.atomic import atomic_write
-from femurseg.datasets.layout import DATASET_JSON, FILE_ENDING, check_case_id, read_dataset_json
+from femurseg.datasets.layout import (
+    DATASET_JSON,
+    FILE_ENDING,
+    case_files,
+    check_case_id,
+    read_dataset_json,
+)
 from femurseg.errors import InputError, OutputError
 from femurseg.types import LABELS
 
@@ -28,22 +34,9 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def _source_cases(root: Path) -> tuple[dict[str, tuple[Path, Path]], dict[str, list[str]]]:
-    """A source's cases (id -> image, label paths) and its split lists."""
+    """A source's cases (id -> absolute image, label paths) and its split lists."""
     doc = read_dataset_json(root)
-    cases: dict[str, tuple[Path, Path]] = {}
-    for item in doc.get("cases") or []:
-        if isinstance(item, str):
-            cid, image, label = item, f"images/{item}{FILE_ENDING}", f"labels/{item}{FILE_ENDING}"
-        elif isinstance(item, dict) and ("id" in item or "name" in item):
-            cid = str(item.get("id", item.get("name")))
-            image = item.get("image", f"images/{cid}{FILE_ENDING}")
-            label = item.get("label", f"labels/{cid}{FILE_ENDING}")
-        else:
-            raise InputError(
-                f"{root / DATASET_JSON} has a case entry {item!r} that is neither an id nor a "
-                "mapping with an id; fix or regenerate it"
-            )
-        cases[cid] = ((root / image).resolve(), (root / label).resolve())
+    cases = {cid: (im.resolve(), lab.resolve()) for cid, (im, lab) in case_files(root, doc).items()}
     split = doc.get("split") or {}
     lists = {k: [str(c) for c in split.get(k, [])] for k in SPLIT_NAMES}
     if not any(lists.values()):

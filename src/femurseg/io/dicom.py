@@ -15,6 +15,7 @@ k along the sorted slice normal) and the affine is converted to RAS+ before leav
 
 from __future__ import annotations
 
+import filecmp
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -107,17 +108,15 @@ def _drop_localizers_and_duplicates(
         if loc and len(loc) < len(items):
             log.info("series %s: %d localizer image(s) left out of the volume", uid, len(loc))
             items = [it for it in items if not _is_localizer(it[1])]
-        seen: dict[str, tuple[Path, bytes]] = {}
+        seen: dict[str, Path] = {}
         kept = []
         for f, ds in items:
             sop = str(ds.get("SOPInstanceUID", ""))
-            if sop and sop in seen:
-                first, first_bytes = seen[sop]
-                if f.read_bytes() == first_bytes:
-                    log.info("%s is a byte-identical copy of %s; read once", f, first)
-                    continue
-            elif sop:
-                seen[sop] = (f, f.read_bytes())
+            first = seen.setdefault(sop, f) if sop else f
+            # files are compared only when their SOPInstanceUIDs collide (rare)
+            if first != f and filecmp.cmp(first, f, shallow=False):
+                log.info("%s is a byte-identical copy of %s; read once", f, first)
+                continue
             kept.append((f, ds))
         out[uid] = kept
     return out
@@ -179,14 +178,13 @@ def series_infos(groups: dict[str, list[tuple[Path, Any]]]) -> list[SeriesInfo]:
     out = []
     for uid, items in groups.items():
         ds = items[0][1]
-        image_type = {str(v).upper() for _, d in items for v in _multi(d, "ImageType")}
         out.append(
             SeriesInfo(
                 uid=uid,
                 modality=str(ds.get("Modality", "") or "unknown"),
                 description=str(ds.get("SeriesDescription", "") or ""),
                 n_images=len(items),
-                localizer="LOCALIZER" in image_type,
+                localizer=any(_is_localizer(d) for _, d in items),
             )
         )
     return sorted(out, key=lambda s: -s.n_images)

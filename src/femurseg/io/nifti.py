@@ -14,6 +14,7 @@ module.
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 from collections.abc import Iterator
@@ -74,12 +75,10 @@ def _read_error(path: Path, err: BaseException) -> InputError:
 
 def _stored_header(path: Path) -> Any:
     """The header as stored in the file, without nibabel's fixes (e.g. zero pixdim -> 1)."""
-    opener = _fast_gzip.open if _fast_gzip is not None and _is_gzip(path) else None
-    if opener is None and _is_gzip(path):
-        import gzip
-
-        opener = gzip.open
-    with (opener or open)(path, "rb") as f:
+    opener: Any = open
+    if _is_gzip(path):
+        opener = _fast_gzip.open if _fast_gzip is not None else gzip.open
+    with opener(path, "rb") as f:
         head = f.read(540)
     klass = nib.Nifti2Header if _is_nifti2(head[:4]) else nib.Nifti1Header
     block = head[: klass.template_dtype.itemsize]
@@ -92,12 +91,13 @@ def nifti_affine(hdr: Any, path: Path, assume: str | None = None) -> tuple[A64, 
     The sform is used when its code is set, else the qform (nibabel's choice). A header with
     neither (both codes 0) has no orientation, so left and right are unknown: it is refused
     unless ``assume`` states the axis codes, which are then applied to the voxel sizes (centred
-    on the volume) and returned as a note for the report. Voxel sizes (pixdim) that are zero,
+    on the volume) and returned, to be recorded in the report. Voxel sizes (pixdim) that are zero,
     negative or not finite are refused where the affine would be built from them (qform or no
     transform), instead of being read as 1 mm.
 
     Returns:
-        ``(affine, note)``: the 4x4 affine and, when ``assume`` was applied, a sentence saying so.
+        ``(affine, assumed)``: the 4x4 affine and the axis codes assumed (``assume`` when it
+        was applied, else None).
 
     Raises:
         InputError: no orientation and no ``assume``, or unusable voxel sizes.
@@ -126,9 +126,10 @@ def nifti_affine(hdr: Any, path: Path, assume: str | None = None) -> tuple[A64, 
         for i, (axis, flip) in enumerate(ornt):
             affine[int(axis), i] = flip * zooms[i]
         affine[:3, 3] = -affine[:3, :3] @ ((shape - 1) / 2.0)
-        note = f"no qform or sform in the file: orientation {assume} assumed as the user stated"
-        log.warning("%s: %s", path, note)
-        return affine, note
+        log.warning(
+            "%s: no qform or sform; orientation %s assumed as the user stated", path, assume
+        )
+        return affine, assume
     return np.asarray(hdr.get_best_affine(), dtype=np.float64), None
 
 
@@ -158,10 +159,10 @@ def read_nifti(path: Path, assume_orientation: str | None = None) -> RawImage:
             f"{path} holds {data.dtype} voxels; expected one scalar number per voxel (not RGB or "
             "complex); convert it to a scalar CT image"
         )
-    affine, note = nifti_affine(img.header, path, assume_orientation)
+    affine, assumed = nifti_affine(img.header, path, assume_orientation)
     extra: dict[str, Any] = {"nifti_header": img.header.copy()}
-    if note is not None:
-        extra["assumed_orientation"] = assume_orientation
+    if assumed is not None:
+        extra["assumed_orientation"] = assumed
     return RawImage(data, affine, "nifti", extra)
 
 
@@ -264,12 +265,12 @@ def gz_slabs(path: Path, assume_orientation: str | None = None) -> GzSlabs | Non
     ):
         return None
     slope, inter = hdr.get_slope_inter()
-    affine, note = nifti_affine(hdr, path, assume_orientation)
+    affine, assumed = nifti_affine(hdr, path, assume_orientation)
     return GzSlabs(
         path=path,
         header=hdr,
         affine=affine,
-        assumed_orientation=assume_orientation if note is not None else None,
+        assumed_orientation=assumed,
         shape=(shape[0], shape[1], shape[2]),
         dtype=dtype,
         slope=1.0 if slope is None else float(slope),

@@ -109,7 +109,6 @@ def deform_femur(
     knee: Array,
     ml_axis: Array,
     shape: FemurShape,
-    lateral_sign: float = 1.0,
 ) -> tuple[Array, Array]:
     """Deform femur vertices; return them and the moved head centre.
 
@@ -117,9 +116,8 @@ def deform_femur(
         verts: (N, 3) vertices, mm, in the limb's LPS frame.
         head: head centre (3,); head_radius: mm.
         knee: knee centre (3,).
-        ml_axis: medio-lateral direction of the knee (any sign).
+        ml_axis: lateral direction of the knee (a left limb's +x in LPS).
         shape: the deformation.
-        lateral_sign: +1 when ``ml_axis`` points laterally, -1 when medially.
 
     Returns:
         ``(verts, head)`` after the deformation.
@@ -130,7 +128,7 @@ def deform_femur(
     a = h - k
     length = float(np.linalg.norm(a))
     a /= length
-    e = np.asarray(ml_axis, dtype=np.float64) * lateral_sign
+    e = np.asarray(ml_axis, dtype=np.float64)
     e = e - (e @ a) * a
     e /= np.linalg.norm(e)  # lateral, perpendicular to the axis
     ap = np.cross(a, e)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from femurseg.datasets.layout import case_files
 from femurseg.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -40,41 +41,6 @@ class CaseEntry:
     case_id: str
     image: Path
     label: Path
-
-
-def _entries(root: Path, meta: dict[str, Any]) -> dict[str, CaseEntry]:
-    """Case entries of either writer: ids only (importers: ``images/<id>.nii.gz`` and
-    ``labels/<id>.nii.gz``) or dicts with ``id``/``name`` and ``image``/``label`` paths (the
-    phantom generator)."""
-    raw = meta.get("cases")
-    if not isinstance(raw, list):
-        raise InputError(
-            f"{root / 'dataset.json'} has no 'cases' list; expected the layout written by "
-            "`femurseg phantom` or `femurseg dataset import`"
-        )
-    out: dict[str, CaseEntry] = {}
-    for item in raw:
-        if isinstance(item, str):
-            out[item] = CaseEntry(
-                item, root / "images" / f"{item}.nii.gz", root / "labels" / f"{item}.nii.gz"
-            )
-            continue
-        try:
-            cid = str(item.get("id", item.get("name")))
-            image = item.get("image", f"images/{cid}.nii.gz")
-            label = item.get("label", f"labels/{cid}.nii.gz")
-        except AttributeError as err:
-            raise InputError(
-                f"{root / 'dataset.json'} has a case entry {item!r} that is neither an id nor a "
-                "mapping; fix or regenerate dataset.json"
-            ) from err
-        if cid == "None":
-            raise InputError(
-                f"{root / 'dataset.json'} has a case entry without id or name: {item!r}; fix or "
-                "regenerate dataset.json"
-            )
-        out[cid] = CaseEntry(cid, root / image, root / label)
-    return out
 
 
 def read_split(data_dir: str | Path, split: str) -> list[CaseEntry]:
@@ -102,7 +68,9 @@ def read_split(data_dir: str | Path, split: str) -> list[CaseEntry]:
         ) from err
     except json.JSONDecodeError as err:
         raise InputError(f"{path} is not valid JSON ({err}); regenerate it") from err
-    entries = _entries(root, meta)
+    entries = {
+        cid: CaseEntry(cid, image, label) for cid, (image, label) in case_files(root, meta).items()
+    }
     split_map = meta.get("split") or {}
     ids = list(entries) if split == "all" else split_map.get(split)
     if not ids:
