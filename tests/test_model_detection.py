@@ -117,6 +117,26 @@ def test_single_femur_takes_the_network_vote_and_pieces_merge() -> None:
     assert box_iou(dets[RIGHT].box, whole) > 0.9
 
 
+def test_lone_femur_side_comes_from_the_midline_when_known() -> None:
+    # a right femur (world x > 0) whose network channels say "left"
+    _, labels, affine = synth_case(sides=(2,))
+    grid = Grid(labels.shape, affine)
+    wrong = labels.copy()
+    wrong[labels == 2] = 1
+    voted = boxes_from_probabilities(one_hot_probs(wrong), grid)
+    assert voted[LEFT].found and not voted[RIGHT].found  # no midline: the vote stands
+    dets = boxes_from_probabilities(one_hot_probs(wrong), grid, midline_x=0.0)
+    assert dets[RIGHT].found and not dets[LEFT].found
+    assert dets[RIGHT].box.centre[0] > 0
+    assert "overruled" in dets[RIGHT].message and "femur_left" in dets[RIGHT].message
+    # near the midline (inside the margin) the vote still decides
+    centre = dets[RIGHT].box.centre[0]
+    near = boxes_from_probabilities(
+        one_hot_probs(wrong), grid, BoxRules(side_margin_mm=abs(centre) + 40), midline_x=0.0
+    )
+    assert near[LEFT].found and "network vote" in near[LEFT].message
+
+
 def test_subvoxel_crossing() -> None:
     sharp = np.array([0.0, 0.0, 1.0, 1.0, 0.0], np.float32)
     assert _crossing(sharp, 2, 3, 0.5) == (1.5, 3.5)  # voxel edges

@@ -161,8 +161,14 @@ class Predictor:
     def predict(self, volume: Volume) -> Prediction:
         """Run stage 1, stage 2 and paste-back on one canonical volume (no file output)."""
         seconds: dict[str, float] = {}
+        rules = self.config.femur_checks
         with _timed(seconds, "stage1"):
-            detections = self.detector.detect(volume)
+            midline = (
+                body_midline(volume.array, Grid.of(volume), rules.body_hu)
+                if rules.enabled
+                else None
+            )
+            detections = self.detector.detect(volume, midline)
         probabilities: dict[Label, SideProbability] = {}
         with _timed(seconds, "stage2"):
             for side in SIDES:
@@ -185,7 +191,7 @@ class Predictor:
                 side: _label_extent(labels, pasted.get(side), side, target) for side in SIDES
             }
         with _timed(seconds, "checks"):
-            checks = self._check_sides(volume, labels, pasted, extents)
+            checks = self._check_sides(volume, labels, pasted, extents, midline)
             for side, chk in checks.items():
                 if chk.status is not FemurStatus.NOT_FOUND or extents[side][1] is None:
                     continue
@@ -212,13 +218,11 @@ class Predictor:
         labels: npt.NDArray[np.uint8],
         pasted: dict[Label, Pasted | None],
         extents: dict[Label, tuple[float, tuple[slice, slice, slice] | None, Box | None]],
+        midline: float | None,
     ) -> dict[Label, FemurCheck]:
         """The femur checks of each side's final mask (see :mod:`femurseg.segmentation.checks`)."""
         rules = self.config.femur_checks
         grid = Grid.of(volume)
-        midline = None
-        if rules.enabled and any(e[1] is not None for e in extents.values()):
-            midline = body_midline(volume.array, grid, rules.body_hu)
         out: dict[Label, FemurCheck] = {}
         for side in SIDES:
             index = extents[side][1]

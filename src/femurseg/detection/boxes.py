@@ -2,8 +2,9 @@
 
 Left and right are decided in world coordinates: when two femurs are found, the one further
 towards world +x (patient right) is the right femur, whatever the network's channels say; a
-single femur takes the side the network (which sees canonical RAS+ axes) votes for. A side
-without an accepted candidate is reported as not found, never guessed.
+single femur takes the side of the body's midline it lies on when the midline is known and the
+femur lies clearly off it, else the side the network (which sees canonical RAS+ axes) votes
+for. A side without an accepted candidate is reported as not found, never guessed.
 """
 
 from __future__ import annotations
@@ -160,21 +161,28 @@ def _candidates(
 
 
 def boxes_from_probabilities(
-    probs: npt.NDArray[np.float32], grid: Grid, rules: BoxRules | None = None
+    probs: npt.NDArray[np.float32],
+    grid: Grid,
+    rules: BoxRules | None = None,
+    midline_x: float | None = None,
 ) -> dict[Label, SideDetection]:
     """Turn stage-1 class probabilities into one detection per side.
 
     The femur probability (left + right) is thresholded into connected components; the two
     largest that pass the size and score rules are the femurs. With two femurs, the one further
     towards world +x is the right one (patient right is +x in RAS+). With one, its side is the
-    network's left/right vote over the component (the network sees the scan in canonical RAS+
-    axes); the other side is reported as not found.
+    side of the body midline its centre lies on, when ``midline_x`` is known and the centre is
+    more than ``rules.side_margin_mm`` from it; otherwise the network's left/right vote over the
+    component (the network sees the scan in canonical RAS+ axes). The other side is reported as
+    not found.
 
     Args:
         probs: float32 (3, X, Y, Z) softmax probabilities for background, femur_left,
             femur_right on ``grid`` (canonical RAS+ axes).
         grid: the coarse grid (world RAS+ mm affine).
         rules: acceptance thresholds.
+        midline_x: world x (mm) of the body's midline, None when unknown (see
+            :func:`femurseg.segmentation.checks.body_midline`).
 
     Returns:
         ``{Label.FEMUR_LEFT: ..., Label.FEMUR_RIGHT: ...}``.
@@ -193,8 +201,16 @@ def boxes_from_probabilities(
         vote = float(
             (probs[int(Label.FEMUR_RIGHT)][c.mask] - probs[int(Label.FEMUR_LEFT)][c.mask]).mean()
         )
-        side = Label.FEMUR_RIGHT if vote > 0 else Label.FEMUR_LEFT
-        sides = {side: (c, f"network vote {abs(vote):.2f}")}
+        voted = Label.FEMUR_RIGHT if vote > 0 else Label.FEMUR_LEFT
+        side, how = voted, f"network vote {abs(vote):.2f}"
+        if midline_x is not None and abs(c.centre_x - midline_x) > rules.side_margin_mm:
+            side = Label.FEMUR_RIGHT if c.centre_x > midline_x else Label.FEMUR_LEFT
+            off = abs(c.centre_x - midline_x)
+            how = f"world x, {off:.0f} mm off the body midline"
+            if side != voted:
+                how += f" (the network voted {LABELS[voted]}, overruled)"
+                log.warning("stage 1: lone femur on the patient's %s; %s", LABELS[side], how)
+        sides = {side: (c, how)}
         why = why or "only one femur in view"
     out: dict[Label, SideDetection] = {}
     for side in SIDES:

@@ -74,6 +74,10 @@ class BoxRules:
             two (the mirrored left femur counting as right): one more coarse pass (stage 1
             0.6 -> 0.8-0.9 s on a 512 x 512 x 1000 scan); box IoU 0.891 -> 0.909 on the
             validation phantoms.
+        side_margin_mm: a lone femur whose centre lies further than this from the body's
+            midline takes the side of the midline it lies on (patient right is world +x),
+            whatever the network voted; nearer the midline, or when the midline cannot be told
+            (one leg filling the field of view), the network's vote decides.
     """
 
     min_volume_ml: float = 15.0
@@ -81,9 +85,11 @@ class BoxRules:
     threshold: float = 0.5
     min_separation_mm: float = 60.0
     mirror_average: bool = True
+    side_margin_mm: float = 30.0
 
     def __post_init__(self) -> None:
         check_range("min_volume_ml", self.min_volume_ml, 0.0, 5000.0)
+        check_range("side_margin_mm", self.side_margin_mm, 0.0, 200.0)
         check_range("min_score", self.min_score, 0.0, 1.0)
         check_range("box threshold", self.threshold, 0.01, 0.99)
         check_range("min_separation_mm", self.min_separation_mm, 0.0, 500.0)

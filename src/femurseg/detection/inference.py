@@ -81,10 +81,18 @@ class Detector:
             logits = self.net(x.to(self.device))
         return torch.softmax(logits.float(), dim=1)[0][index]
 
-    def detect(self, volume: Volume) -> dict[Label, SideDetection]:
-        """One detection per side for a canonical volume (see :func:`boxes_from_probabilities`)."""
+    def detect(
+        self, volume: Volume, midline_x: float | None = None
+    ) -> dict[Label, SideDetection]:
+        """One detection per side for a canonical volume (see :func:`boxes_from_probabilities`).
+
+        Args:
+            volume: canonical volume.
+            midline_x: world x (mm) of the body's midline, None when unknown; decides the side
+                of a lone femur that lies clearly off it.
+        """
         probs, grid = self.probabilities(volume)
-        dets = boxes_from_probabilities(probs, grid, self.rules)
+        dets = boxes_from_probabilities(probs, grid, self.rules, midline_x)
         for det in dets.values():
             if det.found:
                 log.info("stage 1: %s score %.2f box %s", det.name, det.score, det.box)
