@@ -206,7 +206,11 @@ def test_cli_predict_series_picks_the_dicom_series_and_names_it(weights, scan, t
     assert report["series_uid"] == small_uid and report["shape"][2] == 6
     two = runner.invoke(app, [*args[:2], str(scan[0]), *args[2:], "--series", small_uid])
     assert two.exit_code == 2 and "one DICOM folder" in two.output
-    unknown = runner.invoke(app, [*args, "--series", "1.2.3"])
+    # another series into the same folder is another result under the same case name: refused
+    other = runner.invoke(app, [*args, "--series", big_uid])
+    assert other.exit_code == 2 and "--overwrite" in other.output
+    fresh = ["predict", str(tmp_path / "dcm"), "-o", str(tmp_path / "out2"), *args[4:]]
+    unknown = runner.invoke(app, [*fresh, "--series", "1.2.3"])
     assert unknown.exit_code == 2 and big_uid in unknown.output
 
 

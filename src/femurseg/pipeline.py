@@ -485,8 +485,13 @@ def predict_case(
     *,
     protect: Sequence[Path] = (),
     ahead: ReadAhead | None = None,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read one scan, segment both femurs and write the label map, report and preview.
+
+    The report is written last, after every other output is in place: a case whose report
+    exists is complete (see :mod:`femurseg.cohort`).
 
     Args:
         path: input file or DICOM folder.
@@ -494,6 +499,8 @@ def predict_case(
         predictor: loaded networks.
         protect: input paths that must never be written to.
         ahead: a read of ``path`` already under way (see :class:`~femurseg.io.ReadAhead`).
+        name: case name of the outputs (default: :func:`case_name` of ``path``).
+        extra: more top-level report entries (e.g. the cohort run's settings key).
 
     Returns:
         The report dict (also written as ``<case>_report.json``).
@@ -505,7 +512,7 @@ def predict_case(
     path = Path(path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = case_name(path)
+    name = name or case_name(path)
     files = {
         "labels": out / f"{name}_femur.nii.gz",
         "report": out / f"{name}_report.json",
@@ -564,6 +571,8 @@ def predict_case(
         report.update(measure_report(volume, pred))
     if notes:
         report["notes"] = notes
+    if extra:
+        report.update(extra)
     if not any(d.found for d in pred.detections.values()):
         report["message"] = (
             "no femur found in the scan; expected a CT covering the hips or thighs; check the "

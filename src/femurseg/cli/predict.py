@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from femurseg.cli import app, as_device, as_precision, progress, run_guarded
 
+if TYPE_CHECKING:
+    from femurseg.cohort import CaseResult
+
 
 @app.command()
 def predict(
     inputs: Annotated[
-        list[Path], typer.Argument(metavar="INPUT...", help="CT files or DICOM series folders.")
+        list[Path],
+        typer.Argument(
+            metavar="INPUT...",
+            help="CT files, DICOM series folders, folders of scans (searched recursively) or a "
+            "manifest CSV (columns case,path).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -78,36 +86,73 @@ def predict(
             "sform codes 0); such a file is refused without it. Recorded in the report.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes, each loading the networks once (default: one per two "
+            "cores and per 3 GB of free memory). With --dask local: the cluster's workers.",
+            min=1,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Redo every case, also those already done in the output folder (by default "
+            "a rerun does only what is missing).",
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Try the cases that failed in an earlier run again."),
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only shard I of N (I/N, 0-based); 'auto' takes I and N from "
+            "SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX (+ FEMURSEG_SHARD_COUNT).",
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the cases on Dask: a scheduler address (tcp://host:8786) or 'local' for "
+            "a local cluster (needs femurseg[cohort]).",
+        ),
+    ] = None,
 ) -> None:
-    """Segment the left and right femur; writes label map, JSON report and preview per case."""
+    """Segment the left and right femur; writes label map, JSON report and preview per case.
 
-    def _predict() -> None:
+    Each case is isolated: a scan that fails is recorded in <case>_error.json and the run goes
+    on. A rerun into the same folder does only what is missing. cohort.csv, cohort.html and
+    run.json summarise the run. Exit code 0 when every case is done, 2 when cases failed on
+    bad input, 1 when one failed otherwise.
+    """
+
+    def _predict() -> int:
+        from femurseg.cohort import collect_cases, parse_shard
         from femurseg.errors import InputError
-        from femurseg.io import ReadAhead
         from femurseg.io.validate import ReadChecks
-
-        read_checks = ReadChecks(assume_orientation=assume_orientation)
-        if series is not None and len(inputs) != 1:
-            raise InputError(
-                f"--series {series} was given with {len(inputs)} inputs; expected one DICOM "
-                "folder with it; predict the other inputs in a separate run"
-            )
-        # start reading the first scan now: it overlaps importing torch and loading the networks
-        first = Path(inputs[0]) if inputs else None
-        ahead = (
-            ReadAhead(first, read_checks, series) if first is not None and first.exists() else None
-        )
-        from femurseg.pipeline import PredictConfig, Predictor, check_inputs, predict_many
-        from femurseg.segmentation import SegmentRules
-        from femurseg.segmentation.checks import FemurCheckRules
 
         dev = as_device(device)
         prec = as_precision(precision)
-        check_inputs(inputs)
+        read_checks = ReadChecks(assume_orientation=assume_orientation)
+        cases = collect_cases(inputs)
+        if series is not None and len(cases) != 1:
+            raise InputError(
+                f"--series {series} was given with {len(cases)} scans; expected one DICOM "
+                "folder with it; predict the other inputs in a separate run"
+            )
+        shard_of = parse_shard(shard)
+        from femurseg.cohort import CohortOptions, PredictorSpec, run_cohort
+        from femurseg.pipeline import PredictConfig
+        from femurseg.segmentation import SegmentRules
+        from femurseg.segmentation.checks import FemurCheckRules
+
         s1 = {"spacing_mm": stage1_spacing} if stage1_spacing is not None else {}
         wanted = {"spacing_mm": stage2_spacing, "margin_mm": margin}
         s2 = {k: v for k, v in wanted.items() if v is not None}
-        predictor = Predictor(
+        spec = PredictorSpec(
             stage1_weights,
             stage2_weights,
             PredictConfig(
@@ -121,14 +166,25 @@ def predict(
                 read_checks=read_checks,
                 series_uid=series,
             ),
-            stage1_overrides=s1,
-            stage2_overrides=s2,
+            s1,
+            s2,
         )
-        with progress("predict", len(inputs)) as update:
+        options = CohortOptions(
+            workers=workers,
+            retry_failed=retry_failed,
+            overwrite=overwrite,
+            shard=shard_of,
+            dask=dask,
+        )
+        with progress("predict", None) as update:
 
-            def on_case(path: Path, report: dict) -> None:  # type: ignore[type-arg]
+            def on_case(result: CaseResult) -> None:
+                update(advance=1, info=result.case)
+                if result.status == "failed":
+                    typer.echo(f"error: {result.case}: {result.error}", err=True)
+                    return
+                report = result.report or {}
                 status = ", ".join(f"{k} {v['status']}" for k, v in report["femurs"].items())
-                update(advance=1, info=f"{path.name}: {status}")
                 typer.echo(
                     f"{report['case']}: {status} ({report['seconds']['total']:.1f} s) -> "
                     f"{report['outputs']['labels']}"
@@ -140,6 +196,25 @@ def predict(
                     if side["status"] != "found" and reasons:
                         typer.echo(f"note: {report['case']}: {'; '.join(reasons)}", err=True)
 
-            predict_many(inputs, out, predictor, on_case=on_case, ahead=ahead)
+            result = run_cohort(cases, out, spec, options, on_case)
+        failed = result.failed
+        if result.skipped:
+            typer.echo(
+                f"{len(result.skipped)} case(s) already done or failed in {out} were skipped "
+                "(--overwrite redoes them, --retry-failed retries failures)",
+                err=True,
+            )
+        if len(cases) > 1 or failed:
+            typer.echo(
+                f"{result.done} done, {len(failed)} failed, {len(result.skipped)} skipped "
+                f"in {result.seconds:.1f} s -> {out / 'cohort.csv'}",
+                err=True,
+            )
+        if not failed:
+            return 0
+        user_errors = ("InputError", "ConfigError", "OutputError")
+        return 2 if all(r.kind in user_errors for r in failed) else 1
 
-    run_guarded(_predict)
+    code = run_guarded(_predict)
+    if code:
+        raise typer.Exit(code)

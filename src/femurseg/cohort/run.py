@@ -1,0 +1,552 @@
+"""Run a cohort: every case isolated, resumable, on one process, N processes or Dask.
+
+One case at a time goes through :func:`femurseg.pipeline.predict_case`; a case that raises is
+recorded in ``<id>_error.json`` with its one-line error and the run goes on. The outcome of each
+case is read back from the output folder (:mod:`femurseg.cohort.state`), so a rerun does only
+what is missing whichever backend ran before:
+
+* **in-process** (one worker): the networks are loaded once; the next scan is read on a
+  background thread while the current one computes;
+* **processes** (``workers > 1``): that many worker processes, each loading the networks once
+  and taking the next case from a shared queue; a worker that dies (killed, out of memory)
+  fails only its case, and a new worker takes its place;
+* **Dask** (``dask="local"`` or a scheduler address): one task per case on a
+  ``dask.distributed`` cluster; each worker process loads the networks once and keeps them;
+  Dask reschedules the case of a worker that dies. The output folder must be reachable from
+  every worker (a shared file system).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from femurseg.cohort.cases import Case, shard_cases
+from femurseg.cohort.state import (
+    CaseState,
+    case_state,
+    error_path,
+    remove_leftovers,
+    run_key,
+    write_error,
+)
+from femurseg.cohort.summary import write_run_json, write_summary
+from femurseg.config import to_dict
+from femurseg.errors import FemursegError, OutputError
+
+if TYPE_CHECKING:
+    from femurseg.pipeline import PredictConfig, Predictor
+
+log = logging.getLogger(__name__)
+
+#: memory one worker needs for a 512 x 512 x 1000 scan (measured peak 2.3 GB, with headroom).
+WORKER_GB = 3.0
+#: least seconds between two rewrites of cohort.csv / cohort.html while cases finish.
+SUMMARY_EVERY_S = 3.0
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """How to build the networks in any process (picklable, unlike the networks).
+
+    Attributes:
+        stage1: stage-1 checkpoint, None for the shipped weights.
+        stage2: stage-2 checkpoint, None for the shipped weights.
+        config: inference settings.
+        stage1_overrides: preprocessing values expected of the stage-1 checkpoint.
+        stage2_overrides: same for stage 2.
+        threads: torch threads per worker (None: torch's default).
+    """
+
+    stage1: Path | None
+    stage2: Path | None
+    config: PredictConfig
+    stage1_overrides: dict[str, Any] = field(default_factory=dict)
+    stage2_overrides: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+
+    def build(self) -> Predictor:
+        """Load both networks."""
+        from femurseg.pipeline import Predictor
+
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        return Predictor(
+            self.stage1,
+            self.stage2,
+            self.config,
+            stage1_overrides=self.stage1_overrides,
+            stage2_overrides=self.stage2_overrides,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """What shapes the outputs (the run key is its checksum): weights and settings.
+
+        Also checks, before any case is read, that each checkpoint loads as its stage and
+        that the expected values (overrides) match it.
+
+        Raises:
+            ConfigError: an override contradicts a checkpoint.
+            InputError: a checkpoint that cannot be loaded as its stage.
+        """
+        from femurseg.weights import (
+            Stage,
+            check_override,
+            default_weights,
+            load_checkpoint,
+            sha256_file,
+        )
+
+        weights = {}
+        for stage, given, overrides in (
+            (Stage.STAGE1, self.stage1, self.stage1_overrides),
+            (Stage.STAGE2, self.stage2, self.stage2_overrides),
+        ):
+            path = Path(given) if given is not None else default_weights(stage)
+            stored = load_checkpoint(path, stage).get("model_config") or {}
+            for name, value in overrides.items():
+                check_override(f"{stage.value}.{name}", stored.get(name), value)
+            weights[stage.value] = sha256_file(path)
+        predict = to_dict(self.config)
+        predict.pop("device", None)  # the same networks and precision give the same outputs
+        # the overrides are only expectations checked against the checkpoints: not in the key
+        return {"weights_sha256": weights, "predict": predict}
+
+
+@dataclass
+class CohortOptions:
+    """How to run a cohort.
+
+    Attributes:
+        workers: worker processes (None: from cores and free memory, see
+            :func:`default_workers`); with Dask, the local cluster's worker count.
+        retry_failed: try cases that failed in an earlier run with the same settings again.
+        overwrite: redo every case, also those done or made with other settings.
+        shard: (index, count): run only this shard's cases (see
+            :func:`~femurseg.cohort.cases.shard_cases`).
+        dask: None, ``"local"`` (a local cluster of ``workers`` processes) or a scheduler
+            address (``tcp://host:8786``).
+    """
+
+    workers: int | None = None
+    retry_failed: bool = False
+    overwrite: bool = False
+    shard: tuple[int, int] | None = None
+    dask: str | None = None
+
+
+@dataclass
+class CaseResult:
+    """What became of one case in this run."""
+
+    case: str
+    status: str  # done | failed
+    seconds: float
+    error: str = ""
+    kind: str = ""
+    report: dict[str, Any] | None = None
+
+
+@dataclass
+class CohortResult:
+    """Counts and per-case results of a run."""
+
+    results: list[CaseResult]
+    skipped: list[str]
+    seconds: float
+    summary: dict[str, Path]
+
+    @property
+    def done(self) -> int:
+        return sum(r.status == "done" for r in self.results)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+def default_workers(cores: int | None = None, available_gb: float | None = None) -> int:
+    """Worker processes for this machine: at most one per two cores and per ``WORKER_GB``."""
+    cores = cores or os.cpu_count() or 1
+    if available_gb is None:
+        available_gb = _available_gb()
+    return max(1, min(cores // 2, int(available_gb // WORKER_GB)))
+
+
+def _available_gb() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return WORKER_GB  # unknown: one worker
+
+
+def run_case(
+    predictor: Predictor,
+    case: Case,
+    out: Path,
+    key: str,
+    settings: dict[str, Any],
+    ahead: Any = None,
+) -> CaseResult:
+    """Predict one case; any error becomes a failed result recorded in ``<id>_error.json``."""
+    from femurseg.pipeline import predict_case
+
+    t0 = time.perf_counter()
+    remove_leftovers(out, case.id)
+    try:
+        report = predict_case(
+            case.path,
+            out,
+            predictor,
+            protect=(case.path,),
+            ahead=ahead,
+            name=case.id,
+            extra={"run": {"key": key, "settings": settings}},
+        )
+    except FemursegError as err:
+        kind = type(err).__name__
+        msg = str(err)
+    except MemoryError:
+        kind, msg = "MemoryError", "out of memory; try fewer workers or a machine with more memory"
+    except Exception as err:  # noqa: BLE001 - one bad case must not stop the cohort
+        kind = type(err).__name__
+        msg = f"internal error ({kind}: {err}); rerun with --debug and report it"
+        log.debug("%s failed", case.id, exc_info=True)
+    else:
+        error_path(out, case.id).unlink(missing_ok=True)
+        return CaseResult(case.id, "done", time.perf_counter() - t0, report=report)
+    took = time.perf_counter() - t0
+    write_error(out, case.id, case.path, key, msg, kind, took)
+    return CaseResult(case.id, "failed", took, msg, kind)
+
+
+# ---------------------------------------------------------------- backends
+
+
+def _in_process(
+    spec: PredictorSpec,
+    todo: Sequence[Case],
+    out: Path,
+    key: str,
+    settings: dict[str, Any],
+    done: Callable[[CaseResult], None],
+) -> None:
+    from femurseg.io import ReadAhead
+
+    def read(case: Case) -> ReadAhead:
+        return ReadAhead(case.path, spec.config.read_checks, spec.config.series_uid)
+
+    ahead = read(todo[0])  # overlaps loading the networks
+    predictor = spec.build()
+    for i, case in enumerate(todo):
+        current = ahead
+        ahead = read(todo[i + 1]) if i + 1 < len(todo) else None
+        done(run_case(predictor, case, out, key, settings, current))
+
+
+def _worker_main(
+    spec: PredictorSpec,
+    out: Path,
+    key: str,
+    settings: dict[str, Any],
+    tasks: Any,
+    results: Any,
+    wid: int,
+) -> None:
+    parent = os.getppid()
+    try:
+        predictor = spec.build()
+    except BaseException as err:  # noqa: BLE001 - told to the parent, which stops the run
+        results.put(("broken", wid, f"{type(err).__name__}: {err}"))
+        return
+    while True:
+        item = tasks.get()
+        if item is None or os.getppid() != parent:  # no more work, or the run was killed
+            return
+        case: Case = item
+        results.put(("start", wid, case.id))
+        results.put(("end", wid, run_case(predictor, case, out, key, settings)))
+
+
+def _processes(
+    spec: PredictorSpec,
+    todo: Sequence[Case],
+    out: Path,
+    key: str,
+    settings: dict[str, Any],
+    done: Callable[[CaseResult], None],
+    workers: int,
+) -> None:
+    ctx = mp.get_context("spawn")  # torch and fork do not mix
+    tasks = ctx.Queue()
+    results = ctx.Queue()
+    for case in todo:
+        tasks.put(case)
+    for _ in range(workers):
+        tasks.put(None)
+    procs: dict[int, Any] = {}
+    current: dict[int, str | None] = {}
+    by_id = {c.id: c for c in todo}
+    reported: set[str] = set()
+    next_wid = 0
+
+    def fail(cid: str, msg: str) -> None:
+        write_error(out, cid, by_id[cid].path, key, msg, "WorkerDied", 0.0)
+        reported.add(cid)
+        done(CaseResult(cid, "failed", 0.0, msg, "WorkerDied"))
+
+    def start() -> None:
+        nonlocal next_wid
+        wid = next_wid
+        next_wid += 1
+        p = ctx.Process(
+            target=_worker_main,
+            args=(spec, out, key, settings, tasks, results, wid),
+            name=f"femurseg-worker-{wid}",
+            daemon=True,
+        )
+        p.start()
+        procs[wid] = p
+        current[wid] = None
+
+    for _ in range(workers):
+        start()
+    remaining = len(todo)
+    try:
+        while remaining > 0:
+            try:
+                what, wid, payload = results.get(timeout=1.0)
+            except queue.Empty:
+                for wid, p in list(procs.items()):
+                    if p.is_alive():
+                        continue
+                    del procs[wid]
+                    lost = current.pop(wid, None)
+                    if p.exitcode == 0:
+                        continue  # ran out of work
+                    if lost is not None:
+                        fail(
+                            lost,
+                            f"worker process died (exit code {p.exitcode}) while on this case; "
+                            "out of memory or killed; retry with --retry-failed or fewer workers",
+                        )
+                        remaining -= 1
+                    if remaining > 0:
+                        start()  # takes the dead worker's place (and its end-of-work marker)
+                if not procs and remaining > 0:
+                    # a worker died between taking a case and saying which: fail what is left
+                    for cid in by_id:
+                        if cid not in reported:
+                            fail(cid, "lost when a worker process died; retry with --retry-failed")
+                    remaining = 0
+                continue
+            if what == "broken":
+                raise FemursegError(f"a worker could not load the networks: {payload}")
+            if what == "start":
+                current[wid] = payload
+            elif what == "end":
+                current[wid] = None
+                remaining -= 1
+                reported.add(payload.case)
+                done(payload)
+    finally:
+        for p in procs.values():
+            p.join(timeout=5.0)
+            if p.is_alive():
+                p.terminate()
+
+
+_DASK_PREDICTORS: dict[str, Any] = {}
+_DASK_LOCK = threading.Lock()
+
+
+def _dask_case(
+    spec: PredictorSpec, case: Case, out: Path, key: str, settings: dict[str, Any]
+) -> CaseResult:
+    """One case on a Dask worker; the networks are loaded once per worker process."""
+    with _DASK_LOCK:
+        predictor = _DASK_PREDICTORS.get(key)
+        if predictor is None:
+            predictor = _DASK_PREDICTORS[key] = spec.build()
+    return run_case(predictor, case, out, key, settings)
+
+
+def _dask(
+    spec: PredictorSpec,
+    todo: Sequence[Case],
+    out: Path,
+    key: str,
+    settings: dict[str, Any],
+    done: Callable[[CaseResult], None],
+    address: str,
+    workers: int,
+) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as err:
+        raise FemursegError(
+            "--dask needs dask.distributed, which is not installed; expected the cohort extra; "
+            "run `pip install 'femurseg[cohort]'`"
+        ) from err
+    cluster = None
+    if address == "local":
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    else:
+        client = Client(address)
+    try:
+        futures = {
+            client.submit(_dask_case, spec, c, out, key, settings, key=f"femurseg-{key}-{c.id}",
+                          pure=False): c
+            for c in todo
+        }
+        for fut in as_completed(futures):
+            case = futures[fut]
+            try:
+                done(fut.result())
+            except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after repeated deaths
+                msg = f"Dask could not run this case ({type(err).__name__}: {err})"
+                write_error(out, case.id, case.path, key, msg, type(err).__name__, 0.0)
+                done(CaseResult(case.id, "failed", 0.0, msg, type(err).__name__))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_cohort(
+    cases: Sequence[Case],
+    out: str | Path,
+    spec: PredictorSpec,
+    options: CohortOptions | None = None,
+    on_case: Callable[[CaseResult], None] | None = None,
+) -> CohortResult:
+    """Predict every case that is not done yet; write cohort.csv, cohort.html and run.json.
+
+    Args:
+        cases: the whole cohort (a shard's run still summarises every case).
+        out: output folder.
+        spec: the networks and settings.
+        options: workers, resume and sharding choices.
+        on_case: called as each case finishes (e.g. to print it).
+
+    Raises:
+        OutputError: cases in ``out`` were made with other weights or settings (without
+            ``overwrite``), or an output would overwrite an input.
+    """
+    options = options or CohortOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    settings = spec.settings()
+    key = run_key(settings)
+    mine = shard_cases(cases, options.shard)
+    _check_not_inputs(mine, out)
+    states = {c.id: case_state(out, c.id, key) for c in mine}
+    stale = [cid for cid, s in states.items() if s is CaseState.STALE]
+    if stale and not options.overwrite:
+        raise OutputError(
+            f"{len(stale)} case(s) in {out} were made with other weights or settings (e.g. "
+            f"{stale[0]}); expected the same settings to resume; pass --overwrite to redo them "
+            "or choose another -o"
+        )
+    redo = {CaseState.TODO, CaseState.STALE}
+    if options.retry_failed:
+        redo.add(CaseState.FAILED)
+    todo = [c for c in mine if options.overwrite or states[c.id] in redo]
+    skipped = [c.id for c in mine if c not in todo]
+    workers = options.workers or default_workers()
+    workers = max(1, min(workers, len(todo))) if todo else 1
+    if spec.threads is None and options.dask is None:
+        spec = PredictorSpec(
+            spec.stage1,
+            spec.stage2,
+            spec.config,
+            spec.stage1_overrides,
+            spec.stage2_overrides,
+            threads=max(1, (os.cpu_count() or 1) // workers),
+        )
+    backend = "dask" if options.dask else ("processes" if workers > 1 else "in-process")
+    results: list[CaseResult] = []
+    last_summary = 0.0
+    summary: dict[str, Path] = {}
+
+    def run_info(finished: bool) -> dict[str, Any]:
+        return {
+            "started": started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") if finished else None,
+            "backend": backend,
+            "dask": options.dask,
+            "workers": workers,
+            "shard": list(options.shard) if options.shard else None,
+            "key": key,
+            "settings": settings,
+            "cases": len(mine),
+            "done": sum(r.status == "done" for r in results),
+            "failed": sum(r.status == "failed" for r in results),
+            "skipped": len(skipped),
+            "pending": len(todo) - len(results),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "case_seconds": {r.case: round(r.seconds, 3) for r in results},
+            "failures": {r.case: r.error for r in results if r.status == "failed"},
+        }
+
+    def refresh(force: bool) -> None:
+        nonlocal last_summary, summary
+        now = time.perf_counter()
+        if not force and now - last_summary < SUMMARY_EVERY_S:
+            return
+        last_summary = now
+        summary = write_summary(cases, out, key)
+        summary["run"] = write_run_json(out, run_info(force), options.shard)
+
+    def done(result: CaseResult) -> None:
+        results.append(result)
+        if on_case is not None:
+            on_case(result)
+        refresh(False)
+
+    refresh(True)
+    if todo:
+        log.info("%d case(s) to do, %d already done or failed (%s)", len(todo), len(skipped), backend)
+        if options.dask:
+            _dask(spec, todo, out, key, settings, done, options.dask, workers)
+        elif workers > 1:
+            _processes(spec, todo, out, key, settings, done, workers)
+        else:
+            _in_process(spec, todo, out, key, settings, done)
+    refresh(True)
+    return CohortResult(results, skipped, time.perf_counter() - t0, summary)
+
+
+def _check_not_inputs(cases: Sequence[Case], out: Path) -> None:
+    """No output of any case may be an input of the run."""
+    inputs = {c.path.resolve() for c in cases}
+    for c in cases:
+        for ending in ("_femur.nii.gz", "_report.json", "_preview.png"):
+            target = (out / f"{c.id}{ending}").resolve()
+            if target in inputs:
+                raise OutputError(
+                    f"output {target} would overwrite an input; expected a separate output "
+                    "folder; choose another -o"
+                )

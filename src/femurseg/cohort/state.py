@@ -1,0 +1,118 @@
+"""Where each case of a cohort stands, read from the output folder alone.
+
+A case is **done** when its ``<id>_report.json`` exists, was made with the same run key (the
+weights' checksums and the settings that shape the outputs) and every output it lists exists:
+:func:`femurseg.pipeline.predict_case` writes each output atomically and the report last, so a
+run killed at any moment leaves either a complete case or no report. A case is **failed** when
+``<id>_error.json`` holds the one-line error of a run with the same key; **stale** when its
+report was made with other weights or settings; else **todo**.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from femurseg.atomic import atomic_write
+
+#: output-name endings of one case (the report last); what a killed run may leave as temp files.
+OUTPUT_ENDINGS = (
+    "_femur.nii.gz",
+    "_preview.png",
+    "_femur_left.stl",
+    "_femur_right.stl",
+    "_femur_seg.dcm",
+    "_error.json",
+    "_report.json",
+)
+
+
+class CaseState(str, enum.Enum):
+    """Where a case stands in an output folder."""
+
+    DONE = "done"
+    FAILED = "failed"
+    STALE = "stale"
+    TODO = "todo"
+
+
+def run_key(settings: dict[str, Any]) -> str:
+    """A short, stable checksum of the settings that shape a case's outputs."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def report_path(out: Path, case_id: str) -> Path:
+    return out / f"{case_id}_report.json"
+
+
+def error_path(out: Path, case_id: str) -> Path:
+    return out / f"{case_id}_error.json"
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def case_state(out: Path, case_id: str, key: str) -> CaseState:
+    """The state of one case in ``out`` for a run with settings key ``key``."""
+    report = _load(report_path(out, case_id))
+    if report is not None:
+        if (report.get("run") or {}).get("key") != key:
+            return CaseState.STALE
+        outputs = report.get("outputs") or {}
+        if all(Path(p).exists() for p in outputs.values()):
+            return CaseState.DONE
+        return CaseState.TODO
+    err = _load(error_path(out, case_id))
+    if err is not None and err.get("key") == key:
+        return CaseState.FAILED
+    return CaseState.TODO
+
+
+def load_report(out: Path, case_id: str) -> dict[str, Any] | None:
+    """The case's report, None when absent or unreadable."""
+    return _load(report_path(out, case_id))
+
+
+def load_error(out: Path, case_id: str) -> dict[str, Any] | None:
+    """The case's error record, None when absent or unreadable."""
+    return _load(error_path(out, case_id))
+
+
+def write_error(
+    out: Path, case_id: str, path: Path, key: str, error: str, kind: str, seconds: float
+) -> Path:
+    """Record a failed case (atomically) in ``<id>_error.json``."""
+    record = {
+        "case": case_id,
+        "input": str(path),
+        "key": key,
+        "error": error,
+        "kind": kind,
+        "seconds": round(seconds, 3),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+    def _write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(record, indent=2))
+
+    return atomic_write(error_path(out, case_id), _write)
+
+
+def remove_leftovers(out: Path, case_id: str) -> int:
+    """Delete the hidden temporary files a killed run left for this case; how many."""
+    n = 0
+    for ending in OUTPUT_ENDINGS:
+        for tmp in out.glob(f".{case_id}{ending}.*"):
+            tmp.unlink(missing_ok=True)
+            n += 1
+    return n

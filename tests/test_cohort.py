@@ -1,0 +1,323 @@
+"""Cohort runs: inputs, per-case isolation, resume, shards, summaries, worker processes, Dask."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_synth import synth_case
+from typer.testing import CliRunner
+
+from femurseg.cli import app
+from femurseg.cohort import (
+    CaseState,
+    CohortOptions,
+    PredictorSpec,
+    case_state,
+    collect_cases,
+    default_workers,
+    parse_shard,
+    run_cohort,
+    shard_cases,
+)
+from femurseg.config import to_dict
+from femurseg.detection import DetectorConfig, build_detector
+from femurseg.errors import InputError, OutputError
+from femurseg.io import write_image
+from femurseg.io.dicom_write import write_dicom_series
+from femurseg.pipeline import PredictConfig
+from femurseg.segmentation import SegmenterConfig, build_segmenter
+from femurseg.types import Volume
+from femurseg.weights import save_checkpoint
+
+TINY_S1 = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+TINY_S2 = SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    out = []
+    for stage, cfg, build in (("stage1", TINY_S1, build_detector), ("stage2", TINY_S2, build_segmenter)):
+        payload = {"stage": stage, "model_config": to_dict(cfg), "model": build(cfg).state_dict()}
+        out.append(save_checkpoint(payload, root / f"{stage}.pt"))
+    return out[0], out[1]
+
+
+def tiny_scan(path: Path, seed: int) -> Path:
+    image, _, affine = synth_case(seed=seed)
+    return write_image(image, affine, path, axcodes="LPS", dtype=np.int16)
+
+
+@pytest.fixture
+def cohort(tmp_path) -> Path:
+    """A folder of four tiny scans and one broken file."""
+    root = tmp_path / "scans"
+    root.mkdir()
+    for i in range(4):
+        tiny_scan(root / f"case{i}.nii.gz", seed=i)
+    (root / "broken.nii.gz").write_bytes(b"this is not a NIfTI file" * 10)
+    return root
+
+
+def spec_of(weights, **config) -> PredictorSpec:
+    return PredictorSpec(weights[0], weights[1], PredictConfig(device="cpu", **config), threads=1)
+
+
+def rows_of(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "cohort.csv").open() as f:
+        return {r["case"]: r for r in csv.DictReader(f)}
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def test_collect_cases_from_folders_series_and_manifests(tmp_path) -> None:
+    root = tmp_path / "archive"
+    tiny_scan(root / "a.nii.gz", 0)
+    tiny_scan(root / "sub" / "b.nrrd", 1)
+    (root / "sub" / "notes.txt").write_text("not a scan")
+    (root / ".hidden.nii.gz").write_bytes(b"x")
+    image, _, affine = synth_case(shape=(16, 16, 6), seed=2)
+    for patient in ("p1", "p2"):  # two series folders with the same name
+        write_dicom_series(Volume(image, affine), root / patient / "CT")
+    cases = collect_cases([root])
+    assert sorted(c.id for c in cases) == ["a", "p1__CT", "p2__CT", "sub__b"]
+    series = {c.id: c.path for c in cases}
+    assert series["p1__CT"] == root / "p1" / "CT"
+    # a DICOM series folder given directly is one case named after it
+    assert [c.id for c in collect_cases([root / "p1" / "CT"])] == ["CT"]
+    # a manifest: ids from the file, relative paths from its folder
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("case,path\nleft_hip,archive/a.nii.gz\nknee,archive/p2/CT\n")
+    got = collect_cases([manifest])
+    assert [(c.id, c.path) for c in got] == [
+        ("left_hip", tmp_path / "archive" / "a.nii.gz"),
+        ("knee", tmp_path / "archive" / "p2" / "CT"),
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,file\nx,y\n")
+    with pytest.raises(InputError, match="expected 'case'"):
+        collect_cases([bad])
+    bad.write_text("case,path\nx,missing.nii.gz\n")
+    with pytest.raises(InputError, match="line 2.*does not exist"):
+        collect_cases([bad])
+    with pytest.raises(InputError, match="share the case name"):
+        collect_cases([root / "a.nii.gz", root / "a.nii.gz"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no CT scan"):
+        collect_cases([empty])
+
+
+def test_shards_partition_the_cohort() -> None:
+    assert parse_shard(None) is None
+    assert parse_shard("1/3") == (1, 3)
+    slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "8"}
+    assert parse_shard("auto", slurm) == (4, 8)
+    assert parse_shard("auto", {"JOB_COMPLETION_INDEX": "2", "FEMURSEG_SHARD_COUNT": "4"}) == (2, 4)
+    assert parse_shard("auto/5", {"JOB_COMPLETION_INDEX": "2"}) == (2, 5)
+    for bad in ("3/3", "x/2", "auto", "-1/2"):
+        with pytest.raises(InputError, match="shard"):
+            parse_shard(bad, {})
+    from femurseg.cohort import Case
+
+    cases = [Case(f"c{i:02d}", Path(f"c{i}")) for i in range(10)]
+    parts = [shard_cases(cases[::-1], (i, 3)) for i in range(3)]
+    ids = [c.id for p in parts for c in p]
+    assert sorted(ids) == [c.id for c in cases] and len(set(ids)) == 10
+
+
+def test_default_workers_from_cores_and_memory() -> None:
+    assert default_workers(2, 24.0) == 1
+    assert default_workers(16, 128.0) == 8
+    assert default_workers(16, 7.0) == 2
+    assert default_workers(1, 1.0) == 1
+
+
+# ------------------------------------------------------------------ one machine
+
+
+def test_bad_scan_is_isolated_and_a_rerun_does_only_what_is_missing(weights, cohort, tmp_path):
+    out = tmp_path / "out"
+    cases = collect_cases([cohort])
+    seen = []
+    res = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1), seen.append)
+    assert res.done == 4 and [r.case for r in res.failed] == ["broken"]
+    assert len(seen) == 5 and res.failed[0].kind == "InputError"
+    err = json.loads((out / "broken_error.json").read_text())
+    assert "broken.nii.gz" in err["error"] and err["key"]
+    rows = rows_of(out)
+    assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
+    assert all(rows[f"case{i}"]["status"] == "done" for i in range(4))
+    run = json.loads((out / "run.json").read_text())
+    assert (run["done"], run["failed"], run["skipped"], run["pending"]) == (4, 1, 0, 0)
+    assert set(run["case_seconds"]) == {*rows} and run["settings"]["weights_sha256"]["stage1"]
+    report = json.loads((out / "case0_report.json").read_text())
+    assert report["run"]["key"] == run["key"]
+    html = (out / "cohort.html").read_text()
+    assert all(f'"case": "{c}"' in html for c in rows)
+
+    # a rerun touches nothing: every case is done or failed with the same settings
+    stamp = (out / "case0_femur.nii.gz").stat().st_mtime_ns
+    again = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1))
+    assert again.results == [] and len(again.skipped) == 5
+    assert (out / "case0_femur.nii.gz").stat().st_mtime_ns == stamp
+    # a case whose report is gone (killed before the report was written) is redone alone
+    (out / "case2_report.json").unlink()
+    (out / ".case2_femur.nii.gz.abc.nii.gz").write_bytes(b"half")  # a killed write's temp
+    part = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1))
+    assert [r.case for r in part.results] == ["case2"]
+    assert not list(out.glob(".case2_*"))
+    retry = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1, retry_failed=True))
+    assert [r.case for r in retry.results] == ["broken"]
+    # other settings: refused, never overwritten silently; --overwrite redoes everything
+    other = spec_of(weights, preview=False)
+    with pytest.raises(OutputError, match="other weights or settings"):
+        run_cohort(cases, out, other, CohortOptions(workers=1))
+    assert (out / "case0_femur.nii.gz").stat().st_mtime_ns == stamp
+    redo = run_cohort(cases, out, other, CohortOptions(workers=1, overwrite=True))
+    assert len(redo.results) == 5 and redo.done == 4
+
+
+def test_shards_write_disjoint_cases_into_one_folder(weights, cohort, tmp_path) -> None:
+    out = tmp_path / "out"
+    cases = collect_cases([cohort])
+    ran = []
+    for i in range(2):
+        res = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1, shard=(i, 2)))
+        ran += [r.case for r in res.results]
+        assert (out / f"run.shard-{i}-of-2.json").is_file()
+    assert sorted(ran) == sorted(c.id for c in cases)
+    statuses = {r["status"] for r in rows_of(out).values()}
+    assert statuses == {"done", "failed"}
+
+
+def test_cli_predict_folder_goes_on_after_a_bad_scan(weights, cohort, tmp_path) -> None:
+    out = tmp_path / "out"
+    args = ["predict", str(cohort), "-o", str(out), "--device", "cpu", "--workers", "1"]
+    args += ["--stage1-weights", str(weights[0]), "--stage2-weights", str(weights[1])]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "error: broken:" in res.output and "4 done, 1 failed, 0 skipped" in res.output
+    assert all((out / f"case{i}_report.json").is_file() for i in range(4))
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "5 case(s) already done or failed" in again.output
+
+
+def test_worker_processes_survive_a_killed_worker(weights, cohort, tmp_path) -> None:
+    psutil = pytest.importorskip("psutil")
+    for i in range(4, 8):
+        tiny_scan(cohort / f"case{i}.nii.gz", seed=i)
+    out = tmp_path / "out"
+    cases = collect_cases([cohort])
+    killed = []
+
+    def kill_one(result) -> None:
+        if killed:
+            return
+        workers = [
+            p for p in psutil.Process().children()
+            if p.is_running() and "spawn_main" in " ".join(p.cmdline())
+        ]
+        if workers:
+            os.kill(workers[0].pid, signal.SIGKILL)
+            killed.append(workers[0].pid)
+
+    res = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=2), kill_one)
+    assert killed and len(res.results) == 9
+    lost = [r for r in res.failed if r.kind == "WorkerDied"]
+    assert {r.case for r in res.failed} <= {"broken", *(r.case for r in lost)}
+    # every case is done or failed, none half-written; a retry finishes the lost ones
+    retry = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=2, retry_failed=True))
+    key = json.loads((out / "run.json").read_text())["key"]
+    states = {c.id: case_state(out, c.id, key) for c in cases}
+    assert states.pop("broken") is CaseState.FAILED
+    assert set(states.values()) == {CaseState.DONE}
+    assert {r.case for r in retry.results} == {r.case for r in res.failed}
+
+
+# ------------------------------------------------------------------ Dask
+
+
+def test_dask_cluster_runs_the_cohort_despite_a_broken_scan_and_a_killed_worker(
+    weights, cohort, tmp_path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    cases = collect_cases([cohort])
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        killed = []
+
+        def kill_one(result) -> None:
+            if not killed:
+                pid = next(iter(client.run(os.getpid).values()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        opts = CohortOptions(dask=cluster.scheduler_address)
+        res = run_cohort(cases, out, spec_of(weights), opts, kill_one)
+    assert killed
+    assert sorted(r.case for r in res.results if r.status == "done") == [f"case{i}" for i in range(4)]
+    assert [r.case for r in res.failed] == ["broken"]
+    assert json.loads((out / "run.json").read_text())["backend"] == "dask"
+
+
+# ------------------------------------------------------------------ the QC page in a browser
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        # the project's own set-up: Debian's chromium, installed when this test first runs
+        subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+            capture_output=True,
+            timeout=900,
+            check=False,
+        )
+        return shutil.which("chromium")
+    return None
+
+
+@pytest.mark.slow
+def test_cohort_html_shows_every_case_in_headless_chromium(weights, cohort, tmp_path) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium and it cannot be installed here (needs root and apt-get)")
+    out = tmp_path / "out"
+    cases = collect_cases([cohort])
+    run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1))
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--dump-dom",
+            (out / "cohort.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    # rows exist only if the page's script ran: one per case, the failure marked
+    for c in cases:
+        assert f'data-case="{c.id}"' in dom
+    assert 'class="failed" data-case="broken"' in dom
+    assert dom.count("<img") == 4
