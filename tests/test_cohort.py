@@ -47,7 +47,10 @@ def weights(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     out = []
-    for stage, cfg, build in (("stage1", TINY_S1, build_detector), ("stage2", TINY_S2, build_segmenter)):
+    for stage, cfg, build in (
+        ("stage1", TINY_S1, build_detector),
+        ("stage2", TINY_S2, build_segmenter),
+    ):
         payload = {"stage": stage, "model_config": to_dict(cfg), "model": build(cfg).state_dict()}
         out.append(save_checkpoint(payload, root / f"{stage}.pt"))
     return out[0], out[1]
@@ -210,8 +213,13 @@ def test_cli_predict_folder_goes_on_after_a_bad_scan(weights, cohort, tmp_path) 
     assert res.exit_code == 2, res.output
     assert "error: broken:" in res.output and "4 done, 1 failed, 0 skipped" in res.output
     assert all((out / f"case{i}_report.json").is_file() for i in range(4))
+    # a rerun skips everything but still says the cohort holds a failed case (exit 2)
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 0 and "5 case(s) already done or failed" in again.output
+    assert again.exit_code == 2 and "5 case(s) already done or failed" in again.output
+    assert "broken (failed in an earlier run)" in again.output
+    (cohort / "broken.nii.gz").unlink()
+    clean = CliRunner().invoke(app, [*args[:1], *map(str, sorted(cohort.iterdir())), *args[2:]])
+    assert clean.exit_code == 0, clean.output
 
 
 def test_worker_processes_survive_a_killed_worker(weights, cohort, tmp_path) -> None:
@@ -226,7 +234,8 @@ def test_worker_processes_survive_a_killed_worker(weights, cohort, tmp_path) -> 
         if killed:
             return
         workers = [
-            p for p in psutil.Process().children()
+            p
+            for p in psutil.Process().children()
             if p.is_running() and "spawn_main" in " ".join(p.cmdline())
         ]
         if workers:
@@ -255,9 +264,12 @@ def test_dask_cluster_runs_the_cohort_despite_a_broken_scan_and_a_killed_worker(
     distributed = pytest.importorskip("distributed")
     out = tmp_path / "out"
     cases = collect_cases([cohort])
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         killed = []
 
         def kill_one(result) -> None:
@@ -269,7 +281,9 @@ def test_dask_cluster_runs_the_cohort_despite_a_broken_scan_and_a_killed_worker(
         opts = CohortOptions(dask=cluster.scheduler_address)
         res = run_cohort(cases, out, spec_of(weights), opts, kill_one)
     assert killed
-    assert sorted(r.case for r in res.results if r.status == "done") == [f"case{i}" for i in range(4)]
+    assert sorted(r.case for r in res.results if r.status == "done") == [
+        f"case{i}" for i in range(4)
+    ]
     assert [r.case for r in res.failed] == ["broken"]
     assert json.loads((out / "run.json").read_text())["backend"] == "dask"
 

@@ -389,6 +389,8 @@ def build_report(
             "box_mm": "world RAS+ millimetres (x to patient right), voxel edges",
             "mask_box_mm": "tight box of the final femur label, same frame as box_mm",
             "box_voxels": "input file voxel indices (i, j, k), inclusive, voxel centres in box",
+            "landmarks_ras_mm": "world RAS+ millimetres (x to patient right); the Slicer "
+            "markups file (landmarks) holds the same points in LPS",
         },
         "shape": list(volume.shape),
         "spacing_mm": [round(s, 4) for s in volume.spacing],
@@ -427,8 +429,12 @@ def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
         metal = [f for f in side_flags if f.code == FlagCode.METAL_SUSPECTED]
         if metal:
             measured[name] = withhold_for_metal(measured[name], int(metal[0].details["voxels"]))
+    from femurseg.export.landmarks import left_right
+
+    as_dicts = {k: v.to_dict() for k, v in measured.items()}
     return {
-        "measurements": {k: v.to_dict() for k, v in measured.items()},
+        "measurements": as_dicts,
+        "left_right": left_right(as_dicts),
         "quality": {k: [f.to_dict() for f in fl] for k, fl in flags.items()},
     }
 
@@ -564,11 +570,26 @@ def predict_case(
             write_preview(volume, pred.labels, files["preview"])
     else:
         files.pop("preview")
+    measured: dict[str, Any] = {}
+    if cfg.measure:
+        from femurseg.export.landmarks import write_landmark_figure, write_markups
+
+        with _timed(seconds, "measure"):
+            measured = measure_report(volume, pred)
+            files["landmarks"] = write_markups(
+                measured["measurements"], out / f"{name}_landmarks.mrk.json"
+            )
+            if cfg.preview:
+                files["landmarks_figure"] = write_landmark_figure(
+                    pred.labels,
+                    volume.affine,
+                    measured["measurements"],
+                    out / f"{name}_landmarks.png",
+                )
     seconds["total"] = round(sum(seconds.values()), 3)
     pred.seconds = seconds
     report = build_report(name, volume, pred, predictor, {k: str(v) for k, v in files.items()})
-    if cfg.measure:
-        report.update(measure_report(volume, pred))
+    report.update(measured)
     if notes:
         report["notes"] = notes
     if extra:

@@ -198,22 +198,26 @@ def predict(
 
             result = run_cohort(cases, out, spec, options, on_case)
         failed = result.failed
+        kinds = [r.kind for r in failed] + [k for k, _ in result.failed_before.values()]
         if result.skipped:
             typer.echo(
                 f"{len(result.skipped)} case(s) already done or failed in {out} were skipped "
                 "(--overwrite redoes them, --retry-failed retries failures)",
                 err=True,
             )
-        if len(cases) > 1 or failed:
+        for cid, (_, msg) in sorted(result.failed_before.items()):
+            typer.echo(f"error: {cid} (failed in an earlier run): {msg}", err=True)
+        if len(cases) > 1 or kinds:
             typer.echo(
                 f"{result.done} done, {len(failed)} failed, {len(result.skipped)} skipped "
-                f"in {result.seconds:.1f} s -> {out / 'cohort.csv'}",
+                f"({len(result.failed_before)} of them failed before) in {result.seconds:.1f} s "
+                f"-> {out / 'cohort.csv'}",
                 err=True,
             )
-        if not failed:
+        if not kinds:
             return 0
         user_errors = ("InputError", "ConfigError", "OutputError")
-        return 2 if all(r.kind in user_errors for r in failed) else 1
+        return 2 if all(k in user_errors for k in kinds) else 1
 
     code = run_guarded(_predict)
     if code:

@@ -34,7 +34,9 @@ from femurseg.cohort.state import (
     CaseState,
     case_state,
     error_path,
+    load_error,
     remove_leftovers,
+    remove_summary_leftovers,
     run_key,
     write_error,
 )
@@ -159,12 +161,17 @@ class CaseResult:
 
 @dataclass
 class CohortResult:
-    """Counts and per-case results of a run."""
+    """Counts and per-case results of a run.
+
+    ``failed_before`` holds the cases skipped because an earlier run with the same settings
+    failed on them (id -> (error kind, one-line error)); they still count as failed.
+    """
 
     results: list[CaseResult]
     skipped: list[str]
     seconds: float
     summary: dict[str, Path]
+    failed_before: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -250,7 +257,7 @@ def _in_process(
     def read(case: Case) -> ReadAhead:
         return ReadAhead(case.path, spec.config.read_checks, spec.config.series_uid)
 
-    ahead = read(todo[0])  # overlaps loading the networks
+    ahead: ReadAhead | None = read(todo[0])  # overlaps loading the networks
     predictor = spec.build()
     for i, case in enumerate(todo):
         current = ahead
@@ -412,8 +419,9 @@ def _dask(
         client = Client(address)
     try:
         futures = {
-            client.submit(_dask_case, spec, c, out, key, settings, key=f"femurseg-{key}-{c.id}",
-                          pure=False): c
+            client.submit(
+                _dask_case, spec, c, out, key, settings, key=f"femurseg-{key}-{c.id}", pure=False
+            ): c
             for c in todo
         }
         for fut in as_completed(futures):
@@ -462,6 +470,7 @@ def run_cohort(
     key = run_key(settings)
     mine = shard_cases(cases, options.shard)
     _check_not_inputs(mine, out)
+    remove_summary_leftovers(out)
     states = {c.id: case_state(out, c.id, key) for c in mine}
     stale = [cid for cid, s in states.items() if s is CaseState.STALE]
     if stale and not options.overwrite:
@@ -528,7 +537,9 @@ def run_cohort(
 
     refresh(True)
     if todo:
-        log.info("%d case(s) to do, %d already done or failed (%s)", len(todo), len(skipped), backend)
+        log.info(
+            "%d case(s) to do, %d already done or failed (%s)", len(todo), len(skipped), backend
+        )
         if options.dask:
             _dask(spec, todo, out, key, settings, done, options.dask, workers)
         elif workers > 1:
@@ -536,7 +547,12 @@ def run_cohort(
         else:
             _in_process(spec, todo, out, key, settings, done)
     refresh(True)
-    return CohortResult(results, skipped, time.perf_counter() - t0, summary)
+    before = {}
+    for cid in skipped:
+        if states[cid] is CaseState.FAILED:
+            err = load_error(out, cid) or {}
+            before[cid] = (str(err.get("kind", "")), str(err.get("error", "")))
+    return CohortResult(results, skipped, time.perf_counter() - t0, summary, before)
 
 
 def _check_not_inputs(cases: Sequence[Case], out: Path) -> None:

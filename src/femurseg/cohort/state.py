@@ -26,6 +26,8 @@ OUTPUT_ENDINGS = (
     "_femur_left.stl",
     "_femur_right.stl",
     "_femur_seg.dcm",
+    "_landmarks.mrk.json",
+    "_landmarks.png",
     "_error.json",
     "_report.json",
 )
@@ -115,4 +117,23 @@ def remove_leftovers(out: Path, case_id: str) -> int:
         for tmp in out.glob(f".{case_id}{ending}.*"):
             tmp.unlink(missing_ok=True)
             n += 1
+    return n
+
+
+def remove_summary_leftovers(out: Path, older_than_s: float = 60.0) -> int:
+    """Delete temporary files of the cohort summaries that a killed run left; how many.
+
+    A summary is written in milliseconds, so a temporary file older than ``older_than_s`` is
+    an orphan, not another shard's write in progress.
+    """
+    n = 0
+    now = time.time()
+    for pattern in (".cohort.csv.*", ".cohort.html.*", ".run.json.*", ".run.shard-*"):
+        for tmp in out.glob(pattern):
+            try:
+                if now - tmp.stat().st_mtime > older_than_s:
+                    tmp.unlink()
+                    n += 1
+            except FileNotFoundError:
+                pass
     return n

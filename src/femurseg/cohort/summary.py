@@ -4,9 +4,9 @@ Both tables are rebuilt from the output folder (each case's report or error reco
 are right whichever run, shard or backend made the cases, and are written atomically: a reader
 never sees half a table. ``cohort.html`` is one self-contained page that opens from disk: one
 row per case with its preview thumbnail, quality flags and failures highlighted, columns sorted
-by a click, and outliers marked: a femur whose volume lies far from the cohort's (robust z-score
-of the labelled volume, ``<side>_mask_ml``, above :data:`OUTLIER_Z`, from the median and the median absolute deviation, with
-at least :data:`OUTLIER_MIN_CASES` femurs to compare).
+by a click, and outliers marked: a femur whose volume lies far from the cohort's (robust
+z-score of the labelled volume, ``<side>_mask_ml``, above :data:`OUTLIER_Z`, from the median
+and the median absolute deviation, with at least :data:`OUTLIER_MIN_CASES` femurs to compare).
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def _mark_outliers(rows: list[dict[str, Any]]) -> None:
     for side in SIDES:
         col = f"{side}_mask_ml"
         found = [
-            r for r in rows
+            r
+            for r in rows
             if r.get(f"{side}_status") in ("found", "low_confidence")
             and isinstance(r.get(col), (int, float))
         ]

@@ -49,6 +49,8 @@ from femurseg.measure.geometry import (
     to_world,
     voxel_volume_ml,
 )
+from femurseg.measure.landmarks import METHODS as LANDMARK_METHODS
+from femurseg.measure.landmarks import LandmarkConfig, as_items, find_landmarks
 from femurseg.measure.quality import CutEnd, IndexBoxes, edge_contact, label_crops
 from femurseg.types import LABELS, Label
 
@@ -69,6 +71,7 @@ class MeasureConfig:
         max_head_fit_rms_mm: a sphere fit with a larger rms residual is omitted.
         neck_cone_deg: half angle of the cone towards the neck left out of the head fit.
         edge_margin_voxels: mask voxels this close to an image face count as cut by it.
+        landmarks: settings of the orthopaedic landmarks (see :mod:`.landmarks`).
     """
 
     proximal_region_mm: float = 110.0
@@ -79,6 +82,7 @@ class MeasureConfig:
     max_head_fit_rms_mm: float = 2.5
     neck_cone_deg: float = 60.0
     edge_margin_voxels: int = 0
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
 
     def __post_init__(self) -> None:
         check_range("proximal_region_mm", self.proximal_region_mm, 30.0, 300.0)
@@ -317,7 +321,10 @@ def measure_femur(
     name = LABELS[side]
     if not m.any():
         why = f"{name} not found in the label map"
-        return FemurMeasurements(name, False, (), {k: _m(k, None, why) for k in _UNITS})
+        none = {k: _m(k, None, why) for k in _UNITS}
+        for k, (unit, method) in LANDMARK_METHODS.items():
+            none[k] = Measurement(k, None, unit, why, method)
+        return FemurMeasurements(name, False, (), none, {})
     items: dict[str, Measurement] = {}
     landmarks: dict[str, list[float]] = {}
     vol = float(m.sum()) * voxel_volume_ml(a)
@@ -334,16 +341,19 @@ def measure_femur(
     distal_in = CutEnd.DISTAL not in ends
     shaft: _Shaft | None = None
     shaft_why: str | None = whole
+    shaft_range: tuple[float, float] | None = None
     if proximal_in:
         lo = bottom + (cfg.distal_region_mm if distal_in else 0.0)
         shaft, shaft_why = _shaft_axis(pts, lo, top - cfg.proximal_region_mm, cfg)
+        shaft_range = (lo, top - cfg.proximal_region_mm)
     if shaft is not None:
         landmarks["shaft_point"] = shaft.point.tolist()
         landmarks["shaft_axis"] = shaft.axis.tolist()
+    surf = surface_points(m, a)
     if ends or shaft is None:
         items["length_mm"] = _m("length_mm", None, whole if ends else shaft_why)
     else:
-        proj = surface_points(m, a) @ shaft.axis
+        proj = surf @ shaft.axis
         items["length_mm"] = _m("length_mm", float(proj.max() - proj.min()))
     if not proximal_in:
         head: tuple[FloatArray, float, float] | str = whole
@@ -352,6 +362,7 @@ def measure_femur(
         guide = shaft or _provisional_shaft(pts, bottom, top)
         head = _head(ijk, pts, a, side, guide, top, cfg)
     nsa: float | str
+    neck: FloatArray | str | None = None
     if isinstance(head, str):
         items["head_diameter_mm"] = _m("head_diameter_mm", None, head)
         nsa = head
@@ -372,6 +383,26 @@ def measure_femur(
         items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", None, nsa)
     else:
         items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", nsa)
+    found = find_landmarks(
+        pts,
+        surf,
+        spacing_of(a),
+        1.0 if side == Label.FEMUR_LEFT else -1.0,
+        head=None if isinstance(head, str) else (head[0], head[1]),
+        head_why=head if isinstance(head, str) else None,
+        neck_axis=neck if isinstance(neck, np.ndarray) else None,
+        shaft=None if shaft is None else (shaft.point, shaft.axis, shaft.radius),
+        shaft_range=shaft_range if shaft is not None else None,
+        proximal_in=proximal_in,
+        distal_in=distal_in,
+        cfg=cfg.landmarks,
+    )
+    for key, d in as_items(found).items():
+        items[key] = Measurement(key, d["value"], d["unit"], d["reason"], d["method"])
+    for key, point in found.points.items():
+        landmarks.setdefault(key, point)
+    for key, axis in found.axes.items():
+        landmarks.setdefault(key, axis)
     return FemurMeasurements(name, True, tuple(e.value for e in ends), items, landmarks)
 
 
@@ -408,15 +439,28 @@ def measure_femurs(
 
 
 #: measurements that describe native hip anatomy, which an implant replaces or distorts.
-HIP_GEOMETRY = ("head_diameter_mm", "neck_shaft_angle_deg")
+HIP_GEOMETRY = (
+    "head_diameter_mm",
+    "neck_shaft_angle_deg",
+    "torsion_lee_deg",
+    "torsion_murphy_deg",
+    "femoral_offset_mm",
+    "femoral_length_mm",
+    "mechanical_axis_length_mm",
+    "anatomical_mechanical_angle_deg",
+    "mldfa_deg",
+)
+#: landmarks placed from the head, withheld with it.
+HIP_LANDMARKS = ("head_centre", "neck_axis", "neck_base_centre", "mechanical_axis")
 
 
 def withhold_for_metal(measured: FemurMeasurements, metal_voxels: int) -> FemurMeasurements:
     """The measurements with the hip geometry omitted when metal was found inside the femur.
 
     A hip stem or nail means the head and neck are (partly) prosthetic or distorted by streaks,
-    so their diameter and angle are not anatomical values; they are omitted with the reason,
-    and the metal quality flag says where to look.
+    so the head centre and everything measured from it (diameter, angles, torsion, offset,
+    lengths to the head) are not anatomical values; they are omitted with the reason, and the
+    metal quality flag says where to look.
 
     Args:
         measured: one femur's measurements.
@@ -431,5 +475,6 @@ def withhold_for_metal(measured: FemurMeasurements, metal_voxels: int) -> FemurM
     items = dict(measured.items)
     for name in HIP_GEOMETRY:
         if name in items and items[name].value is not None:
-            items[name] = _m(name, None, why)
-    return dataclasses.replace(measured, items=items)
+            items[name] = dataclasses.replace(items[name], value=None, reason=why)
+    marks = {k: v for k, v in measured.landmarks.items() if k not in HIP_LANDMARKS}
+    return dataclasses.replace(measured, items=items, landmarks=marks)
