@@ -81,9 +81,7 @@ class Detector:
             logits = self.net(x.to(self.device))
         return torch.softmax(logits.float(), dim=1)[0][index]
 
-    def detect(
-        self, volume: Volume, midline_x: float | None = None
-    ) -> dict[Label, SideDetection]:
+    def detect(self, volume: Volume, midline_x: float | None = None) -> dict[Label, SideDetection]:
         """One detection per side for a canonical volume (see :func:`boxes_from_probabilities`).
 
         Args:
