@@ -73,8 +73,12 @@ def neck_shaft_angle(femur: trimesh.Trimesh, lm: LimbLandmarks) -> tuple[float, 
     """
     ax = lm.femur_axis
     length = float((lm.femur_top - lm.femur_bottom) @ ax)
-    c = np.array([cross_section(femur, lm.femur_bottom + h * length * ax, ax)[1]
-                  for h in np.linspace(0.35, 0.75, 9)])
+    c = np.array(
+        [
+            cross_section(femur, lm.femur_bottom + h * length * ax, ax)[1]
+            for h in np.linspace(0.35, 0.75, 9)
+        ]
+    )
     mu = c.mean(axis=0)
     shaft = np.linalg.svd(c - mu)[2][0]
     shaft = shaft if shaft @ ax > 0 else -shaft  # pointing proximally
@@ -163,21 +167,29 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, tuple[float, float, flo
     out = {}
     for k in keys:
         a = np.array([r.get(k, np.nan) for r in rows], dtype=np.float64)
-        out[k] = (float(np.nanmean(a)), float(np.nanstd(a)), float(np.nanmin(a)),
-                  float(np.nanmax(a)))
+        out[k] = (
+            float(np.nanmean(a)),
+            float(np.nanstd(a)),
+            float(np.nanmin(a)),
+            float(np.nanmax(a)),
+        )
     return out
 
 
 def print_table(real: dict, proc: dict) -> None:
-    print(f"{'measure':26s} {'LLP26 mean+-sd [min,max]':>30s} "
-          f"{'procedural mean+-sd [min,max]':>32s}  ratio")
+    print(
+        f"{'measure':26s} {'LLP26 mean+-sd [min,max]':>30s} "
+        f"{'procedural mean+-sd [min,max]':>32s}  ratio"
+    )
     for k in real:
         if k not in proc:
             continue
         r, p = real[k], proc[k]
         ratio = p[0] / r[0] if r[0] else float("nan")
-        print(f"{k:26s} {r[0]:9.1f} +- {r[1]:6.1f} [{r[2]:7.1f},{r[3]:7.1f}]"
-              f" {p[0]:9.1f} +- {p[1]:6.1f} [{p[2]:7.1f},{p[3]:7.1f}]  {ratio:5.2f}")
+        print(
+            f"{k:26s} {r[0]:9.1f} +- {r[1]:6.1f} [{r[2]:7.1f},{r[3]:7.1f}]"
+            f" {p[0]:9.1f} +- {p[1]:6.1f} [{p[2]:7.1f},{p[3]:7.1f}]  {ratio:5.2f}"
+        )
 
 
 # ----------------------------------------------------------------------------- figure
@@ -216,8 +228,14 @@ def figure(real: BoneSet, proc: BoneSet, path: Path) -> None:
     fig, axes = plt.subplots(3, 4, figsize=(12, 14), height_ratios=(1.25, 0.8, 1.1))
     grey, tan = (0.85, 0.85, 0.9), (0.95, 0.85, 0.65)
     for i, name in enumerate(rows):
-        for j, (view, src, col) in enumerate((("anterior", real, grey), ("anterior", proc, tan),
-                                              ("lateral", real, grey), ("lateral", proc, tan))):
+        for j, (view, src, col) in enumerate(
+            (
+                ("anterior", real, grey),
+                ("anterior", proc, tan),
+                ("lateral", real, grey),
+                ("lateral", proc, tan),
+            )
+        ):
             ax = axes[i, j]
             _draw(ax, getattr(src, name), view, col)
             both = np.vstack([getattr(real, name).bounds, getattr(proc, name).bounds])
@@ -238,9 +256,12 @@ def figure(real: BoneSet, proc: BoneSet, path: Path) -> None:
             ax.tick_params(labelsize=7)
             who = "LLP26 mean" if src is real else "procedural"
             ax.set_title(f"{who} {name}, {view}", fontsize=9)
-    fig.suptitle("Procedural bones (tan) vs LLP26 mean (grey), same frame and scale (mm).\n"
-                 "Anterior: patient left on the right; lateral: seen from the patient's left, "
-                 "anterior on the right", fontsize=10)
+    fig.suptitle(
+        "Procedural bones (tan) vs LLP26 mean (grey), same frame and scale (mm).\n"
+        "Anterior: patient left on the right; lateral: seen from the patient's left, "
+        "anterior on the right",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -258,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from femurseg.phantoms.procedural import procedural_boneset
 
-    real_rows = [measure(load_subject(args.shapes, s))
-                 for s in list_subjects(args.shapes)[: args.max_subjects]]
+    real_rows = [
+        measure(load_subject(args.shapes, s))
+        for s in list_subjects(args.shapes)[: args.max_subjects]
+    ]
     proc_rows, times = [], []
     first = None
     for i in range(args.n):
@@ -268,8 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         times.append(time.perf_counter() - t0)
         first = first or b
         proc_rows.append(measure(b))
-    print(f"LLP26 subjects: {len(real_rows)}; procedural samples: {len(proc_rows)}; "
-          f"procedural_boneset {np.mean(times):.2f} s mean, {np.max(times):.2f} s max")
+    print(
+        f"LLP26 subjects: {len(real_rows)}; procedural samples: {len(proc_rows)}; "
+        f"procedural_boneset {np.mean(times):.2f} s mean, {np.max(times):.2f} s max"
+    )
     print_table(summarise(real_rows), summarise(proc_rows))
     if args.figure is not None and first is not None:
         figure(load_subject(args.shapes, "mean"), first, args.figure)

@@ -98,8 +98,9 @@ def top_of(femur: np.ndarray, length_vox: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", type=Path,
-                    default=REPO.parent / "shared" / "data" / "totalseg_example" / "s0000")
+    ap.add_argument(
+        "--real", type=Path, default=REPO.parent / "shared" / "data" / "totalseg_example" / "s0000"
+    )
     ap.add_argument("--shapes", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hip-implant", action="store_true", help="give the phantom a hip implant")
@@ -113,10 +114,15 @@ def main() -> None:
     fr, _ = read_labels(seg / "femur_right.nii.gz", like=real)
     real_femur = fr > 0  # the right femur has no implant
 
-    cfg = PhantomConfig(fov=FovKind.HIP, spacing=real.spacing, recon_circle=False,
-                        abdomen_probability=1.0,
-                        implants=ImplantParams(hip_probability=1.0 if args.hip_implant else 0.0,
-                                               knee_probability=0.0))
+    cfg = PhantomConfig(
+        fov=FovKind.HIP,
+        spacing=real.spacing,
+        recon_circle=False,
+        abdomen_probability=1.0,
+        implants=ImplantParams(
+            hip_probability=1.0 if args.hip_implant else 0.0, knee_probability=0.0
+        ),
+    )
     case = generate_case(cfg, np.random.default_rng(args.seed), args.shapes)
     ph = case.image.array
     ph_femur = case.labels == 2
@@ -132,10 +138,26 @@ def main() -> None:
         return min(int(k + 0.6 * (n - k)), n - 1)
 
     fig, ax = plt.subplots(2, 4, figsize=(22, 11))
-    _panel_row(ax[0], real.array, real_femur | (fl > 0), real_k, real_j,
-               abd(real_k, real.shape[2]), "real CT", real.spacing)
-    _panel_row(ax[1], ph, case.labels > 0, int(ph_ijk[2]), int(ph_ijk[1]),
-               abd(int(ph_ijk[2]), ph.shape[2]), "phantom", case.image.spacing)
+    _panel_row(
+        ax[0],
+        real.array,
+        real_femur | (fl > 0),
+        real_k,
+        real_j,
+        abd(real_k, real.shape[2]),
+        "real CT",
+        real.spacing,
+    )
+    _panel_row(
+        ax[1],
+        ph,
+        case.labels > 0,
+        int(ph_ijk[2]),
+        int(ph_ijk[1]),
+        abd(int(ph_ijk[2]), ph.shape[2]),
+        "phantom",
+        case.image.spacing,
+    )
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=60)
@@ -148,8 +170,10 @@ def main() -> None:
     print(f"{'(HU)':34s} {'real mean':>10s} {'real sd':>8s} {'phantom mean':>13s} {'sd':>8s}")
     for k in rs:
         print(f"{k:34s} {rs[k][0]:10.1f} {rs[k][1]:8.1f} {ps[k][0]:13.1f} {ps[k][1]:8.1f}")
-    print(f"phantom: {case.image.shape} at {case.image.spacing} mm, "
-          f"{case.meta['timings_s']['total']:.1f} s; figure {args.out}")
+    print(
+        f"phantom: {case.image.shape} at {case.image.spacing} mm, "
+        f"{case.meta['timings_s']['total']:.1f} s; figure {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -114,6 +114,6 @@ def test_random_shapes_keep_the_mesh_closed_and_unfolded(femur) -> None:
 
 def test_shape_validation() -> None:
     with pytest.raises(ConfigError):
-        FemurShape(torsion_deg=45.0)
+        FemurShape(torsion_deg=75.0)
     with pytest.raises(ConfigError):
         FemurShape(length_factor=1.5)

@@ -30,6 +30,23 @@ def _spacing(text: str | None) -> tuple[float, float, float] | None:
     return (vals[0], vals[1], vals[2])
 
 
+def _range(option: str, text: str | None) -> tuple[float, float] | None:
+    """``"-10,40"`` -> (-10.0, 40.0); ``"15"`` -> (15.0, 15.0)."""
+    from femurseg.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError as e:
+        raise ConfigError(f"{option} {text!r} is not a number or LO,HI pair") from e
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or vals[0] > vals[1]:
+        raise ConfigError(f"{option} {text!r}: expected one value or LO,HI with LO <= HI")
+    return (vals[0], vals[1])
+
+
 def _subject_ids(text: str) -> tuple[str, ...]:
     """``"LLP26_24, LLP26_25"`` -> ``("LLP26_24", "LLP26_25")``; empty items are dropped."""
     return tuple(s.strip() for s in text.split(",") if s.strip())
@@ -79,6 +96,27 @@ def phantom(
     exclude_subjects: Annotated[
         str, typer.Option("--exclude-subjects", help="Comma-separated LLP26 subjects held out.")
     ] = "",
+    torsion: Annotated[
+        str | None,
+        typer.Option(
+            "--torsion",
+            help="Impose a femoral torsion (high-neck method, degrees) drawn per femur from "
+            "LO,HI (e.g. -10,40) or one value.",
+        ),
+    ] = None,
+    femur_length: Annotated[
+        str | None,
+        typer.Option(
+            "--femur-length",
+            help="Impose a femoral length (mm, head top to condyles) drawn per femur from LO,HI.",
+        ),
+    ] = None,
+    truth: Annotated[
+        bool,
+        typer.Option(
+            help="Measure each posed femur mesh (landmarks, torsion, lengths) into dataset.json.",
+        ),
+    ] = True,
     workers: Annotated[int, typer.Option("--workers", help="Cases generated in parallel.")] = 1,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty dataset folder.")
@@ -114,7 +152,14 @@ def phantom(
                 "procedural bones"
             )
         cfg = PhantomConfig(
-            fov=fov, spacing=_spacing(spacing), implants=imp, subjects=use, exclude_subjects=excl
+            fov=fov,
+            spacing=_spacing(spacing),
+            implants=imp,
+            subjects=use,
+            exclude_subjects=excl,
+            femur_torsion_deg=_range("--torsion", torsion),
+            femur_length_mm=_range("--femur-length", femur_length),
+            femur_truth=truth,
         )
         if shapes is not None and (use or excl):
             pick_subjects(cfg, shapes)  # unknown ids fail here, before the output folder is made

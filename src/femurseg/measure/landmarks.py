@@ -72,7 +72,8 @@ METHODS: dict[str, tuple[str, str]] = {
     ),
     "mldfa_deg": (
         "deg",
-        "mechanical lateral distal femoral angle: in the coronal plane, between the mechanical "
+        "mechanical lateral distal femoral angle: in the femur's frontal plane (through the "
+        "mechanical axis, parallel to the posterior condylar line), between the mechanical "
         "axis (knee centre towards head centre) and the distal condylar line (most distal "
         "medial towards most distal lateral condylar point)",
     ),
@@ -354,10 +355,20 @@ def find_landmarks(
     h = surf @ up
     values["femoral_length_mm"] = float(h.max() - h.min())
     values["anatomical_mechanical_angle_deg"] = angle_deg(up0, up)
+    # the femur's own frontal plane: spanned by the mechanical axis and the posterior
+    # condylar line (a leg rotated on the table does not tilt it), else the world's
+    frontal_normal = anterior
+    if "medial_condyle_posterior" in points and "lateral_condyle_posterior" in points:
+        line = np.asarray(points["medial_condyle_posterior"]) - np.asarray(
+            points["lateral_condyle_posterior"]
+        )
+        normal = np.cross(up, _unit(_perp(line, up)))
+        if float(np.linalg.norm(normal)) > 0.5:
+            frontal_normal = _unit(normal)
     if "medial_condyle_distal" in points and "lateral_condyle_distal" in points:
         md = np.asarray(points["medial_condyle_distal"])
         ld = np.asarray(points["lateral_condyle_distal"])
-        values["mldfa_deg"] = angle_deg(_perp(up, anterior), _perp(ld - md, anterior))
+        values["mldfa_deg"] = angle_deg(_perp(up, frontal_normal), _perp(ld - md, frontal_normal))
     else:
         reasons["mldfa_deg"] = "the most distal points of both condyles were not found"
     if "medial_condyle_posterior" not in points:

@@ -52,9 +52,11 @@ class FemurShape:
 
     Attributes:
         torsion_deg: extra twist of the proximal femur about the mechanical axis, degrees
-            (-20..20); positive turns the neck anteriorly (more anteversion) for either leg.
+            (-60..60; drawn -12..12, larger when a torsion is imposed); positive turns the
+            neck anteriorly (more anteversion) for either leg.
         neck_shaft_deg: change of the neck-shaft angle, degrees (-10..10); positive is valgus.
-        length_factor: femur length along the mechanical axis, relative (0.9..1.1).
+        length_factor: femur length along the mechanical axis, relative (0.75..1.3; drawn
+            0.95..1.05, further when a length is imposed).
         bow_mm: anterior displacement of the mid-shaft, mm (-5..10).
         bumps_mm: amplitude of the smooth local bumps, mm (0..3).
         seed: where the bumps sit and point.
@@ -68,9 +70,9 @@ class FemurShape:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_range("torsion_deg", self.torsion_deg, -20.0, 20.0)
+        check_range("torsion_deg", self.torsion_deg, -60.0, 60.0)
         check_range("neck_shaft_deg", self.neck_shaft_deg, -10.0, 10.0)
-        check_range("length_factor", self.length_factor, 0.9, 1.1)
+        check_range("length_factor", self.length_factor, 0.75, 1.3)
         check_range("bow_mm", self.bow_mm, -5.0, 10.0)
         check_range("bumps_mm", self.bumps_mm, 0.0, 3.0)
         check_range("seed", self.seed, 0, 2**31 - 1)

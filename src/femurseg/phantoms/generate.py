@@ -30,9 +30,15 @@ from femurseg.phantoms.scanner import draw_scan
 from femurseg.phantoms.shapes import BoneSet, list_subjects, load_subject
 from femurseg.phantoms.spine import place_spine
 from femurseg.phantoms.tissues import draw_case_tissues
+from femurseg.phantoms.truth import femur_truth
 from femurseg.types import Volume
 
 log = logging.getLogger(__name__)
+
+#: most posing rounds when a torsion or length is imposed, and the tolerance (degrees,
+#: relative length) at which the rounds stop.
+IMPOSE_STEPS = 4
+IMPOSE_TOL = (0.5, 0.002)
 
 
 @dataclass
@@ -95,7 +101,35 @@ def make_anatomy(
         names = [pool[int(i)] for i in r_src.integers(len(pool), size=3)]
         src = {"pelvis": names[0], "left": names[1], "right": names[2]}
         sets = tuple(load_subject(shapes_dir, n) for n in names)  # type: ignore[assignment]
-    anatomy = assemble(sets[0], sets[1], sets[2], sample_pose(r_pose))
+    pose = sample_pose(r_pose)
+    anatomy = assemble(sets[0], sets[1], sets[2], pose)
+    if cfg.femur_torsion_deg is not None or cfg.femur_length_mm is not None:
+        from femurseg.phantoms.truth import apply_changes, shape_changes
+
+        (r_target,) = rng.spawn(1)  # only drawn here: other cases' streams are unchanged
+        targets: dict[str, dict[str, float]] = {}
+        for side in ("femur_left", "femur_right"):
+            want = {}
+            if cfg.femur_torsion_deg is not None:
+                want["torsion_deg"] = float(r_target.uniform(*cfg.femur_torsion_deg))
+            if cfg.femur_length_mm is not None:
+                want["length_mm"] = float(r_target.uniform(*cfg.femur_length_mm))
+            targets[side] = want
+        # a large twist is not exactly additive (the neck's centre moves as it turns): a few
+        # corrections, each measured on the newly posed femur, until within IMPOSE_TOL
+        steps = []
+        for _ in range(IMPOSE_STEPS):
+            changes = shape_changes(anatomy.meshes, targets)
+            steps.append(changes)
+            if all(
+                abs(c.get("twist_deg", 0.0)) < IMPOSE_TOL[0]
+                and abs(c.get("length_factor", 1.0) - 1.0) < IMPOSE_TOL[1]
+                for c in changes.values()
+            ):
+                break
+            pose = apply_changes(pose, changes)
+            anatomy = assemble(sets[0], sets[1], sets[2], pose)
+        anatomy.meta["imposed"] = {"targets": targets, "corrections": steps}
     return anatomy, src
 
 
@@ -159,6 +193,7 @@ def generate_case(
         "organs": organs.to_meta(),
         "scanner": scan.to_meta(),
         "label_voxels": {"femur_left": int(counts[1]), "femur_right": int(counts[2])},
+        "femur_truth": femur_truth(anatomy.meshes) if cfg.femur_truth else None,
         "timings_s": {
             "anatomy": round(t_anat, 3),
             **timings_meta(rendered),

@@ -332,6 +332,10 @@ class PhantomConfig:
         recon_circle: allow the circular reconstruction field with padding outside.
         abdomen_probability: chance that a ``hip`` or ``full`` field of view reaches up into
             the lumbar spine (L1-L3) instead of stopping near the iliac crests.
+        femur_torsion_deg: impose a femoral torsion (high-neck method) drawn per femur from
+            this range, degrees (None: the source bone's own, varied by the deformation).
+        femur_length_mm: impose a femoral length drawn per femur from this range, mm.
+        femur_truth: measure each posed femur mesh and record the truth in ``dataset.json``.
         tissues, table, trunk, implants, scanner: the render-side parameter groups.
     """
 
@@ -358,6 +362,9 @@ class PhantomConfig:
     exclude_subjects: tuple[str, ...] = ()
     recon_circle: bool = True
     abdomen_probability: float = 0.4
+    femur_torsion_deg: Range | None = None
+    femur_length_mm: Range | None = None
+    femur_truth: bool = True
     tissues: TissueParams = field(default_factory=TissueParams)
     table: TableParams = field(default_factory=TableParams)
     trunk: TrunkParams = field(default_factory=TrunkParams)
@@ -383,6 +390,10 @@ class PhantomConfig:
                 check_range(f"spacing[{i}]", float(s), 0.2, 10.0)
         check_range("abdomen_probability", self.abdomen_probability, 0.0, 1.0)
         _check_range_pair("inplane_spacing_mm", self.inplane_spacing_mm, 0.2, 10.0)
+        if self.femur_torsion_deg is not None:
+            _check_range_pair("femur_torsion_deg", self.femur_torsion_deg, -40.0, 70.0)
+        if self.femur_length_mm is not None:
+            _check_range_pair("femur_length_mm", self.femur_length_mm, 300.0, 600.0)
         if not self.slice_spacing_choices:
             raise ConfigError("slice_spacing_choices is empty; give at least one spacing in mm")
         for s in self.slice_spacing_choices:
