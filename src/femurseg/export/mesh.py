@@ -7,17 +7,13 @@ negated to LPS+ (the frame 3D Slicer assumes for STL files); winding fixed so th
 outward; Taubin (lambda/mu) smoothing, which removes the voxel staircase without the shrinking
 of plain Laplacian smoothing; decimation to at most ``max_faces`` triangles.
 
-Decimation: quadric edge collapse (``trimesh.Trimesh.simplify_quadric_decimation``) needs the
-optional package ``fast_simplification``; when it is not installed the surface is instead
-extracted on a coarser sampling grid (marching cubes ``step_size``) chosen so the face budget is
-met. Both keep the mesh closed.
+Decimation: quadric edge collapse (``trimesh.Trimesh.simplify_quadric_decimation``, through the
+``fast_simplification`` dependency), which keeps the mesh closed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +61,6 @@ class MeshConfig:
         check_range("max_faces", self.max_faces, 100, 10_000_000)
 
 
-def _has_quadric_decimation() -> bool:
-    return importlib.util.find_spec("fast_simplification") is not None
-
-
 def _marching_cubes(
     mask: npt.NDArray[np.bool_], step: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -113,16 +105,7 @@ def mask_mesh(
     if abs(det) < 1e-12:
         raise ValueError(f"affine must be an invertible 4x4 matrix, got {a.tolist()}")
 
-    quadric = _has_quadric_decimation()
     verts, faces = _marching_cubes(m, 1)
-    if not quadric and len(faces) > cfg.max_faces:
-        step = math.ceil(math.sqrt(len(faces) / cfg.max_faces))
-        log.info(
-            "%d faces > %d and fast_simplification is not installed: resampling the surface "
-            "every %d voxels instead of quadric decimation",
-            len(faces), cfg.max_faces, step,
-        )  # fmt: skip
-        verts, faces = _marching_cubes(m, step)
     world = verts @ a[:3, :3].T + a[:3, 3]
     lps = world * _RAS_TO_LPS
     # The LPS flip has determinant +1; a left-handed voxel grid reverses the winding.
@@ -135,7 +118,7 @@ def mask_mesh(
         trimesh.smoothing.filter_taubin(
             mesh, lamb=cfg.taubin_lambda, nu=cfg.taubin_mu, iterations=cfg.smooth_iterations
         )
-    if quadric and len(mesh.faces) > cfg.max_faces:
+    if len(mesh.faces) > cfg.max_faces:
         mesh = mesh.simplify_quadric_decimation(face_count=cfg.max_faces)
     if not mesh.is_watertight:
         log.warning(

@@ -8,13 +8,11 @@ A gzipped file is inflated with ISA-L (``isal``, about three times faster than z
 CPU: 1.7 s instead of 5.3 s for a 512 x 512 x 1000 scan). A single 3D volume is streamed in
 slabs of slices (:func:`gz_slabs`), inflated on a second thread while the previous slab is
 converted, so no on-disk-sized copy is ever held; anything else is inflated in one piece and
-parsed by nibabel from memory. Without ``isal`` nibabel reads it through the standard ``gzip``
-module.
+parsed by nibabel from memory. ``isal`` is a plain dependency.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 from collections.abc import Iterator
@@ -26,15 +24,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
+from isal import igzip as _fast_gzip
 
 from femurseg.errors import InputError
 from femurseg.io.raw import RawImage
-
-_fast_gzip: Any
-try:
-    from isal import igzip as _fast_gzip
-except ImportError:  # pragma: no cover - isal is a dependency; nibabel's gzip still works
-    _fast_gzip = None
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +47,6 @@ def _is_gzip(path: Path) -> bool:
 
 def _load_gz(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
     """A gzipped NIfTI-1 or -2 inflated in memory with ISA-L, parsed by nibabel."""
-    assert _fast_gzip is not None
     with open(path, "rb") as f:
         data = _fast_gzip.decompress(f.read())
     klass = nib.Nifti2Image if _is_nifti2(data[:4]) else nib.Nifti1Image
@@ -77,7 +69,7 @@ def _stored_header(path: Path) -> Any:
     """The header as stored in the file, without nibabel's fixes (e.g. zero pixdim -> 1)."""
     opener: Any = open
     if _is_gzip(path):
-        opener = _fast_gzip.open if _fast_gzip is not None else gzip.open
+        opener = _fast_gzip.open
     with opener(path, "rb") as f:
         head = f.read(540)
     klass = nib.Nifti2Header if _is_nifti2(head[:4]) else nib.Nifti1Header
@@ -148,7 +140,7 @@ def read_nifti(path: Path, assume_orientation: str | None = None) -> RawImage:
             usable orientation or voxel size.
     """
     try:
-        img = _load_gz(path) if _fast_gzip is not None and _is_gzip(path) else nib.load(str(path))
+        img = _load_gz(path) if _is_gzip(path) else nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise TypeError(f"nibabel read it as {type(img).__name__}")
         data = np.asanyarray(img.dataobj)
@@ -242,7 +234,7 @@ def gz_slabs(path: Path, assume_orientation: str | None = None) -> GzSlabs | Non
         missing, a NIfTI pair, 4D with several volumes, non-numeric voxels, a broken header):
         :func:`read_nifti` then reads it, and explains what is wrong with it.
     """
-    if _fast_gzip is None or not _is_gzip(path):
+    if not _is_gzip(path):
         return None
     try:
         with _fast_gzip.open(path, "rb") as f:
@@ -314,7 +306,7 @@ def write_nifti(
         img.set_sform(affine, code=SCANNER_CODE)
         img.header.set_xyzt_units("mm")
     img.header.set_data_dtype(array.dtype)
-    if _fast_gzip is not None and str(path).lower().endswith(".gz"):
+    if str(path).lower().endswith(".gz"):
         # ISA-L at level 1 (nibabel's zlib level too): about 5x faster for a label map; no
         # name or time in the gzip header, so the same image always gives the same bytes
         with (
