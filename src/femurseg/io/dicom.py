@@ -7,6 +7,12 @@ sorted by their position along the slice normal (row x column direction cosines)
 slice by slice, and checked: one orientation and size, no duplicate positions, no missing slice,
 even steps, no in-plane shift (gantry tilt).
 
+Enhanced (multi-frame) CT, one file holding every slice, is read the same way: each frame
+becomes one slice, placed by its per-frame functional groups (PlanePositionSequence; the
+orientation, pixel spacing and rescale from the per-frame or the shared groups), and goes
+through the same checks. Compressed pixel data (JPEG Lossless, JPEG-LS, JPEG 2000, RLE) is
+decoded by the pylibjpeg / pyjpegls plugins pydicom finds; deflated files by pydicom itself.
+
 Geometry: pixel ``(r, c)`` of a slice at ImagePositionPatient ``p`` lies at LPS
 ``p + c * dc * row_cosine + r * dr * col_cosine`` with PixelSpacing ``[dr, dc]``. The volume is
 built as ``array[i, j, k] = slice_k[j, i]`` (i along the row cosine, j along the column cosine,
@@ -183,7 +189,7 @@ def series_infos(groups: dict[str, list[tuple[Path, Any]]]) -> list[SeriesInfo]:
                 uid=uid,
                 modality=str(ds.get("Modality", "") or "unknown"),
                 description=str(ds.get("SeriesDescription", "") or ""),
-                n_images=len(items),
+                n_images=sum(int(d.get("NumberOfFrames", 1) or 1) for _, d in items),
                 localizer=any(_is_localizer(d) for _, d in items),
             )
         )
@@ -252,11 +258,6 @@ def _slice_geometry(
             "series with at least two slices; export the whole series"
         )
     for _, ds in items:
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise InputError(
-                f"DICOM series {uid} is multi-frame (enhanced CT); expected one slice per file; "
-                "convert it to NIfTI first (e.g. with dcm2niix)"
-            )
         missing = [k for k in _GEOMETRY_TAGS if k not in ds]
         if missing:
             raise InputError(
@@ -319,6 +320,81 @@ def _slice_geometry(
     return order, lps
 
 
+def _decode(f: Path) -> tuple[Any, npt.NDArray[Any]]:
+    """The dataset and pixel array of one file, or an error naming it and its syntax."""
+    ds = None
+    try:
+        ds = pydicom.dcmread(f)
+        return ds, ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - decoders raise many types
+        meta = getattr(ds, "file_meta", None)
+        ts = getattr(meta, "TransferSyntaxUID", "unknown")
+        name = getattr(ts, "name", "") or ""
+        raise InputError(
+            f"cannot decode pixel data of {f} (transfer syntax {ts} {name}: {err}); expected "
+            "DICOM pixels femurseg can decode (uncompressed, deflate, RLE, JPEG Lossless, "
+            "JPEG-LS, JPEG 2000); reinstall femurseg with its decoders or convert with dcm2niix"
+        ) from err
+
+
+def _group_item(ds: Any, i: int, group: str) -> Any:
+    """Item 0 of functional group ``group`` for frame ``i``: per-frame first, then shared."""
+    for seq_name, index in (("PerFrameFunctionalGroupsSequence", i),
+                            ("SharedFunctionalGroupsSequence", 0)):  # fmt: skip
+        seq = ds.get(seq_name)
+        if seq is None or len(seq) <= index:
+            continue
+        inner = seq[index].get(group)
+        if inner is not None and len(inner):
+            return inner[0]
+    return None
+
+
+def _expand_frames(
+    items: list[tuple[Path, Any]], uid: str
+) -> tuple[list[tuple[Path, Any]], list[int | None]]:
+    """One (file, header) per slice: a multi-frame file becomes one header per frame.
+
+    A frame's header holds what the classic checks read (position, orientation, pixel spacing,
+    size, rescale), taken from its functional groups.
+    """
+    out: list[tuple[Path, Any]] = []
+    frames: list[int | None] = []
+    for f, ds in items:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        if n <= 1:
+            out.append((f, ds))
+            frames.append(None)
+            continue
+        full = pydicom.dcmread(f, stop_before_pixels=True)
+        for i in range(n):
+            header = pydicom.Dataset()
+            header.Rows, header.Columns = full.Rows, full.Columns
+            header.SOPInstanceUID = full.SOPInstanceUID
+            pos = _group_item(full, i, "PlanePositionSequence")
+            ori = _group_item(full, i, "PlaneOrientationSequence")
+            pix = _group_item(full, i, "PixelMeasuresSequence")
+            val = _group_item(full, i, "PixelValueTransformationSequence")
+            if pos is None or ori is None or pix is None:
+                raise InputError(
+                    f"multi-frame DICOM {f} (series {uid}) frame {i + 1} has no plane position, "
+                    "orientation or pixel measures; expected an enhanced CT with functional "
+                    "groups; convert it with dcm2niix"
+                )
+            header.ImagePositionPatient = pos.ImagePositionPatient
+            header.ImageOrientationPatient = ori.ImageOrientationPatient
+            header.PixelSpacing = pix.PixelSpacing
+            if val is not None:
+                header.RescaleSlope = val.get("RescaleSlope", 1.0)
+                header.RescaleIntercept = val.get("RescaleIntercept", 0.0)
+            else:
+                header.RescaleSlope = full.get("RescaleSlope", 1.0)
+                header.RescaleIntercept = full.get("RescaleIntercept", 0.0)
+            out.append((f, header))
+            frames.append(i)
+    return out, frames
+
+
 def read_dicom_series(
     folder: Path, series_uid: str | None = None, checks: ReadChecks | None = None
 ) -> RawImage:
@@ -340,27 +416,25 @@ def read_dicom_series(
     checks = checks or ReadChecks()
     groups = scan_folder(folder)
     chosen = choose_series(series_infos(groups), folder, series_uid)
-    items = groups[chosen.uid]
+    items, frames = _expand_frames(groups[chosen.uid], chosen.uid)
     order, lps = _slice_geometry(items, chosen.uid, checks)
     first = items[0][1]
     vol = np.empty((int(first.Columns), int(first.Rows), len(order)), dtype=np.float32)
+    decoded: dict[Path, tuple[Any, npt.NDArray[Any]]] = {}
     for k, idx in enumerate(order):
-        f = items[idx][0]
-        ds = None
-        try:
-            ds = pydicom.dcmread(f)
-            px = ds.pixel_array
-        except Exception as err:  # noqa: BLE001 - decoders raise many types
-            meta = getattr(ds, "file_meta", None)
-            ts = getattr(meta, "TransferSyntaxUID", "unknown")
-            raise InputError(
-                f"cannot decode pixel data of {f} (transfer syntax {ts}: {err}); expected readable "
-                "DICOM pixels; for compressed data install pylibjpeg or convert with dcm2niix"
-            ) from err
+        f, header = items[idx]
+        if f not in decoded:
+            decoded.clear()  # one file's pixels at a time (a multi-frame file is one file)
+            decoded[f] = _decode(f)
+        ds, px = decoded[f]
+        frame = frames[idx]
+        if frame is not None:
+            px = px[frame] if px.ndim == 3 else px
         if px.shape != (int(first.Rows), int(first.Columns)):
             raise InputError(f"{f} has pixel array {px.shape}; expected one 2D slice")
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        source = header if frame is not None else ds
+        slope = float(source.get("RescaleSlope", 1.0) or 1.0)
+        inter = float(source.get("RescaleIntercept", 0.0) or 0.0)
         vol[:, :, k] = (px.astype(np.float64) * slope + inter).T
     extra = {
         "dicom": {
@@ -368,6 +442,7 @@ def read_dicom_series(
             "study_uid": str(first.get("StudyInstanceUID", "")),
             "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "")),
             "sop_instance_uids": [str(items[i][1].get("SOPInstanceUID", "")) for i in order],
+            "frames": [frames[i] for i in order] if any(f is not None for f in frames) else None,
             "files": [str(items[i][0]) for i in order],
             "modality": chosen.modality,
             "description": chosen.description,
