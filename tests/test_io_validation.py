@@ -277,3 +277,20 @@ def test_read_labels_checks(tmp_path: Path) -> None:
     )
     assert labels.dtype == np.uint8 and labels.shape == ct.shape and labels.all()
     np.testing.assert_array_equal(affine, ct.affine)
+
+
+def test_intercept_twice_and_hu_times_ten_are_refused(tmp_path) -> None:
+    """Both pass a range check; the histogram of air and soft tissue gives them away."""
+    from model_synth import synth_case
+
+    from femurseg.io import read_volume, write_image
+
+    image, _, affine = synth_case(seed=4)
+    ok = write_image(image, affine, tmp_path / "ok.nii.gz", dtype=np.int16)
+    read_volume(ok)
+    twice = write_image(image - 1024.0, affine, tmp_path / "twice.nii.gz", dtype=np.int16)
+    with pytest.raises(InputError, match="intercept seems applied twice"):
+        read_volume(twice)
+    ten = write_image(image * 10.0, affine, tmp_path / "ten.nii.gz", dtype=np.int16)
+    with pytest.raises(InputError, match="times ten"):
+        read_volume(ten)

@@ -22,6 +22,7 @@ from femurseg.io.validate import (
     as_3d,
     check_finite_count,
     check_hu,
+    check_hu_peaks,
     check_hu_range,
     input_format,
 )
@@ -84,6 +85,7 @@ def _read_streamed(src: GzSlabs, checks: ReadChecks) -> Volume:
     check_finite_count(bad, where)
     lo, hi = sorted((lo * src.slope + src.inter, hi * src.slope + src.inter))
     check_hu_range(lo, hi, where, checks)
+    check_hu_peaks(canon, where)
     source = SourceGeometry(
         path=src.path,
         fmt="nifti",
@@ -142,6 +144,7 @@ def read_volume(
     else:
         canon = np.asarray(view, dtype=np.float32)  # already float32, positive strides: no copy
     del view, disk
+    check_hu_peaks(canon, where)
     source = SourceGeometry(
         path=path.parent if fmt == "dicom" and path.is_file() else path,
         fmt=fmt,

@@ -215,3 +215,47 @@ def check_hu_range(lo: float, hi: float, where: str, checks: ReadChecks) -> None
             f"{where} has intensities {lo:g}..{hi:g}, outside the plausible CT range "
             f"{checks.min_hu:g}..{checks.max_hu:g} HU; check the rescale slope/intercept"
         )
+
+
+#: fraction of (non-padding) voxels that makes a histogram band count as a peak.
+PEAK_FRACTION = 0.05
+
+
+def check_hu_peaks(array: npt.NDArray[Any], where: str) -> None:
+    """Check where air and soft tissue lie, beyond the range check of :func:`check_hu_range`.
+
+    Two common export faults pass a range check: the rescale intercept applied twice (air near
+    -2048, fat and muscle near -1000) and HU stored times ten (air near -10000). Both are told
+    from a subsample's histogram: the value filling the outside of a reconstruction circle
+    (one exact value holding over 0.5 % of the voxels, when it is the minimum) is left out;
+    then a band holding over :data:`PEAK_FRACTION` of the rest is a peak.
+
+    Raises:
+        InputError: the histogram shows one of those faults.
+    """
+    step = [max(1, n // 128) for n in array.shape[:2]] + [max(1, array.shape[2] // 256)]
+    sub = np.asarray(array[:: step[0], :: step[1], :: step[2]], dtype=np.float32).ravel()
+    if sub.size == 0:
+        return
+    lo = float(sub.min())
+    if np.count_nonzero(sub == lo) > 0.005 * sub.size:
+        sub = sub[sub != lo]
+    if sub.size < 1000:
+        return
+
+    def frac(a: float, b: float) -> float:
+        return float(np.count_nonzero((sub >= a) & (sub <= b))) / sub.size
+
+    tissue = frac(-150.0, 150.0)
+    if frac(-10600.0, -9400.0) > PEAK_FRACTION:
+        raise InputError(
+            f"{where} has {100 * frac(-10600.0, -9400.0):.0f}% of its voxels near -10000, where "
+            "air would be if HU were stored times ten; expected air near -1000 HU; check the "
+            "rescale slope (0.1) of the export"
+        )
+    if frac(-2250.0, -1850.0) > PEAK_FRACTION and tissue < 0.01 and frac(-1175.0, -875.0) > 0.1:
+        raise InputError(
+            f"{where} has air near -2048 and fat and muscle near -1000 (only "
+            f"{100 * tissue:.1f}% of voxels between -150 and 150 HU): the rescale intercept "
+            "seems applied twice; expected air near -1000 HU; export the original values"
+        )
