@@ -82,3 +82,36 @@ def test_stage1_mirror_average_swaps_sides_under_a_left_right_flip() -> None:
     p0, _ = single.probabilities(Volume(hu, affine))
     assert not np.allclose(p0, p, atol=1e-3)
     np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_damaged_or_diverged_weights_are_refused(tmp_path) -> None:
+    import torch
+
+    from femurseg.detection import DetectorConfig, build_detector
+    from femurseg.errors import InputError
+    from femurseg.weights import Stage, load_checkpoint, load_network, save_checkpoint
+
+    cfg = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+    state = build_detector(cfg).state_dict()
+    from femurseg.config import to_dict
+
+    good = save_checkpoint(
+        {"stage": "stage1", "model_config": to_dict(cfg), "model": state}, tmp_path / "g.pt"
+    )
+    ckpt = load_checkpoint(good, Stage.STAGE1)
+    assert len(ckpt["model_sha256"]) == 64
+    # one weight changed after saving (a bit flip): the stored checksum no longer matches
+    damaged = torch.load(good, weights_only=True)
+    name = next(k for k, v in damaged["model"].items() if v.is_floating_point())
+    damaged["model"][name].view(-1)[0] += 1.0
+    torch.save(damaged, tmp_path / "d.pt")
+    with pytest.raises(InputError, match="do not match the checksum"):
+        load_checkpoint(tmp_path / "d.pt", Stage.STAGE1)
+    # a diverged run saved NaN weights with a valid checksum: refused when loading the network
+    nan = {k: v.clone() for k, v in state.items()}
+    nan[name].view(-1)[0] = float("nan")
+    bad = save_checkpoint(
+        {"stage": "stage1", "model_config": to_dict(cfg), "model": nan}, tmp_path / "n.pt"
+    )
+    with pytest.raises(InputError, match="NaN or infinite"):
+        load_network(Stage.STAGE1, bad, DetectorConfig, build_detector)

@@ -28,7 +28,7 @@ from femurseg.atomic import atomic_write
 from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, Precision, resolve_device
-from femurseg.errors import InputError, OutputError
+from femurseg.errors import FemursegError, InputError, OutputError
 from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.io.validate import ReadChecks
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
@@ -112,6 +112,16 @@ class Prediction:
     checks: dict[Label, FemurCheck] = field(default_factory=dict)
 
 
+def _check_finite_output(values: Any, stage: str, what: str) -> None:
+    """Refuse network outputs holding NaN or infinity (damaged weights, overflow)."""
+    arr = values.numpy() if hasattr(values, "numpy") else np.asarray(values)
+    if not np.isfinite(arr).all():
+        raise FemursegError(
+            f"{stage} gave NaN or infinite probabilities for {what}; expected finite outputs; "
+            "rerun with --precision float32, or check the weights"
+        )
+
+
 @contextmanager
 def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
     t0 = time.perf_counter()
@@ -175,6 +185,7 @@ class Predictor:
                 det = detections[side]
                 if det.found and det.box is not None:
                     probabilities[side] = self.segmenter.segment(volume, side, det.box)
+                    _check_finite_output(probabilities[side].prob, "stage 2", LABELS[side])
         with _timed(seconds, "paste_back"):
             target = Grid.of(volume)
             pasted = {

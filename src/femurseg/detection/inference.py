@@ -15,6 +15,7 @@ from femurseg.detection.config import BoxRules, DetectorConfig
 from femurseg.detection.network import build_detector
 from femurseg.detection.prepare import coarse_image
 from femurseg.devices import Precision, inference_autocast
+from femurseg.errors import FemursegError
 from femurseg.preprocessing.crop import pad_to_multiple
 from femurseg.preprocessing.grid import Grid
 from femurseg.types import Label, Volume
@@ -90,6 +91,11 @@ class Detector:
                 of a lone femur that lies clearly off it.
         """
         probs, grid = self.probabilities(volume)
+        if not np.isfinite(probs).all():
+            raise FemursegError(
+                "stage 1 gave NaN or infinite probabilities; expected finite outputs; rerun "
+                "with --precision float32, or check the weights"
+            )
         dets = boxes_from_probabilities(probs, grid, self.rules, midline_x)
         for det in dets.values():
             if det.found:

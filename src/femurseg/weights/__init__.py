@@ -117,14 +117,51 @@ def default_weights(stage: Stage) -> Path:
     return path
 
 
+def state_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 over a state dict's names, shapes, dtypes and bytes (in name order).
+
+    Stored in every checkpoint at save time and checked at load time, so that weights damaged
+    after training (a bit flip, a half-copied file that still unpickles) are refused, also for
+    checkpoints that are not in ``SHA256SUMS``.
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def check_finite(state: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or infinite values (a diverged training run).
+
+    Raises:
+        InputError: names the first such tensor.
+    """
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise InputError(
+                f"weights in {path} hold {bad} NaN or infinite values in {name}; expected a "
+                "finite network (training diverged?); use an earlier checkpoint"
+            )
+
+
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """Write a checkpoint dict atomically (temporary file in the same folder, then rename).
+
+    The model's state-dict checksum (:func:`state_checksum`) is stored beside it.
 
     Raises:
         OutputError: the file cannot be written.
     """
     path = Path(path)
     body = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **payload}
+    if isinstance(body.get("model"), dict):
+        body["model_sha256"] = state_checksum(body["model"])
     return atomic_write(path, lambda tmp: torch.save(body, tmp))
 
 
@@ -169,11 +206,19 @@ def load_checkpoint(path: str | Path, stage: Stage | None = None) -> dict[str, A
     for key in ("model_config", "model"):
         if key not in ckpt:
             raise InputError(f"checkpoint {path} lacks {key!r}; it is incomplete, retrain")
+    stored = ckpt.get("model_sha256")
+    if stored is not None and state_checksum(ckpt["model"]) != stored:
+        raise InputError(
+            f"weights in {path} do not match the checksum stored with them at training; the "
+            "file is damaged; copy it again or use another checkpoint"
+        )
     return ckpt
 
 
 def load_state(net: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
-    """Load a network's state dict strictly, turning a mismatch into an :class:`InputError`."""
+    """Load a network's state dict strictly, turning a mismatch or non-finite weights into an
+    :class:`InputError`."""
+    check_finite(state, path)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
