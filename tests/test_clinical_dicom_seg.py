@@ -144,3 +144,56 @@ def test_seg_with_one_side_only(tmp_path: Path) -> None:
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Femur left", "Femur right"]
     assert not np.any(seg.get_volume(segment_numbers=[1], combine_segments=True).array)
     assert len(_segment_world_ras(seg, 2)) == np.count_nonzero(labels == Label.FEMUR_RIGHT)
+
+
+def _dciodvfy() -> str | None:
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy"):
+        return shutil.which("dciodvfy")
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        # the project's own test set-up: Debian's dicom3tools, installed when first needed
+        subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "dicom3tools"],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+    return shutil.which("dciodvfy")
+
+
+def test_seg_needs_checked_before_work_and_validates_in_dciodvfy(tmp_path) -> None:
+    """A series without SliceThickness still gets a SEG (the step is used); one without a
+    FrameOfReferenceUID is refused before any network runs; dciodvfy finds no error."""
+    import subprocess
+
+    from model_synth import synth_case
+
+    from femurseg.export.dicom_seg import check_dicom_seg_source
+
+    image, labels, affine = synth_case(seed=2)
+    write_dicom_series(Volume(image, affine), tmp_path / "ct")
+    for tag, folder in (("SliceThickness", "no_st"), ("FrameOfReferenceUID", "no_for")):
+        (tmp_path / folder).mkdir()
+        for f in (tmp_path / "ct").iterdir():
+            ds = pydicom.dcmread(f)
+            delattr(ds, tag)
+            ds.save_as(tmp_path / folder / f.name)
+    no_for = read_volume(tmp_path / "no_for")
+    with pytest.raises(InputError, match="needs FrameOfReferenceUID"):
+        check_dicom_seg_source(no_for)
+    volume = read_volume(tmp_path / "no_st")
+    check_dicom_seg_source(volume)
+    canon = np.asarray(labels, dtype=np.uint8)  # synth_case is already canonical RAS+
+    path = write_dicom_seg(canon, volume, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(path)
+    thickness = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness
+    assert float(thickness) == pytest.approx(float(np.linalg.norm(affine[:3, 2])))
+    tool = _dciodvfy()
+    if tool is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed and cannot be installed here")
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
+    errors = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+    assert not errors, errors

@@ -558,6 +558,10 @@ def predict_case(
             f"--dicom-seg was asked for but {path} is not a DICOM series; expected a DICOM "
             "folder; leave out --dicom-seg for NIfTI/NRRD/MHA input"
         )
+    if cfg.dicom_seg:
+        from femurseg.export.dicom_seg import check_dicom_seg_source
+
+        check_dicom_seg_source(volume)
     pred = predictor.predict(volume)
     seconds.update(pred.seconds)
     with _timed(seconds, "write"):

@@ -103,8 +103,47 @@ def _source_datasets(volume: Volume) -> tuple[SourceGeometry, list[Any]]:
                 f"source slice {f} lies at {got.tolist()} mm but the read geometry puts slice {k} "
                 f"at {want.round(3).tolist()} mm; the folder changed while running; run again"
             )
+        if "SliceThickness" not in ds or not ds.SliceThickness:
+            # optional in a CT series, required for the SEG's pixel measures: the slice step
+            ds.SliceThickness = f"{float(np.linalg.norm(lps[:3, 2])):.6g}"
         datasets.append(ds)
     return src, datasets
+
+
+#: what a DICOM-SEG needs from its source series and cannot make up.
+SEG_REQUIRED = ("FrameOfReferenceUID", "StudyInstanceUID", "SOPClassUID", "SOPInstanceUID")
+
+
+def check_dicom_seg_source(volume: Volume) -> None:
+    """Check, before any work, that a DICOM-SEG can be made for this volume.
+
+    What can be derived is (a missing SliceThickness becomes the slice step when the SEG is
+    built); what cannot is an error now rather than after the networks ran.
+
+    Raises:
+        InputError: not a DICOM input, an enhanced multi-frame source, or a source series
+            without a tag the SEG must copy (e.g. FrameOfReferenceUID).
+    """
+    import pydicom
+
+    src = volume.source
+    dcm = src.extra.get("dicom") if src is not None else None
+    if src is None or src.fmt != "dicom" or not dcm:
+        return  # the caller reports the non-DICOM case with its own message
+    if dcm.get("frames"):
+        raise InputError(
+            "--dicom-seg was asked for an enhanced (multi-frame) CT; expected a classic series "
+            "with one slice per file for DICOM-SEG output; drop --dicom-seg (the NIfTI label "
+            "map is still written) or export the series as single-frame files"
+        )
+    first = pydicom.dcmread(dcm["files"][0], stop_before_pixels=True)
+    missing = [k for k in SEG_REQUIRED if not first.get(k)]
+    if missing:
+        raise InputError(
+            f"--dicom-seg needs {', '.join(missing)} in the source series but "
+            f"{dcm['files'][0]} has none; expected a complete CT export; drop --dicom-seg "
+            "or re-export the series with its frame of reference"
+        )
 
 
 def _segment_descriptions(sides: list[Label]) -> list[hd.seg.SegmentDescription]:
