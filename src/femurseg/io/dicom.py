@@ -133,7 +133,9 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
 
     Files that are not DICOM (no Part 10 marker, not parsed as DICOM) are skipped. A DICOM file
     that cannot be read (no permission, truncated, corrupt) is an error naming it: skipping it
-    would silently shorten the scan or show up as a missing slice. Localizer images mixed
+    would silently shorten the scan or show up as a missing slice. So is a file that does not
+    parse as DICOM but looks like one of the slices beside it (``.dcm``, empty, named like them
+    or at least half their size): a slice whose preamble was overwritten or cut off. Localizer images mixed
     into a CT series are left out of it, and byte-identical copies of a file are read once.
 
     Returns:
@@ -146,16 +148,19 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     groups: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
     non_image: set[str] = set()
+    skipped: list[Path] = []
     for f in files:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
         except PermissionError as err:
             raise _unreadable(f, err) from err
         except InvalidDicomError:
-            continue  # not a DICOM file (a README, a thumbnail)
+            skipped.append(f)  # not a DICOM file (a README, a thumbnail), or a damaged slice
+            continue
         except Exception as err:  # noqa: BLE001 - pydicom raises many types for broken files
             if _is_dicom_file(f):
                 raise _unreadable(f, err) from err
+            skipped.append(f)
             continue
         uid = str(ds.get("SeriesInstanceUID", ""))
         meta_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", "") or "")
@@ -176,7 +181,46 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
             f"no DICOM files found in folder {folder} ({len(files)} files checked); expected a "
             "DICOM CT series or a NIfTI/NRRD/MHA file; check the path"
         )
+    _check_skipped(skipped, groups)
     return _drop_localizers_and_duplicates(dict(groups))
+
+
+#: endings of files that are expected beside DICOM slices and are not DICOM.
+_NOT_DICOM_ENDINGS = {
+    ".txt", ".md", ".json", ".xml", ".html", ".htm", ".csv", ".pdf", ".png", ".jpg", ".jpeg",
+    ".gif", ".bmp", ".zip", ".gz", ".nii", ".nrrd", ".mha", ".mhd", ".raw", ".log", ".ini",
+    ".exe", ".dll", ".inf", ".bat", ".sh",
+}  # fmt: skip
+
+
+def _check_skipped(skipped: list[Path], groups: dict[str, list[tuple[Path, Any]]]) -> None:
+    """A file that is not readable as DICOM but sits among slices of its size is a damaged
+    slice (its preamble or header overwritten), not a README: an error naming it, since
+    leaving it out would silently shorten the scan."""
+    sizes: dict[Path, list[int]] = defaultdict(list)
+    names: dict[Path, set[tuple[str, int]]] = defaultdict(set)
+    for items in groups.values():
+        for f, _ in items:
+            sizes[f.parent].append(f.stat().st_size)
+            names[f.parent].add((f.suffix.lower(), len(f.name)))
+    for f in skipped:
+        if f.suffix.lower() in _NOT_DICOM_ENDINGS or f.parent not in sizes:
+            continue
+        size = f.stat().st_size
+        like_slice = (
+            f.suffix.lower() == ".dcm"
+            or size == 0
+            or size >= 0.5 * float(np.median(sizes[f.parent]))
+            or (f.suffix.lower(), len(f.name)) in names[f.parent]
+        )
+        if like_slice:
+            raise _unreadable(
+                f,
+                InvalidDicomError(
+                    f"not readable as DICOM ({size} bytes), though named or sized like the "
+                    "slices beside it"
+                ),
+            )
 
 
 def series_infos(groups: dict[str, list[tuple[Path, Any]]]) -> list[SeriesInfo]:
@@ -248,6 +292,25 @@ def _check_same(values: list[npt.NDArray[np.float64]], what: str, uid: str, atol
         )
 
 
+def _numbers(f: Path, ds: Any, keyword: str, n: int) -> npt.NDArray[np.float64]:
+    """``n`` finite numbers of a header tag, or an error naming the file (a damaged header)."""
+    try:
+        value = ds.get(keyword)
+        seq = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+        out = np.asarray([float(v) for v in seq], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise InputError(
+            f"DICOM file {f} has an unreadable {keyword} ({err}); expected {n} numbers; the file "
+            "is damaged: copy or export it again"
+        ) from err
+    if out.shape != (n,) or not np.isfinite(out).all():
+        raise InputError(
+            f"DICOM file {f} has {keyword} {out.tolist()}; expected {n} finite numbers; the file "
+            "is damaged: copy or export it again"
+        )
+    return out
+
+
 def _slice_geometry(
     items: list[tuple[Path, Any]], uid: str, checks: ReadChecks
 ) -> tuple[list[int], npt.NDArray[np.float64]]:
@@ -264,16 +327,16 @@ def _slice_geometry(
                 f"DICOM series {uid} lacks {', '.join(missing)}; expected slice geometry tags; "
                 "it cannot be placed in patient space"
             )
-    iop = [np.asarray(ds.ImageOrientationPatient, dtype=np.float64) for _, ds in items]
-    size = [np.asarray([ds.Rows, ds.Columns], dtype=np.float64) for _, ds in items]
-    pix = [np.asarray(ds.PixelSpacing, dtype=np.float64) for _, ds in items]
+    iop = [_numbers(f, ds, "ImageOrientationPatient", 6) for f, ds in items]
+    size = [np.asarray([_numbers(f, ds, k, 1)[0] for k in ("Rows", "Columns")]) for f, ds in items]
+    pix = [_numbers(f, ds, "PixelSpacing", 2) for f, ds in items]
     _check_same(iop, "orientations (ImageOrientationPatient)", uid, 1e-4)
     _check_same(size, "slice sizes (Rows, Columns)", uid, 0.0)
     _check_same(pix, "pixel spacings", uid, 1e-4)
     row, col = iop[0][:3] / np.linalg.norm(iop[0][:3]), iop[0][3:] / np.linalg.norm(iop[0][3:])
     normal = np.cross(row, col)
     normal /= np.linalg.norm(normal)
-    pos = np.asarray([ds.ImagePositionPatient for _, ds in items], dtype=np.float64)
+    pos = np.asarray([_numbers(f, ds, "ImagePositionPatient", 3) for f, ds in items])
     order = [int(i) for i in np.argsort(pos @ normal, kind="stable")]
     pos = pos[order]
     d = pos @ normal
