@@ -135,8 +135,9 @@ def scan_folder(folder: Path) -> dict[str, list[tuple[Path, Any]]]:
     that cannot be read (no permission, truncated, corrupt) is an error naming it: skipping it
     would silently shorten the scan or show up as a missing slice. So is a file that does not
     parse as DICOM but looks like one of the slices beside it (``.dcm``, empty, named like them
-    or at least half their size): a slice whose preamble was overwritten or cut off. Localizer images mixed
-    into a CT series are left out of it, and byte-identical copies of a file are read once.
+    or at least half their size): a slice whose preamble was overwritten or cut off. Localizer
+    images mixed into a CT series are left out of it, and byte-identical copies of a file are
+    read once.
 
     Returns:
         ``{series_uid: [(file, header dataset), ...]}`` for image objects only.
