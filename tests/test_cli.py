@@ -125,3 +125,32 @@ def test_version_prints_and_exits_0() -> None:
 
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == f"femurseg {__version__}"
+
+
+def test_cli_conventions_flags_after_command_info_json_and_devices() -> None:
+    import json
+
+    import torch
+
+    from femurseg.cli import _global_flags_first
+    from femurseg.devices import Device, Precision, inference_autocast, parse_device, resolve_device
+    from femurseg.errors import InputError
+
+    assert _global_flags_first(["predict", "x.nii", "-o", "out", "-v"]) == [
+        "-v", "predict", "x.nii", "-o", "out",
+    ]  # fmt: skip
+    assert _global_flags_first(["info", "-q", "--", "-v"]) == ["-q", "info", "--", "-v"]
+    res = CliRunner().invoke(app, ["info", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["weights"]["stage2"]["ok"] and len(doc["weights"]["stage1"]["sha256"]) == 64
+    assert parse_device("CUDA:1") == "cuda:1" and parse_device("cpu") is Device.CPU
+    with pytest.raises(InputError, match="cuda:N"):
+        parse_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device"):
+            resolve_device("cuda:0")
+    # bfloat16 on CUDA is bfloat16, never a quiet float16
+    ctx = inference_autocast(torch.device("cuda"), Precision.BFLOAT16)
+    assert ctx.fast_dtype == torch.bfloat16
+    assert inference_autocast(torch.device("cuda"), Precision.AUTO).fast_dtype == torch.float16

@@ -23,18 +23,44 @@ class Device(str, enum.Enum):
     CUDA = "cuda"
 
 
-def resolve_device(device: Device | str) -> torch.device:
-    """Turn a :class:`Device` choice into a :class:`torch.device`.
+def parse_device(text: str) -> Device | str:
+    """``auto``, ``cpu``, ``cuda`` as a :class:`Device`; ``cuda:N`` kept as that text.
 
     Raises:
-        InputError: ``cuda`` was asked for but torch sees no CUDA device.
+        InputError: anything else.
     """
-    choice = Device(device)
-    if choice is Device.CUDA and not torch.cuda.is_available():
+    value = str(text).strip().lower()
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    try:
+        return Device(value)
+    except ValueError as err:
         raise InputError(
-            "--device cuda was given but no CUDA device is available to torch "
-            f"(torch {torch.__version__}); use --device cpu or auto"
+            f"--device {text!r} is unknown; expected auto, cpu, cuda or cuda:N (a GPU index)"
+        ) from err
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    """Turn a device choice (a :class:`Device` or ``cuda:N``) into a :class:`torch.device`.
+
+    Raises:
+        InputError: CUDA was asked for but torch sees no CUDA device, or not that many.
+    """
+    choice = parse_device(device.value if isinstance(device, Device) else device)
+    wants_cuda = choice is Device.CUDA or isinstance(choice, str) and choice.startswith("cuda:")
+    if wants_cuda and not torch.cuda.is_available():
+        raise InputError(
+            f"--device {choice if isinstance(choice, str) else 'cuda'} was given but no CUDA "
+            f"device is available to torch (torch {torch.__version__}); use --device cpu or auto"
         )
+    if isinstance(choice, str) and not isinstance(choice, Device):
+        index = int(choice[5:])
+        if index >= torch.cuda.device_count():
+            raise InputError(
+                f"--device {choice} was given but torch sees {torch.cuda.device_count()} CUDA "
+                f"device(s) (0..{torch.cuda.device_count() - 1}); pick one of those"
+            )
+        return torch.device("cuda", index)
     if choice is Device.CPU or (choice is Device.AUTO and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
@@ -45,7 +71,8 @@ class Precision(str, enum.Enum):
 
     ``auto``: float16 mixed precision on CUDA; bfloat16 mixed precision on a CPU with native
     bfloat16 instructions (AVX512-BF16 or AMX), which halves stage-2 time there; float32
-    otherwise. ``float32`` forces full precision; ``bfloat16`` forces bfloat16 on the CPU.
+    otherwise. ``float32`` forces full precision; ``bfloat16`` forces bfloat16 on the CPU and on
+    CUDA.
     """
 
     AUTO = "auto"
@@ -75,7 +102,9 @@ def inference_autocast(device: torch.device, precision: Precision | str = Precis
     if choice is Precision.FLOAT32:
         return contextlib.nullcontext()
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
+        # bfloat16 asked for is bfloat16 (never quietly float16); auto is float16
+        dtype = torch.bfloat16 if choice is Precision.BFLOAT16 else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
     if choice is Precision.BFLOAT16 or cpu_has_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -71,7 +71,7 @@ class PredictConfig:
         series_uid: the DICOM series to read from a folder holding several (one input only).
     """
 
-    device: Device = Device.AUTO
+    device: Device | str = Device.AUTO
     precision: Precision = Precision.AUTO
     box_rules: BoxRules = field(default_factory=BoxRules)
     segment_rules: SegmentRules = field(default_factory=SegmentRules)

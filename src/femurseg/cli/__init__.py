@@ -57,6 +57,20 @@ def _exit_code(call: Callable[[], object]) -> int:
     return code if isinstance(code, int) else 0
 
 
+#: options of the root command that may also be written after the subcommand.
+GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet", "--debug")
+
+
+def _global_flags_first(args: Sequence[str]) -> list[str]:
+    """``femurseg predict X -v`` as ``femurseg -v predict X``: the logging flags are the root
+    command's, but users write them after the subcommand too. Nothing after ``--`` moves."""
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+    return flags + rest + args[end:]
+
+
 class _OneLineErrors(TyperGroup):
     """The root group: usage errors are one line however the app is run.
 
@@ -75,7 +89,7 @@ class _OneLineErrors(TyperGroup):
     ) -> Any:
         run = functools.partial(
             super().main,
-            args,
+            _global_flags_first(sys.argv[1:] if args is None else list(args)),
             prog_name,
             complete_var,
             standalone_mode=False,
@@ -110,7 +124,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Log progress details (also after the command)."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors (also after the command).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on error.")] = False,
     version: Annotated[
         bool,
@@ -121,8 +141,15 @@ def _main(
 ) -> None:
     """Configure logging once for every command."""
     _state["debug"] = debug
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    if verbose:
+        level = logging.INFO
+    if debug:
+        level = logging.DEBUG
     logging.basicConfig(
-        level=logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING),
+        level=level,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -169,11 +196,12 @@ def _choice(option: str, text: str, kind: type[E]) -> E:
         raise InputError(f"{option} {text!r} is unknown; expected {expected}") from err
 
 
-def as_device(text: str) -> Device:
-    """The ``--device`` option as a :class:`~femurseg.devices.Device` (imports torch)."""
-    from femurseg.devices import Device
+def as_device(text: str) -> Device | str:
+    """The ``--device`` option: a :class:`~femurseg.devices.Device`, or ``cuda:N`` (imports
+    torch)."""
+    from femurseg.devices import parse_device
 
-    return _choice("--device", text, Device)
+    return parse_device(text)
 
 
 def as_precision(text: str) -> Precision:

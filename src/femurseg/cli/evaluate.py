@@ -108,7 +108,7 @@ def benchmark(
     no_surface: Annotated[
         bool, typer.Option("--no-surface", help="Skip HD95, ASSD and surface Dice (faster).")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         str, typer.Option(help="Inference arithmetic of every network: auto, float32, bfloat16.")
     ] = "auto",
@@ -225,7 +225,7 @@ def scorecard(
     no_surface: Annotated[
         bool, typer.Option("--no-surface", help="Skip HD95 on the real scans (faster).")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         str, typer.Option(help="Inference arithmetic: auto, float32, bfloat16.")
     ] = "auto",

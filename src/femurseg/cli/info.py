@@ -10,22 +10,80 @@ import typer
 from femurseg.cli import app, as_device, run_guarded
 
 
+def _weights_info() -> dict[str, dict[str, object]]:
+    """The shipped weights: path, size, SHA-256 now and in SHA256SUMS (hashlib; no torch)."""
+    import hashlib
+
+    import femurseg
+
+    folder = Path(femurseg.__file__).parent / "weights"
+    listed: dict[str, str] = {}
+    sums = folder / "SHA256SUMS"
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                listed[parts[1].lstrip("*")] = parts[0]
+    out: dict[str, dict[str, object]] = {}
+    for stage in ("stage1", "stage2"):
+        path = folder / f"{stage}.pt"
+        digest = None
+        if path.is_file():
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digest = h.hexdigest()
+        expected = listed.get(path.name)
+        out[stage] = {
+            "path": str(path),
+            "bytes": path.stat().st_size if path.is_file() else None,
+            "sha256": digest,
+            "expected_sha256": expected,
+            "ok": digest is not None and digest == expected,
+        }
+    return out
+
+
 @app.command()
-def info() -> None:
-    """Print versions and paths. Imports no torch."""
+def info(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object, with the weights' checksums.")
+    ] = False,
+) -> None:
+    """Print versions, paths and the shipped weights' checksums. Imports no torch."""
     import importlib.metadata as md
+    import json
     import platform
 
     import femurseg
 
+    packages = {}
+    for pkg in ("numpy", "nibabel", "SimpleITK", "pydicom", "monai", "torch", "dask"):
+        try:
+            packages[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            packages[pkg] = None
+    weights = _weights_info()
+    if as_json:
+        doc = {
+            "femurseg": femurseg.__version__,
+            "python": platform.python_version(),
+            "platform": f"{platform.system()} {platform.machine()}",
+            "packages": packages,
+            "package_path": str(Path(femurseg.__file__).parent),
+            "weights": weights,
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
     typer.echo(f"femurseg {femurseg.__version__}")
     typer.echo(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
-    for pkg in ("numpy", "nibabel", "SimpleITK", "pydicom", "monai", "torch"):
-        try:
-            typer.echo(f"{pkg} {md.version(pkg)}")
-        except md.PackageNotFoundError:
-            typer.echo(f"{pkg} not installed")
+    for pkg, version in packages.items():
+        typer.echo(f"{pkg} {version or 'not installed'}")
     typer.echo(f"package at {Path(femurseg.__file__).parent}")
+    for stage, w in weights.items():
+        state = "checksum ok" if w["ok"] else "CHECKSUM MISMATCH or missing"
+        typer.echo(f"weights {stage}: {w['path']} sha256 {w['sha256']} ({state})")
 
 
 @app.command()
@@ -52,7 +110,7 @@ def inspect(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo_output"),
     seed: Annotated[int, typer.Option(help="Phantom seed.")] = 7,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Make a synthetic lower-limb CT, segment it with the shipped weights, print the Dice."""
 

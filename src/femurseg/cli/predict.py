@@ -24,7 +24,7 @@ def predict(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         str,
         typer.Option(

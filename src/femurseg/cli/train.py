@@ -38,7 +38,7 @@ def train(
     spacing: Annotated[
         float | None, typer.Option(help="Network voxel size in mm (stage default if unset).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     init: Annotated[
         Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tune).")
     ] = None,
