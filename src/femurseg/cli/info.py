@@ -58,7 +58,7 @@ def info(
 
     import femurseg
 
-    packages = {}
+    packages: dict[str, str | None] = {}
     for pkg in ("numpy", "nibabel", "SimpleITK", "pydicom", "monai", "torch", "dask"):
         try:
             packages[pkg] = md.version(pkg)
