@@ -335,3 +335,40 @@ def test_cohort_html_shows_every_case_in_headless_chromium(weights, cohort, tmp_
         assert f'data-case="{c.id}"' in dom
     assert 'class="failed" data-case="broken"' in dom
     assert dom.count("<img") == 4
+
+
+def test_overwrite_removes_stale_outputs_and_a_locked_case_is_left_alone(weights, tmp_path):
+    from femurseg.cohort.state import case_lock
+
+    scans = tmp_path / "scans"
+    tiny_scan(scans / "a.nii.gz", 1)
+    tiny_scan(scans / "b.nii.gz", 2)
+    out = tmp_path / "out"
+    cases = collect_cases([scans])
+    run_cohort(cases, out, spec_of(weights), CohortOptions(workers=1))
+    report = json.loads((out / "a_report.json").read_text())
+    assert set(report["output_sha256"]) >= {"labels", "preview"}
+    assert (out / "a_preview.png").is_file()
+    # the same cases again without previews, --overwrite: no old preview stays beside them
+    run_cohort(
+        cases, out, spec_of(weights, preview=False), CohortOptions(workers=1, overwrite=True)
+    )
+    assert not (out / "a_preview.png").exists() and (out / "a_femur.nii.gz").is_file()
+    # a case another run holds is skipped as busy, not redone or failed
+    with case_lock(out, "b") as mine:
+        assert mine
+        res = run_cohort(cases, out, spec_of(weights, preview=False), CohortOptions(
+            workers=1, overwrite=True))  # fmt: skip
+    status = {r.case: r.status for r in res.results}
+    assert status == {"a": "done", "b": "busy"}
+    assert not list(out.glob(".*.lock"))
+
+
+def test_unusable_output_paths_are_refused_before_any_work(tmp_path) -> None:
+    scan = tiny_scan(tmp_path / "a.nii.gz", 1)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        res = CliRunner().invoke(app, ["predict", str(scan), "-o", str(out)])
+        assert res.exit_code == 2 and "choose another -o" in res.output, res.output
+        assert "unexpected" not in res.output

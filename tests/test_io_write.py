@@ -134,3 +134,17 @@ def test_cli_stderr_is_one_line_for_corrupt_itk_file(tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: cannot read"), (
         proc.stderr
     )
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path) -> None:
+    import os
+    import stat
+
+    from femurseg.atomic import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "x.json", lambda tmp: tmp.write_text("{}"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -17,6 +17,21 @@ from femurseg.errors import OutputError
 log = logging.getLogger(__name__)
 
 
+def _umask() -> int:
+    """The process umask: from /proc on Linux (no change to the process), else by setting and
+    restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(
     path: Path, write: Callable[[Path], None], *, overwrite: bool = True, suffix: str = ".tmp"
 ) -> Path:
@@ -47,6 +62,8 @@ def atomic_write(
         os.close(fd)
         tmp = Path(name)
         write(tmp)
+        # mkstemp makes 0600 files; outputs get the mode any new file would (the umask's)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as err:
         if tmp is not None:

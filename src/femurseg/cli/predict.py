@@ -131,8 +131,11 @@ def predict(
 
     def _predict() -> int:
         from femurseg.cohort import collect_cases, parse_shard
+        from femurseg.cohort.cases import check_output_dir
         from femurseg.errors import InputError
         from femurseg.io.validate import ReadChecks
+
+        check_output_dir(out)
 
         dev = as_device(device)
         prec = as_precision(precision)
@@ -182,6 +185,9 @@ def predict(
                 update(advance=1, info=result.case)
                 if result.status == "failed":
                     typer.echo(f"error: {result.case}: {result.error}", err=True)
+                    return
+                if result.status == "busy":
+                    typer.echo(f"note: {result.case}: skipped, {result.error}", err=True)
                     return
                 report = result.report or {}
                 status = ", ".join(f"{k} {v['status']}" for k, v in report["femurs"].items())

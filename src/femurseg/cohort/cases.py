@@ -251,3 +251,34 @@ def shard_cases(cases: Sequence[Case], shard: tuple[int, int] | None) -> list[Ca
     index, count = shard
     ordered = sorted(cases, key=lambda c: c.id)
     return ordered[index::count]
+
+
+def check_output_dir(out: Path) -> Path:
+    """Make sure ``out`` is (or can be made) a writable folder, before any work.
+
+    Raises:
+        InputError: ``out`` is a file, lies under a file, or cannot be created or written.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(
+            f"output {out} is a file; expected a folder for the outputs; choose another -o"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise InputError(
+            f"output folder {out} cannot be made: a part of its path is a file ({err}); choose "
+            "another -o"
+        ) from err
+    except OSError as err:
+        raise InputError(
+            f"output folder {out} cannot be made ({err.strerror}); expected a writable place; "
+            "choose another -o or fix the permissions"
+        ) from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(
+            f"output folder {out} is not writable; expected a folder you can write to; choose "
+            "another -o or fix the permissions"
+        )
+    return out

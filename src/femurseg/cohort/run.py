@@ -32,10 +32,12 @@ from typing import TYPE_CHECKING, Any
 from femurseg.cohort.cases import Case, shard_cases
 from femurseg.cohort.state import (
     CaseState,
+    case_lock,
     case_state,
     error_path,
     load_error,
     remove_leftovers,
+    remove_outputs,
     remove_summary_leftovers,
     run_key,
     write_error,
@@ -208,12 +210,40 @@ def run_case(
     key: str,
     settings: dict[str, Any],
     ahead: Any = None,
+    redo: bool = False,
 ) -> CaseResult:
-    """Predict one case; any error becomes a failed result recorded in ``<id>_error.json``."""
+    """Predict one case; any error becomes a failed result recorded in ``<id>_error.json``.
+
+    The case is locked while it runs (another run into the same folder skips it as busy);
+    the outputs listed in an earlier report made with other settings, or any with ``redo``
+    (``--overwrite``), are removed first, so no stale file of an earlier run stays beside the
+    new ones.
+    """
+    t0 = time.perf_counter()
+    with case_lock(out, case.id) as mine:
+        if not mine:
+            return CaseResult(case.id, "busy", 0.0, "being predicted by another run right now")
+        state = case_state(out, case.id, key)
+        if state is CaseState.DONE and not redo:
+            # another run finished it between this run's listing and now
+            return CaseResult(case.id, "busy", 0.0, "finished by another run meanwhile")
+        remove_leftovers(out, case.id)
+        if state is CaseState.STALE or redo:
+            remove_outputs(out, case.id)
+        return _predict_one(predictor, case, out, key, settings, ahead, t0)
+
+
+def _predict_one(
+    predictor: Predictor,
+    case: Case,
+    out: Path,
+    key: str,
+    settings: dict[str, Any],
+    ahead: Any,
+    t0: float,
+) -> CaseResult:
     from femurseg.pipeline import predict_case
 
-    t0 = time.perf_counter()
-    remove_leftovers(out, case.id)
     try:
         report = predict_case(
             case.path,
@@ -251,6 +281,7 @@ def _in_process(
     key: str,
     settings: dict[str, Any],
     done: Callable[[CaseResult], None],
+    redo: bool,
 ) -> None:
     from femurseg.io import ReadAhead
 
@@ -262,7 +293,7 @@ def _in_process(
     for i, case in enumerate(todo):
         current = ahead
         ahead = read(todo[i + 1]) if i + 1 < len(todo) else None
-        done(run_case(predictor, case, out, key, settings, current))
+        done(run_case(predictor, case, out, key, settings, current, redo))
 
 
 def _worker_main(
@@ -273,6 +304,7 @@ def _worker_main(
     tasks: Any,
     results: Any,
     wid: int,
+    redo: bool,
 ) -> None:
     parent = os.getppid()
     try:
@@ -286,7 +318,7 @@ def _worker_main(
             return
         case: Case = item
         results.put(("start", wid, case.id))
-        results.put(("end", wid, run_case(predictor, case, out, key, settings)))
+        results.put(("end", wid, run_case(predictor, case, out, key, settings, None, redo)))
 
 
 def _processes(
@@ -297,6 +329,7 @@ def _processes(
     settings: dict[str, Any],
     done: Callable[[CaseResult], None],
     workers: int,
+    redo: bool,
 ) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
     tasks = ctx.Queue()
@@ -322,7 +355,7 @@ def _processes(
         next_wid += 1
         p = ctx.Process(
             target=_worker_main,
-            args=(spec, out, key, settings, tasks, results, wid),
+            args=(spec, out, key, settings, tasks, results, wid, redo),
             name=f"femurseg-worker-{wid}",
             daemon=True,
         )
@@ -382,14 +415,14 @@ _DASK_LOCK = threading.Lock()
 
 
 def _dask_case(
-    spec: PredictorSpec, case: Case, out: Path, key: str, settings: dict[str, Any]
+    spec: PredictorSpec, case: Case, out: Path, key: str, settings: dict[str, Any], redo: bool
 ) -> CaseResult:
     """One case on a Dask worker; the networks are loaded once per worker process."""
     with _DASK_LOCK:
         predictor = _DASK_PREDICTORS.get(key)
         if predictor is None:
             predictor = _DASK_PREDICTORS[key] = spec.build()
-    return run_case(predictor, case, out, key, settings)
+    return run_case(predictor, case, out, key, settings, None, redo)
 
 
 def _dask(
@@ -401,6 +434,7 @@ def _dask(
     done: Callable[[CaseResult], None],
     address: str,
     workers: int,
+    redo: bool,
 ) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -420,7 +454,15 @@ def _dask(
     try:
         futures = {
             client.submit(
-                _dask_case, spec, c, out, key, settings, key=f"femurseg-{key}-{c.id}", pure=False
+                _dask_case,
+                spec,
+                c,
+                out,
+                key,
+                settings,
+                redo,
+                key=f"femurseg-{key}-{c.id}",
+                pure=False,
             ): c
             for c in todo
         }
@@ -541,11 +583,11 @@ def run_cohort(
             "%d case(s) to do, %d already done or failed (%s)", len(todo), len(skipped), backend
         )
         if options.dask:
-            _dask(spec, todo, out, key, settings, done, options.dask, workers)
+            _dask(spec, todo, out, key, settings, done, options.dask, workers, options.overwrite)
         elif workers > 1:
-            _processes(spec, todo, out, key, settings, done, workers)
+            _processes(spec, todo, out, key, settings, done, workers, options.overwrite)
         else:
-            _in_process(spec, todo, out, key, settings, done)
+            _in_process(spec, todo, out, key, settings, done, options.overwrite)
     refresh(True)
     before = {}
     for cid in skipped:

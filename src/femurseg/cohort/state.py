@@ -10,10 +10,14 @@ report was made with other weights or settings; else **todo**.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import hashlib
 import json
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +141,39 @@ def remove_summary_leftovers(out: Path, older_than_s: float = 60.0) -> int:
             except FileNotFoundError:
                 pass
     return n
+
+
+def remove_outputs(out: Path, case_id: str) -> int:
+    """Delete the outputs an earlier run made for this case (those its report or error
+    record lists, and the report itself); how many files."""
+    n = 0
+    report = load_report(out, case_id)
+    listed = [Path(p) for p in ((report or {}).get("outputs") or {}).values()]
+    for p in [*listed, error_path(out, case_id), report_path(out, case_id)]:
+        if p.parent.resolve() == out.resolve() and p.name.startswith(f"{case_id}_"):
+            if p.exists():
+                p.unlink()
+                n += 1
+    return n
+
+
+@contextlib.contextmanager
+def case_lock(out: Path, case_id: str) -> Iterator[bool]:
+    """Hold an exclusive lock on one case of an output folder; yields False when another
+    process holds it (the case is then left alone)."""
+    path = out / f".{case_id}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
