@@ -266,6 +266,11 @@ def find_landmarks(
             f"{cfg.max_spacing_mm:g} mm the landmarks need; use a finer reconstruction",
         )
     if shaft is None:
+        if not proximal_in or not distal_in:
+            end = "proximal" if not proximal_in else "distal"
+            cut = f"the femur is cut at its {end} end"
+            both = [n for n in METHODS if n != "femoral_offset_mm"]
+            omit(both, f"{cut}; needs both the head and the condyles in view")
         return omit(list(METHODS), "no shaft axis (too little shaft in view)")
     s_point, s_axis, _ = shaft
     up0, medial0, anterior0 = femur_frame(s_axis, medial_sign)
