@@ -459,51 +459,6 @@ def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
     }
 
 
-def write_preview(volume: Volume, labels: npt.NDArray[np.uint8], path: Path) -> Path:
-    """Coronal maximum-intensity view with both femurs overlaid, written atomically as PNG.
-
-    The view is radiological (patient right on the viewer's left), superior at the top; pixel
-    aspect follows the voxel spacing.
-    """
-    import io as _io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    step = max(1, int(np.ceil(max(volume.shape[0], volume.shape[2]) / 512)))
-    ct = volume.array[::step, :, ::step].max(axis=1)
-    lab = labels[::step, :, ::step].max(axis=1)
-    # (X, Z) -> rows superior-first, columns patient-right-first
-    ct_img = ct.T[::-1, ::-1]
-    lab_img = lab.T[::-1, ::-1].astype(float)
-    sx, _, sz = volume.spacing
-    extent = (0.0, ct_img.shape[1] * sx * step, 0.0, ct_img.shape[0] * sz * step)
-    fig = Figure(figsize=(5, 8), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.imshow(ct_img, cmap="gray", vmin=-200, vmax=1500, extent=extent, interpolation="nearest")
-    colours = ListedColormap([(0, 0, 0, 0), (1.0, 0.55, 0.0, 0.55), (0.1, 0.6, 1.0, 0.55)])
-    ax.imshow(lab_img, cmap=colours, vmin=0, vmax=2, extent=extent, interpolation="nearest")
-    ax.set_axis_off()
-    ax.text(0.01, 0.99, "R", color="w", transform=ax.transAxes, va="top", fontsize=12)
-    ax.text(0.99, 0.99, "L", color="w", transform=ax.transAxes, va="top", ha="right", fontsize=12)
-    ax.legend(
-        handles=[
-            Patch(color=colours(1), label="femur_left"),
-            Patch(color=colours(2), label="femur_right"),
-        ],
-        loc="lower center",
-        fontsize=8,
-        framealpha=0.6,
-    )
-    fig.tight_layout()
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
-    return _atomic_bytes(buf.getvalue(), path)
-
-
 def predict_case(
     path: str | Path,
     out_dir: str | Path,
@@ -590,6 +545,8 @@ def predict_case(
         with _timed(seconds, "dicom_seg"):
             files["dicom_seg"] = write_dicom_seg(pred.labels, volume, out / f"{name}_femur_seg.dcm")
     if predictor.config.preview:
+        from femurseg.export.preview import write_preview
+
         with _timed(seconds, "preview"):
             write_preview(volume, pred.labels, files["preview"])
     else:
