@@ -72,6 +72,9 @@ def test_predict_writes_labels_in_input_geometry_and_report(weights, scan, tmp_p
     assert nib.aff2axcodes(written.affine) == ("L", "P", "S")
     saved = json.loads((out / "tiny_report.json").read_text())
     assert saved["case"] == "tiny" and set(saved["femurs"]) == {"femur_left", "femur_right"}
+    # what actually ran, not "auto"
+    assert saved["schema_version"] == 2 and saved["runtime"]["device"] == "cpu"
+    assert saved["runtime"]["precision"] in ("float32", "bfloat16")
     for side in saved["femurs"].values():
         assert side["status"] in ("found", "low_confidence", "not_found")
         assert side["check"]["status"] in ("found", "low_confidence", "not_found")

@@ -96,15 +96,24 @@ def cpu_has_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def inference_autocast(device: torch.device, precision: Precision | str = Precision.AUTO) -> Any:
-    """The autocast context for network inference on ``device`` at ``precision``."""
+def effective_dtype(
+    device: torch.device, precision: Precision | str = Precision.AUTO
+) -> torch.dtype:
+    """The arithmetic inference really uses on ``device`` for the ``precision`` asked for."""
     choice = Precision(precision)
     if choice is Precision.FLOAT32:
-        return contextlib.nullcontext()
+        return torch.float32
     if device.type == "cuda":
         # bfloat16 asked for is bfloat16 (never quietly float16); auto is float16
-        dtype = torch.bfloat16 if choice is Precision.BFLOAT16 else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.bfloat16 if choice is Precision.BFLOAT16 else torch.float16
     if choice is Precision.BFLOAT16 or cpu_has_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return torch.bfloat16
+    return torch.float32
+
+
+def inference_autocast(device: torch.device, precision: Precision | str = Precision.AUTO) -> Any:
+    """The autocast context for network inference on ``device`` at ``precision``."""
+    dtype = effective_dtype(device, precision)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from femurseg.atomic import atomic_write
 from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
-from femurseg.devices import Device, Precision, resolve_device
+from femurseg.devices import Device, Precision, effective_dtype, resolve_device
 from femurseg.errors import FemursegError, InputError, OutputError
 from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.io.validate import ReadChecks
@@ -47,6 +47,10 @@ from femurseg.types import LABELS, Label, Volume
 log = logging.getLogger(__name__)
 
 _SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+#: version of the case report's layout; raised when a key changes meaning or moves.
+REPORT_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,11 @@ class Predictor:
             overrides=stage2_overrides,
             precision=self.config.precision,
         )
-        log.info("networks on %s", device)
+        self.runtime = {
+            "device": str(device),
+            "precision": str(effective_dtype(device, self.config.precision)).removeprefix("torch."),
+        }
+        log.info("networks on %s (%s)", device, self.runtime["precision"])
 
     def predict(self, volume: Volume) -> Prediction:
         """Run stage 1, stage 2 and paste-back on one canonical volume (no file output)."""
@@ -400,6 +408,7 @@ def build_report(
         sides[LABELS[side]] = entry
     src = volume.source
     return {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "case": name,
         "input": str(src.path) if src is not None and src.path is not None else None,
         "assumed_orientation": src.extra.get("assumed_orientation") if src is not None else None,
@@ -417,6 +426,7 @@ def build_report(
         "femurs": sides,
         "seconds": pred.seconds,
         "versions": versions(),
+        "runtime": dict(predictor.runtime),
         "weights": {
             "stage1": {"path": str(predictor.detector.path), "sha256": predictor.detector.sha256},
             "stage2": {
