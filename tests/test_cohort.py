@@ -372,3 +372,58 @@ def test_unusable_output_paths_are_refused_before_any_work(tmp_path) -> None:
         res = CliRunner().invoke(app, ["predict", str(scan), "-o", str(out)])
         assert res.exit_code == 2 and "choose another -o" in res.output, res.output
         assert "unexpected" not in res.output
+
+
+def test_predict_config_file_reaches_settings_and_refuses_unknown_keys(weights, tmp_path):
+    scan = tiny_scan(tmp_path / "a.nii.gz", 1)
+    good = tmp_path / "s.json"
+    good.write_text(
+        json.dumps(
+            {
+                "femur_checks": {"min_volume_ml": 22.5},
+                "measure_settings": {"landmarks": {"max_spacing_mm": 2.0}},
+            }
+        )
+    )
+    args = ["predict", str(scan), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    args += ["--stage1-weights", str(weights[0]), "--stage2-weights", str(weights[1])]
+    res = CliRunner().invoke(app, [*args, "--config", str(good)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out" / "a_report.json").read_text())
+    cfg = report["config"]["predict"]
+    assert cfg["femur_checks"]["min_volume_ml"] == 22.5
+    assert cfg["measure_settings"]["landmarks"]["max_spacing_mm"] == 2.0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"femur_checks": {"min_volum_ml": 1}}))
+    res = CliRunner().invoke(app, [*args, "--config", str(bad)])
+    assert res.exit_code == 2 and "unknown keys ['min_volum_ml']" in res.output
+
+
+def test_phantom_config_file(tmp_path) -> None:
+    good = tmp_path / "p.json"
+    good.write_text(json.dumps({"scanner": {"noise_sd_hu": [40.0, 40.0]}}))
+    out = tmp_path / "ds"
+    res = CliRunner().invoke(
+        app,
+        [
+            "phantom",
+            "--n",
+            "1",
+            "--fov",
+            "thighs",
+            "--spacing",
+            "4",
+            "--no-truth",
+            "--config",
+            str(good),
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    src = json.loads((out / "dataset.json").read_text())["source"]["config"]
+    assert src["scanner"]["noise_sd_hu"] == [40.0, 40.0]
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"scaner": {}}))
+    res = CliRunner().invoke(app, ["phantom", "--config", str(bad), "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown keys ['scaner']" in res.output

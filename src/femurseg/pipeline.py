@@ -30,8 +30,10 @@ from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, Precision, effective_dtype, resolve_device
 from femurseg.errors import FemursegError, InputError, OutputError
+from femurseg.export.mesh import MeshConfig
 from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.io.validate import ReadChecks
+from femurseg.measure import MeasureConfig, QualityConfig
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
 from femurseg.preprocessing.boxes import index_range_box, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
@@ -74,6 +76,9 @@ class PredictConfig:
         read_checks: reading tolerances and options (e.g. the orientation the user states
             for a NIfTI without one).
         series_uid: the DICOM series to read from a folder holding several (one input only).
+        measure_settings: regions, limits and landmark search of the measurements.
+        quality_settings: thresholds of the quality flags.
+        mesh_settings: smoothing and decimation of the STL meshes.
     """
 
     device: Device | str = Device.AUTO
@@ -87,6 +92,9 @@ class PredictConfig:
     femur_checks: FemurCheckRules = field(default_factory=FemurCheckRules)
     read_checks: ReadChecks = field(default_factory=ReadChecks)
     series_uid: str | None = None
+    measure_settings: MeasureConfig = field(default_factory=MeasureConfig)
+    quality_settings: QualityConfig = field(default_factory=QualityConfig)
+    mesh_settings: MeshConfig = field(default_factory=MeshConfig)
 
 
 @dataclass
@@ -442,7 +450,9 @@ def build_report(
     }
 
 
-def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
+def measure_report(
+    volume: Volume, pred: Prediction, config: PredictConfig | None = None
+) -> dict[str, Any]:
     """Measurements and quality flags per femur, JSON-ready (see :mod:`femurseg.measure`).
 
     Returns:
@@ -453,8 +463,16 @@ def measure_report(volume: Volume, pred: Prediction) -> dict[str, Any]:
 
     scores = {LABELS[side]: det.score for side, det in pred.detections.items()}
     boxes = pred.mask_index
-    measured = measure_femurs(pred.labels, volume.affine, boxes=boxes)
-    flags = quality_flags(pred.labels, volume.affine, hu=volume.array, scores=scores, boxes=boxes)
+    cfg = config or PredictConfig()
+    measured = measure_femurs(pred.labels, volume.affine, cfg.measure_settings, boxes=boxes)
+    flags = quality_flags(
+        pred.labels,
+        volume.affine,
+        hu=volume.array,
+        scores=scores,
+        config=cfg.quality_settings,
+        boxes=boxes,
+    )
     for name, side_flags in flags.items():
         metal = [f for f in side_flags if f.code == FlagCode.METAL_SUSPECTED]
         if metal:
@@ -544,7 +562,7 @@ def predict_case(
         from femurseg.export import write_femur_meshes
 
         with _timed(seconds, "mesh"):
-            meshes = write_femur_meshes(pred.labels, volume.affine, out, name)
+            meshes = write_femur_meshes(pred.labels, volume.affine, out, name, cfg.mesh_settings)
         files.update({f"mesh_{side}": p for side, p in meshes.items()})
     notes: list[str] = []
     if cfg.dicom_seg and not pred.labels.any():
@@ -566,7 +584,7 @@ def predict_case(
         from femurseg.export.landmarks import write_landmark_figure, write_markups
 
         with _timed(seconds, "measure"):
-            measured = measure_report(volume, pred)
+            measured = measure_report(volume, pred, cfg)
             files["landmarks"] = write_markups(
                 measured["measurements"], out / f"{name}_landmarks.mrk.json"
             )

@@ -117,6 +117,15 @@ def phantom(
             help="Measure each posed femur mesh (landmarks, torsion, lengths) into dataset.json.",
         ),
     ] = True,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file (JSON, or TOML) of PhantomConfig keys, e.g. "
+            '{"scanner": {"noise_sd_hu": [20, 40]}, "tissues": {"cortex_shaft_mm": [3, 5]}}; '
+            "its values override the options. Unknown keys are an error.",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Cases generated in parallel.")] = 1,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty dataset folder.")
@@ -161,6 +170,10 @@ def phantom(
             femur_length_mm=_range("--femur-length", femur_length),
             femur_truth=truth,
         )
+        if config is not None:
+            from femurseg.config import apply_overrides, read_config_file
+
+            cfg = apply_overrides(cfg, read_config_file(config), f"--config {config}")
         if shapes is not None and (use or excl):
             pick_subjects(cfg, shapes)  # unknown ids fail here, before the output folder is made
         with progress("phantoms", n) as update:

@@ -86,6 +86,15 @@ def predict(
             "sform codes 0); such a file is refused without it. Recorded in the report.",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file (JSON, or TOML) of PredictConfig keys, e.g. "
+            '{"femur_checks": {"min_volume_ml": 20}, "measure_settings": {...}}; its values '
+            "override the options. Unknown keys are an error.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -155,23 +164,24 @@ def predict(
         s1 = {"spacing_mm": stage1_spacing} if stage1_spacing is not None else {}
         wanted = {"spacing_mm": stage2_spacing, "margin_mm": margin}
         s2 = {k: v for k, v in wanted.items() if v is not None}
-        spec = PredictorSpec(
-            stage1_weights,
-            stage2_weights,
-            PredictConfig(
-                device=dev,
-                precision=prec,
-                preview=preview,
-                mesh=mesh,
-                dicom_seg=dicom_seg,
-                segment_rules=SegmentRules(largest_only=not all_pieces),
-                femur_checks=FemurCheckRules(enabled=not no_femur_checks),
-                read_checks=read_checks,
-                series_uid=series,
-            ),
-            s1,
-            s2,
+        predict_config = PredictConfig(
+            device=dev,
+            precision=prec,
+            preview=preview,
+            mesh=mesh,
+            dicom_seg=dicom_seg,
+            segment_rules=SegmentRules(largest_only=not all_pieces),
+            femur_checks=FemurCheckRules(enabled=not no_femur_checks),
+            read_checks=read_checks,
+            series_uid=series,
         )
+        if config is not None:
+            from femurseg.config import apply_overrides, read_config_file
+
+            predict_config = apply_overrides(
+                predict_config, read_config_file(config), f"--config {config}"
+            )
+        spec = PredictorSpec(stage1_weights, stage2_weights, predict_config, s1, s2)
         options = CohortOptions(
             workers=workers,
             retry_failed=retry_failed,

@@ -16,11 +16,9 @@ SHA-256 in ``SHA256SUMS``; they are verified before loading. Nothing is ever dow
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import logging
-import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +26,7 @@ from typing import Any, TypeVar
 import torch
 
 from femurseg.atomic import atomic_write
+from femurseg.config import config_from_dict
 from femurseg.errors import ConfigError, FemursegError, InputError
 
 log = logging.getLogger(__name__)
@@ -227,63 +226,6 @@ def load_state(net: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
             f"weights in {path} do not fit the network its config describes ({first}); "
             "the checkpoint is damaged or from another version"
         ) from err
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where) if len(inner) == 1 else value
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-        return config_from_dict(hint, value, where)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError as err:
-            allowed = ", ".join(str(m.value) for m in hint)
-            raise ConfigError(f"{where}={value!r} is not one of {allowed}") from err
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, where) for v in value)
-        return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=False))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is Path and isinstance(value, str):
-        return Path(value)
-    return value
-
-
-def config_from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
-    """Rebuild a (nested) frozen config dataclass from :func:`femurseg.config.to_dict` output.
-
-    Missing keys take the field default; unknown keys are an error. Validation runs in the
-    dataclass's ``__post_init__`` as usual.
-
-    Raises:
-        ConfigError: unknown keys, or values the config rejects.
-    """
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls} is not a dataclass")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"{where} has unknown keys {unknown}; expected only {sorted(names)}; "
-            "was it written by a newer femurseg?"
-        )
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"{where} cannot be built: {err}") from err
 
 
 def check_override(name: str, stored: Any, override: Any) -> None:
