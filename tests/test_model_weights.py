@@ -52,8 +52,16 @@ def test_load_checkpoint_errors(tmp_path) -> None:
         load_checkpoint(tmp_path / "none.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match="cannot read checkpoint"):
+    with pytest.raises(InputError, match="is not a checkpoint file"):
         load_checkpoint(junk)
+    # a damaged archive: one clear line, and never torch's advice to drop weights_only
+    good = tmp_path / "good.pt"
+    torch.save({"weights": torch.zeros(2)}, good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(InputError, match="cannot read checkpoint") as info:
+        load_checkpoint(cut)
+    assert "weights_only" not in str(info.value)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(InputError, match="not a femurseg checkpoint"):

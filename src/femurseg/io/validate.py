@@ -164,6 +164,12 @@ def as_3d(array: npt.NDArray[np.generic], where: str) -> npt.NDArray[np.generic]
             )
         array = array.reshape(shape[:3])
         shape = shape[:3]
+    if len(shape) < 3 and (not shape or min(shape) == 0):
+        raise InputError(
+            f"{where} holds no image (array shape {shape}; a header whose dimension count is 0 "
+            "or whose sizes are 0); expected a 3D CT volume; the header is damaged, export it "
+            "again"
+        )
     if len(shape) < 3 or min(shape) < 2:
         raise InputError(
             f"{where} is a 2D image of shape {shape}; expected a 3D CT volume with at least two "

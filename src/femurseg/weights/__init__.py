@@ -180,12 +180,21 @@ def load_checkpoint(path: str | Path, stage: Stage | None = None) -> dict[str, A
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist; expected a .pt file from training")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":  # torch.save writes a zip archive
+        raise InputError(
+            f"{path} is not a checkpoint file (it does not start like a PyTorch archive); "
+            "expected a .pt file written by `femurseg train`; check the path"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling/format failure
+        # torch's own text can advise weights_only=False, which would run code from the
+        # file: never passed on
         raise InputError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); expected a femurseg "
-            "checkpoint written by `femurseg train`"
+            f"cannot read checkpoint {path} ({type(err).__name__}); the file is damaged or not "
+            "a femurseg checkpoint; expected a .pt file written by `femurseg train`"
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(
