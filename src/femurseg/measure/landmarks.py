@@ -111,6 +111,9 @@ class LandmarkConfig:
             the condyles' and trochanters' extreme points are then off by half a voxel or more.
         min_half_shaft_mm: least shaft length of each half for the proximal and distal
             shaft axes.
+        torsion_range_deg: a torsion outside this range is withheld as implausible (adults
+            measure about -25 to +60 degrees by any method): a wrong neck axis, usually from a
+            mis-segmented head, not a measurement.
     """
 
     condyle_mm: float = 45.0
@@ -119,6 +122,7 @@ class LandmarkConfig:
     neck_base_slab_mm: float = 4.0
     max_spacing_mm: float = 3.0
     min_half_shaft_mm: float = 30.0
+    torsion_range_deg: tuple[float, float] = (-45.0, 75.0)
 
     def __post_init__(self) -> None:
         check_range("condyle_mm", self.condyle_mm, 10.0, 120.0)
@@ -391,6 +395,15 @@ def find_landmarks(
         values["torsion_murphy_deg"] = signed_angle_deg(hc - base, condylar, anterior, up)
     else:
         reasons["torsion_murphy_deg"] = "no lesser trochanter found for the neck base"
+    lo_t, hi_t = cfg.torsion_range_deg
+    for name in ("torsion_lee_deg", "torsion_murphy_deg"):
+        v = values.get(name)
+        if v is not None and not lo_t <= v <= hi_t:
+            values[name] = None
+            reasons[name] = (
+                f"torsion {v:.0f} deg is outside the plausible {lo_t:g} to {hi_t:g} deg: the "
+                "neck axis is wrong (check the segmentation of the head and neck)"
+            )
     return omit(list(METHODS), "not measured")
 
 

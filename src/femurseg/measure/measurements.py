@@ -67,7 +67,8 @@ class MeasureConfig:
             shaft axis fit.
         min_shaft_mm: shorter shafts in view give no shaft axis (no neck-shaft angle).
         slab_mm: thickness of the z-slabs whose centroids define the shaft axis.
-        head_radius_mm: plausible femoral head radius range; a fit outside it is omitted.
+        head_radius_mm: plausible femoral head radius range (adult heads are 36-60 mm across);
+            a fit outside it is omitted (often the trochanter, when the head was missed).
         max_head_fit_rms_mm: a sphere fit with a larger rms residual is omitted.
         neck_cone_deg: half angle of the cone towards the neck left out of the head fit.
         edge_margin_voxels: mask voxels this close to an image face count as cut by it.
@@ -78,7 +79,7 @@ class MeasureConfig:
     distal_region_mm: float = 90.0
     min_shaft_mm: float = 40.0
     slab_mm: float = 5.0
-    head_radius_mm: tuple[float, float] = (10.0, 35.0)
+    head_radius_mm: tuple[float, float] = (16.0, 32.0)
     max_head_fit_rms_mm: float = 2.5
     neck_cone_deg: float = 60.0
     edge_margin_voxels: int = 0
