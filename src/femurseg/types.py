@@ -14,6 +14,7 @@ The canonical form (made only by :mod:`femurseg.io`):
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -36,6 +37,10 @@ LABELS: dict[int, str] = {
     Label.FEMUR_LEFT: "femur_left",
     Label.FEMUR_RIGHT: "femur_right",
 }
+#: the two femurs, left first (the order of every per-side loop and table).
+SIDES: tuple[Label, Label] = (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
+#: their names, in the same order.
+SIDE_NAMES: tuple[str, str] = ("femur_left", "femur_right")
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,15 @@ class Volume:
         pts = np.asarray(xyz, dtype=np.float64)
         inv = np.linalg.inv(self.affine)
         return pts @ inv[:3, :3].T + inv[:3, 3]
+
+
+class Stage(str, enum.Enum):
+    """The networks femurseg trains: the pipeline's two stages and the two baselines.
+
+    The value is the checkpoint's ``stage`` tag and the ``femurseg train`` argument.
+    """
+
+    STAGE1 = "stage1"
+    STAGE2 = "stage2"
+    SEGRESNET = "segresnet"
+    TRANSUNET = "transunet"

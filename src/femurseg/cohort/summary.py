@@ -23,11 +23,12 @@ import numpy as np
 
 from femurseg.atomic import atomic_write
 from femurseg.cohort.state import CaseState, case_state, load_error, load_report
+from femurseg.types import SIDE_NAMES
 
 if TYPE_CHECKING:
     from femurseg.cohort.cases import Case
 
-SIDES = ("femur_left", "femur_right")
+SIDES = SIDE_NAMES
 OUTLIER_Z = 3.5
 OUTLIER_MIN_CASES = 5
 #: the first columns, in order; per-side measurements follow, then flags and outliers.

@@ -20,11 +20,10 @@ from scipy import ndimage
 from femurseg.detection.config import BoxRules
 from femurseg.preprocessing.boxes import Box, index_box_to_world, mask_box
 from femurseg.preprocessing.grid import Grid
-from femurseg.types import LABELS, Label
+from femurseg.types import LABELS, SIDES, Label
 
 log = logging.getLogger(__name__)
 
-SIDES: tuple[Label, Label] = (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 

@@ -27,12 +27,13 @@ import numpy.typing as npt
 
 from femurseg.atomic import atomic_write
 from femurseg.measure.landmarks import LANDMARKS
+from femurseg.types import SIDE_NAMES
 
 SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
     "Resources/Schema/markups-schema-v1.0.3.json#"
 )
-SIDES = ("femur_left", "femur_right")
+SIDES = SIDE_NAMES
 #: the values compared left against right, and the name of their difference.
 COMPARED = {
     "femoral_length_mm": "length_difference_mm",

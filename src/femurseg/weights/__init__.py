@@ -16,7 +16,6 @@ SHA-256 in ``SHA256SUMS``; they are verified before loading. Nothing is ever dow
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 import typing
@@ -28,6 +27,7 @@ import torch
 from femurseg.atomic import atomic_write
 from femurseg.config import config_from_dict
 from femurseg.errors import ConfigError, FemursegError, InputError
+from femurseg.types import Stage
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 CHECKSUM_FILE = "SHA256SUMS"
 
 C = TypeVar("C")
-
-
-class Stage(str, enum.Enum):
-    """The networks femurseg trains: the pipeline's two stages and the two baselines.
-
-    The value is the checkpoint's ``stage`` tag and the ``femurseg train`` argument.
-    """
-
-    STAGE1 = "stage1"
-    STAGE2 = "stage2"
-    SEGRESNET = "segresnet"
-    TRANSUNET = "transunet"
 
 
 def sha256_file(path: str | Path) -> str:
