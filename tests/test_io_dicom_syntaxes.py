@@ -124,3 +124,19 @@ def test_undecodable_pixels_name_the_file_and_syntax(series, tmp_path) -> None:
     syntax = r"1\.2\.840\.10008\.1\.2\.4\.50"
     with pytest.raises(InputError, match=r"cannot decode pixel data of .*" + syntax):
         read_volume(folder)
+
+
+def test_series_without_rescale_tags_says_so(series, tmp_path) -> None:
+    plain, _ = series
+
+    def raw_numbers(ds, out):  # stored as CT numbers + 1024 with the rescale tags dropped
+        px = ds.pixel_array.astype(np.int32) + int(ds.RescaleIntercept) + 1024
+        ds.PixelRepresentation = 0
+        ds.PixelData = px.clip(0, 65535).astype(np.uint16).tobytes()
+        del ds.RescaleIntercept
+        del ds.RescaleSlope
+        ds.save_as(out)
+
+    folder = _rewrite(plain, tmp_path / "raw", raw_numbers)
+    with pytest.raises(InputError, match="no RescaleIntercept or RescaleSlope"):
+        read_volume(folder)

@@ -485,6 +485,7 @@ def read_dicom_series(
     first = items[0][1]
     vol = np.empty((int(first.Columns), int(first.Rows), len(order)), dtype=np.float32)
     decoded: dict[Path, tuple[Any, npt.NDArray[Any]]] = {}
+    no_rescale = False
     for k, idx in enumerate(order):
         f, header = items[idx]
         if f not in decoded:
@@ -497,9 +498,18 @@ def read_dicom_series(
         if px.shape != (int(first.Rows), int(first.Columns)):
             raise InputError(f"{f} has pixel array {px.shape}; expected one 2D slice")
         source = header if frame is not None else ds
+        if k == 0:
+            no_rescale = "RescaleIntercept" not in source and "RescaleSlope" not in source
         slope = float(source.get("RescaleSlope", 1.0) or 1.0)
         inter = float(source.get("RescaleIntercept", 0.0) or 0.0)
         vol[:, :, k] = (px.astype(np.float64) * slope + inter).T
+    if no_rescale and float(vol.min()) > -200.0:
+        raise InputError(
+            f"DICOM series {chosen.uid} in {folder} has no RescaleIntercept or RescaleSlope and "
+            f"its stored values run {float(vol.min()):g}..{float(vol.max()):g}: raw scanner "
+            "numbers, not Hounsfield units (air would be near -1000); expected a CT export with "
+            "its rescale tags; export the series again with them"
+        )
     extra = {
         "dicom": {
             "series_uid": chosen.uid,
