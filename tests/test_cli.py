@@ -154,3 +154,24 @@ def test_cli_conventions_flags_after_command_info_json_and_devices() -> None:
     ctx = inference_autocast(torch.device("cuda"), Precision.BFLOAT16)
     assert ctx.fast_dtype == torch.bfloat16
     assert inference_autocast(torch.device("cuda"), Precision.AUTO).fast_dtype == torch.float16
+
+
+def test_nibabel_header_repairs_do_not_leak_before_the_error(tmp_path) -> None:
+    import struct
+    import subprocess
+    import sys
+
+    import nibabel as nib
+    import numpy as np
+
+    path = tmp_path / "bad.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), path)
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<h", raw, 252, 99)  # qform_code 99: nibabel repairs it and logs
+    struct.pack_into("<h", raw, 254, 99)
+    path.write_bytes(bytes(raw))
+    res = subprocess.run(
+        [sys.executable, "-m", "femurseg", "inspect", str(path)], capture_output=True, text=True
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:"), res.stderr

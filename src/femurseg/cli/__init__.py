@@ -148,6 +148,11 @@ def _main(
         level = logging.INFO
     if debug:
         level = logging.DEBUG
+    if not debug:
+        # nibabel prints header repairs itself and through the root logger (the same line
+        # twice, before our own one-line error says what matters)
+        for name in ("nibabel", "nibabel.global"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     logging.basicConfig(
         level=level,
         format="%(levelname)s %(name)s: %(message)s",
