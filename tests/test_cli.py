@@ -171,7 +171,7 @@ def test_nibabel_header_repairs_do_not_leak_before_the_error(tmp_path) -> None:
     struct.pack_into("<h", raw, 254, 99)
     path.write_bytes(bytes(raw))
     res = subprocess.run(
-        [sys.executable, "-m", "femurseg", "inspect", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "femurseg.cli", "inspect", str(path)], capture_output=True, text=True
     )
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:"), res.stderr
