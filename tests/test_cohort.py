@@ -427,3 +427,26 @@ def test_phantom_config_file(tmp_path) -> None:
     bad.write_text(json.dumps({"scaner": {}}))
     res = CliRunner().invoke(app, ["phantom", "--config", str(bad), "-o", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown keys ['scaner']" in res.output
+
+
+def test_out_of_memory_is_one_clear_line(weights, tmp_path, monkeypatch) -> None:
+    import femurseg.pipeline as pipeline
+    from femurseg.cohort.run import is_out_of_memory
+
+    def oom(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 123456789 bytes."
+        )
+
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    monkeypatch.setattr(pipeline.Predictor, "predict", oom)
+    scans = tmp_path / "s"
+    tiny_scan(scans / "a.nii.gz", 1)
+    res = run_cohort(
+        collect_cases([scans]), tmp_path / "o", spec_of(weights), CohortOptions(workers=1)
+    )
+    (fail,) = res.failed
+    assert fail.kind == "MemoryError" and "out of memory while predicting" in fail.error
+    assert "DefaultCPUAllocator" not in fail.error and "GB free" in fail.error

@@ -294,3 +294,18 @@ def test_intercept_twice_and_hu_times_ten_are_refused(tmp_path) -> None:
     ten = write_image(image * 10.0, affine, tmp_path / "ten.nii.gz", dtype=np.int16)
     with pytest.raises(InputError, match="times ten"):
         read_volume(ten)
+
+
+def test_header_claiming_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    import struct
+
+    for name in ("big.nii", "big.nii.gz"):
+        path = tmp_path / name
+        nib.save(nib.Nifti1Image(np.full((20, 20, 20), -1000, np.int16), np.eye(4)), path)
+        raw = bytearray(
+            gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+        )
+        struct.pack_into("<hhh", raw, 42, 4000, 4000, 4000)  # dim[1..3]: 128 GB of int16
+        path.write_bytes(gzip.compress(bytes(raw)) if name.endswith(".gz") else bytes(raw))
+        with pytest.raises(InputError, match="header claims a 4000 x 4000 x 4000"):
+            read_volume(path)

@@ -178,10 +178,16 @@ def run_guarded(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     except (KeyboardInterrupt, typer.Exit):
         raise
     except MemoryError as err:
-        raise fail(RuntimeError("out of memory; try a smaller input or fewer workers"), 1) from err
+        from femurseg.cohort.run import out_of_memory_message
+
+        raise fail(RuntimeError(out_of_memory_message()), 1) from err
     except Exception as err:  # noqa: BLE001 - last line of defence: never a raw traceback
         if _state["debug"]:
             raise
+        from femurseg.cohort.run import is_out_of_memory, out_of_memory_message
+
+        if is_out_of_memory(err):
+            raise fail(RuntimeError(out_of_memory_message()), 1) from err
         raise fail(
             RuntimeError(f"unexpected {type(err).__name__}: {err} (rerun with --debug and report)"),
             1,

@@ -203,6 +203,25 @@ def _available_gb() -> float:
     return WORKER_GB  # unknown: one worker
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether an exception is an allocation failure (numpy, torch CPU or CUDA allocators)."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "not enough memory" in text or "out of memory" in text or "can't allocate" in text
+    )
+
+
+def out_of_memory_message() -> str:
+    """One line for an out-of-memory case, with the memory free now."""
+    return (
+        f"out of memory while predicting this case ({_available_gb():.1f} GB free now); "
+        "expected a scan that fits in memory; run it on a machine with more memory, alone "
+        "(--workers 1) if several workers shared this one"
+    )
+
+
 def run_case(
     predictor: Predictor,
     case: Case,
@@ -258,10 +277,13 @@ def _predict_one(
         kind = type(err).__name__
         msg = str(err)
     except MemoryError:
-        kind, msg = "MemoryError", "out of memory; try fewer workers or a machine with more memory"
+        kind, msg = "MemoryError", out_of_memory_message()
     except Exception as err:  # noqa: BLE001 - one bad case must not stop the cohort
         kind = type(err).__name__
-        msg = f"internal error ({kind}: {err}); rerun with --debug and report it"
+        if is_out_of_memory(err):
+            kind, msg = "MemoryError", out_of_memory_message()
+        else:
+            msg = f"internal error ({kind}: {err}); rerun with --debug and report it"
         log.debug("%s failed", case.id, exc_info=True)
     else:
         error_path(out, case.id).unlink(missing_ok=True)

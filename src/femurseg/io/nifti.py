@@ -77,6 +77,38 @@ def _stored_header(path: Path) -> Any:
     return klass(block, endianness=None, check=False)
 
 
+#: deflate cannot compress better than about 1032 to 1: a .nii.gz claiming more voxel bytes
+#: than that many times its own size cannot hold them.
+DEFLATE_MAX_RATIO = 1032
+
+
+def check_claimed_size(path: Path) -> None:
+    """Refuse a NIfTI whose header claims more voxel bytes than the file can hold, before
+    anything is allocated for them (a damaged dim field would otherwise allocate gigabytes).
+
+    Raises:
+        InputError: the claim exceeds the file (plain) or deflate's limit (gzipped).
+    """
+    try:
+        hdr = _stored_header(path)
+        shape = [int(v) for v in hdr.get_data_shape()]
+        itemsize = int(hdr.get_data_dtype().itemsize)
+        offset = int(hdr.get_data_offset())
+    except Exception:  # noqa: BLE001 - a header this broken is reported by the reader
+        return
+    claimed = offset + int(np.prod(shape, dtype=np.float64)) * itemsize
+    size = path.stat().st_size
+    limit = size * DEFLATE_MAX_RATIO if _is_gzip(path) else size
+    if claimed > limit:
+        held = "can hold at most" if _is_gzip(path) else "holds"
+        raise InputError(
+            f"{path}: its header claims a {' x '.join(map(str, shape))} image "
+            f"({claimed / 2**20:.0f} MB) but the file ({size / 2**20:.1f} MB) {held} "
+            f"{limit / 2**20:.0f} MB; expected a complete file; the header is damaged or the "
+            "file truncated: copy or export it again"
+        )
+
+
 def nifti_affine(hdr: Any, path: Path, assume: str | None = None) -> tuple[A64, str | None]:
     """The voxel -> RAS+ mm affine of a NIfTI header, refusing one whose sides are unknown.
 

@@ -14,7 +14,7 @@ import pydicom
 from femurseg.errors import InputError
 from femurseg.io.dicom import read_dicom_series
 from femurseg.io.itk import read_itk
-from femurseg.io.nifti import GzSlabs, gz_slabs, read_nifti
+from femurseg.io.nifti import GzSlabs, check_claimed_size, gz_slabs, read_nifti
 from femurseg.io.orient import axcodes, canonical_buffer, canonicalize
 from femurseg.io.raw import RawImage
 from femurseg.io.validate import (
@@ -119,9 +119,12 @@ def read_volume(
     """
     path = Path(path)
     checks = checks or ReadChecks()
+    fmt0 = input_format(path)
+    if fmt0 == "nifti":
+        check_claimed_size(path)
     streamed = (
         gz_slabs(path, checks.assume_orientation)
-        if input_format(path) == "nifti" and series_uid is None
+        if fmt0 == "nifti" and series_uid is None
         else None
     )
     if streamed is not None:  # a gzipped 3D NIfTI: no on-disk-sized copy on the way
