@@ -18,10 +18,13 @@ import enum
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from femurseg.preprocessing.grid import Grid
 
 
 class Label(IntEnum):
@@ -92,21 +95,24 @@ class Volume:
         return (int(s[0]), int(s[1]), int(s[2]))
 
     @property
+    def grid(self) -> Grid:
+        """The volume's grid (shape and affine); the geometry maths live there."""
+        from femurseg.preprocessing.grid import Grid
+
+        return Grid(self.shape, self.affine)
+
+    @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along the canonical i, j, k axes."""
-        sp = np.linalg.norm(self.affine[:3, :3], axis=0)
-        return (float(sp[0]), float(sp[1]), float(sp[2]))
+        return self.grid.spacing
 
     def index_to_world(self, ijk: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map voxel indices, shape (N, 3) or (3,), to world RAS+ mm of the same shape."""
-        pts = np.asarray(ijk, dtype=np.float64)
-        return pts @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return self.grid.index_to_world(ijk)
 
     def world_to_index(self, xyz: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map world RAS+ mm, shape (N, 3) or (3,), to continuous voxel indices."""
-        pts = np.asarray(xyz, dtype=np.float64)
-        inv = np.linalg.inv(self.affine)
-        return pts @ inv[:3, :3].T + inv[:3, 3]
+        return self.grid.world_to_index(xyz)
 
 
 class Stage(str, enum.Enum):
