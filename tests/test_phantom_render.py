@@ -235,10 +235,10 @@ def test_recon_circle_pads_outside_and_clears_labels() -> None:
 
 
 def test_noise_grows_with_body_size() -> None:
-    from femurseg.phantoms.grid import Grid
+    from femurseg.phantoms.grid import RenderGrid
     from femurseg.phantoms.scanner import ScanDraw, add_noise
 
-    g = Grid((200, 200, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    g = RenderGrid((200, 200, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
     s = ScanDraw(1.0, 0.5, 30.0, 1.5, 1.0, False, None, 1.0)
     yy, xx = np.mgrid[:200, :200]
     sds = []
@@ -252,10 +252,10 @@ def test_noise_grows_with_body_size() -> None:
 
 
 def test_sharp_kernel_overshoots_bone_edges() -> None:
-    from femurseg.phantoms.grid import Grid
+    from femurseg.phantoms.grid import RenderGrid
     from femurseg.phantoms.scanner import ScanDraw, blur
 
-    g = Grid((80, 80, 3), (0.5, 0.5, 1.0), (0.0, 0.0, 0.0))
+    g = RenderGrid((80, 80, 3), (0.5, 0.5, 1.0), (0.0, 0.0, 0.0))
     base = np.full(g.shape, 40.0, dtype=np.float32)
     base[30:50, 30:50, :] = 1200.0  # a block of cortex in muscle
     soft, sharp = base.copy(), base.copy()

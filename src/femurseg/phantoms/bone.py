@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.tissues import CaseTissues, Tissue, bandpass_noise, smooth_field
 from femurseg.phantoms.voxelize import MaskCrop
 
@@ -74,7 +74,7 @@ def bone_depth(crop: MaskCrop, spacing: tuple[float, float, float]) -> F32:
 
 def render_bone(
     crop: MaskCrop,
-    grid: Grid,
+    grid: RenderGrid,
     t: CaseTissues,
     rng: np.random.Generator,
     hu: F32,
@@ -149,7 +149,7 @@ def render_bone(
     cls_box[m] = kind[m]
 
 
-def _axis_position(crop: MaskCrop, grid: Grid, axis: LongAxis) -> F32:
+def _axis_position(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
     """Fraction along the axis (0 proximal, 1 distal) of each voxel of the crop."""
     p0 = np.asarray(axis.proximal, dtype=np.float64)
     v = np.asarray(axis.distal, dtype=np.float64) - p0

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from femurseg.phantoms.anatomy import Anatomy
 from femurseg.phantoms.body import BodyModel
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.params import FovKind, PhantomConfig
 from femurseg.phantoms.spine import Spine
 
@@ -48,7 +48,7 @@ class Fov:
     """
 
     kind: FovKind
-    grid: Grid
+    grid: RenderGrid
     circle: tuple[float, float, float] | None
     side: str | None = None
 
@@ -218,5 +218,5 @@ def choose_fov(
         float(centre[1] - spacing[1] * (n[1] - 1) / 2),
         float(z_lo),
     )
-    grid = Grid((n[0], n[1], nz), spacing, origin)
+    grid = RenderGrid((n[0], n[1], nz), spacing, origin)
     return Fov(kind, grid, circ, side)

@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 
 @dataclass(frozen=True)
-class Grid:
+class RenderGrid:
     """An axis-aligned grid in world RAS+ mm (canonical: i -> R, j -> A, k -> S).
 
     Attributes:
@@ -33,12 +33,12 @@ class Grid:
         """World coordinate (mm) of the voxel centres along axis ``d``, shape (shape[d],)."""
         return self.origin[d] + self.spacing[d] * np.arange(self.shape[d], dtype=np.float64)
 
-    def supersampled(self, fx: int, fy: int, fz: int) -> Grid:
+    def supersampled(self, fx: int, fy: int, fz: int) -> RenderGrid:
         """A finer grid whose (fx, fy, fz) blocks average exactly onto this grid's voxels."""
         f = np.array([fx, fy, fz], dtype=np.float64)
         sp = np.asarray(self.spacing) / f
         org = np.asarray(self.origin) - sp * (f - 1) / 2.0
-        return Grid(
+        return RenderGrid(
             (self.shape[0] * fx, self.shape[1] * fy, self.shape[2] * fz),
             (float(sp[0]), float(sp[1]), float(sp[2])),
             (float(org[0]), float(org[1]), float(org[2])),

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.params import ImplantParams
 from femurseg.phantoms.tissues import CaseTissues, Tissue, draw
 from femurseg.phantoms.voxelize import MaskCrop
@@ -96,7 +96,7 @@ def draw_implants(p: ImplantParams, rng: np.random.Generator) -> list[Implant]:
     return out
 
 
-def _coords(grid: Grid, sl: tuple[slice, slice, slice]) -> tuple[F32, F32, F32]:
+def _coords(grid: RenderGrid, sl: tuple[slice, slice, slice]) -> tuple[F32, F32, F32]:
     """Broadcastable world x, y, z (mm) of the voxels of a box of the grid."""
     x = grid.axis(0)[sl[0]].astype(np.float32)[:, None, None]
     y = grid.axis(1)[sl[1]].astype(np.float32)[None, :, None]
@@ -104,7 +104,7 @@ def _coords(grid: Grid, sl: tuple[slice, slice, slice]) -> tuple[F32, F32, F32]:
     return x, y, z
 
 
-def _box(grid: Grid, lo: A, hi: A) -> tuple[slice, slice, slice] | None:
+def _box(grid: RenderGrid, lo: A, hi: A) -> tuple[slice, slice, slice] | None:
     i0 = np.floor(grid.world_to_index(lo)).astype(int)
     i1 = np.ceil(grid.world_to_index(hi)).astype(int) + 1
     i0 = np.maximum(i0, 0)
@@ -139,7 +139,7 @@ def _shaft_point(femur: A, z: float) -> A:
 def paint_hip(
     imp: Implant,
     anatomy: Anatomy,
-    grid: Grid,
+    grid: RenderGrid,
     femur: MaskCrop,
     t: CaseTissues,
     hu: F32,
@@ -211,7 +211,7 @@ def paint_hip(
 def paint_fixation(
     imp: Implant,
     anatomy: Anatomy,
-    grid: Grid,
+    grid: RenderGrid,
     femur: MaskCrop,
     hu: F32,
     cls: npt.NDArray[np.uint8],
@@ -297,7 +297,7 @@ def _intersect(
 def paint_knee(
     imp: Implant,
     anatomy: Anatomy,
-    grid: Grid,
+    grid: RenderGrid,
     femur: MaskCrop,
     tibfib: MaskCrop | None,
     hu: F32,

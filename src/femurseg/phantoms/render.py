@@ -22,7 +22,7 @@ from femurseg.phantoms.anatomy import Anatomy
 from femurseg.phantoms.body import BodyModel
 from femurseg.phantoms.bone import LongAxis, render_bone
 from femurseg.phantoms.fov import Fov
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.implants import Implant, paint_fixation, paint_hip, paint_knee
 from femurseg.phantoms.params import PhantomConfig
 from femurseg.phantoms.scanner import (
@@ -81,13 +81,13 @@ class Rendered:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def supersampling(out: Grid, max_mm: float) -> tuple[int, int, int]:
+def supersampling(out: RenderGrid, max_mm: float) -> tuple[int, int, int]:
     """Sub-samples per output voxel along (x, y, z) so the render step is <= ``max_mm``."""
     f = tuple(max(1, math.ceil(s / max_mm - 1e-6)) for s in out.spacing)
     return f  # type: ignore[return-value]
 
 
-def label_map(anatomy: Anatomy, grid: Grid) -> U8:
+def label_map(anatomy: Anatomy, grid: RenderGrid) -> U8:
     """Femur labels at the voxel centres of ``grid``: uint8 (X, Y, Z), 1 left, 2 right."""
     lab = np.zeros(grid.shape, dtype=np.uint8)
     for name, value in (("femur_left", 1), ("femur_right", 2)):
@@ -109,7 +109,7 @@ def render_clean(
     body: BodyModel,
     t: CaseTissues,
     implants: list[Implant],
-    grid: Grid,
+    grid: RenderGrid,
     rng: np.random.Generator,
     timings: dict[str, float],
 ) -> tuple[F32, U8]:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.params import ImplantParams, ScannerParams
 from femurseg.phantoms.tissues import draw
 
@@ -93,7 +93,7 @@ def block_mean(a: F32, f: tuple[int, int, int]) -> F32:
     return out.astype(np.float32, copy=False)
 
 
-def blur(img: F32, grid: Grid, s: ScanDraw) -> None:
+def blur(img: F32, grid: RenderGrid, s: ScanDraw) -> None:
     """Point-spread-function blur in place (Gaussian in-plane and along z)."""
     sig = [
         s.psf_fwhm_mm * FWHM_TO_SIGMA / grid.spacing[0],
@@ -114,7 +114,7 @@ def blur(img: F32, grid: Grid, s: ScanDraw) -> None:
         img += np.float32(s.overshoot) * (img - wide)
 
 
-def water_diameter(img: F32, grid: Grid) -> npt.NDArray[np.float64]:
+def water_diameter(img: F32, grid: RenderGrid) -> npt.NDArray[np.float64]:
     """Water-equivalent diameter (mm) of each axial slice of a clean HU image, shape (Z,)."""
     att = np.clip((img + 1000.0) / 1000.0, 0.0, 2.0)
     att[img < -500] = 0.0
@@ -122,7 +122,7 @@ def water_diameter(img: F32, grid: Grid) -> npt.NDArray[np.float64]:
     return 2.0 * np.sqrt(area / np.pi)
 
 
-def add_noise(img: F32, grid: Grid, s: ScanDraw, rng: np.random.Generator) -> float:
+def add_noise(img: F32, grid: RenderGrid, s: ScanDraw, rng: np.random.Generator) -> float:
     """Add correlated noise in place; returns the noise SD (HU) at the reference size.
 
     The noise power spectrum is band-pass like filtered back-projection noise: white noise
@@ -183,7 +183,9 @@ def finish(img: F32, s: ScanDraw) -> None:
     np.rint(img, out=img)
 
 
-def circle_mask(grid: Grid, centre: tuple[float, float], radius: float) -> npt.NDArray[np.bool_]:
+def circle_mask(
+    grid: RenderGrid, centre: tuple[float, float], radius: float
+) -> npt.NDArray[np.bool_]:
     """In-plane bool (X, Y) mask of the reconstruction circle (world centre (x, y) mm)."""
     x = grid.axis(0)[:, None] - centre[0]
     y = grid.axis(1)[None, :] - centre[1]
@@ -197,7 +199,7 @@ def add_streaks(
     img: F32,
     metal: F32,
     k_off: int,
-    grid: Grid,
+    grid: RenderGrid,
     s: ScanDraw,
     ip: ImplantParams,
     rng: np.random.Generator,

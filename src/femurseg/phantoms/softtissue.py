@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from femurseg.phantoms.abdomen import STOOL_STEP, AbdomenPainter, reaches
 from femurseg.phantoms.body import BodyModel, Profile
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.tissues import CaseTissues, SliceField, Tissue
 from femurseg.phantoms.voxelize import MaskCrop
 
@@ -72,7 +72,7 @@ class SoftTissueRenderer:
         self,
         body: BodyModel,
         t: CaseTissues,
-        grid: Grid,
+        grid: RenderGrid,
         rng: np.random.Generator,
         pelvis: MaskCrop | None,
     ) -> None:

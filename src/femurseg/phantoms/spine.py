@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.grid import Grid
+from femurseg.phantoms.grid import RenderGrid
 from femurseg.phantoms.params import TrunkParams
 from femurseg.phantoms.sdf import Points, Primitive, capsule, ellipsoid, smin
 from femurseg.phantoms.tissues import draw
@@ -114,7 +114,7 @@ class Spine:
         """Per vertebra, its primitives and their blend radius (mm)."""
         return [(_vertebra(v), BLEND_MM) for v in self.vertebrae]
 
-    def rasterize(self, grid: Grid) -> MaskCrop:
+    def rasterize(self, grid: RenderGrid) -> MaskCrop:
         """The vertebrae as a voxel mask on ``grid`` (voxel centres inside a primitive blend)."""
         pts = self.outline_points()
         lo = pts.min(axis=0) - 10.0
