@@ -222,7 +222,8 @@ def test_cli_predict_folder_goes_on_after_a_bad_scan(weights, cohort, tmp_path) 
     assert clean.exit_code == 0, clean.output
 
 
-def test_worker_processes_survive_a_killed_worker(weights, cohort, tmp_path) -> None:
+@pytest.mark.parametrize("victim", [0, -1])
+def test_worker_processes_survive_a_killed_worker(weights, cohort, tmp_path, victim) -> None:
     psutil = pytest.importorskip("psutil")
     for i in range(4, 8):
         tiny_scan(cohort / f"case{i}.nii.gz", seed=i)
@@ -239,8 +240,8 @@ def test_worker_processes_survive_a_killed_worker(weights, cohort, tmp_path) -> 
             if p.is_running() and "spawn_main" in " ".join(p.cmdline())
         ]
         if workers:
-            os.kill(workers[0].pid, signal.SIGKILL)
-            killed.append(workers[0].pid)
+            os.kill(workers[victim].pid, signal.SIGKILL)
+            killed.append(workers[victim].pid)
 
     res = run_cohort(cases, out, spec_of(weights), CohortOptions(workers=2), kill_one)
     assert killed and len(res.results) == 9

@@ -18,12 +18,14 @@ what is missing whichever backend ran before:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,24 +325,29 @@ def _worker_main(
     out: Path,
     key: str,
     settings: dict[str, Any],
-    tasks: Any,
-    results: Any,
-    wid: int,
+    conn: Any,
     redo: bool,
 ) -> None:
+    """A worker process: load the networks, then predict the cases the parent sends.
+
+    Each worker talks to the parent over its own pipe (no queue shared between workers, whose
+    lock a killed worker could take with it and so block the others).
+    """
     parent = os.getppid()
     try:
         predictor = spec.build()
     except BaseException as err:  # noqa: BLE001 - told to the parent, which stops the run
-        results.put(("broken", wid, f"{type(err).__name__}: {err}"))
+        conn.send(("broken", f"{type(err).__name__}: {err}"))
         return
+    conn.send(("ready", None))
     while True:
-        item = tasks.get()
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            return
         if item is None or os.getppid() != parent:  # no more work, or the run was killed
             return
-        case: Case = item
-        results.put(("start", wid, case.id))
-        results.put(("end", wid, run_case(predictor, case, out, key, settings, None, redo)))
+        conn.send(("end", run_case(predictor, item, out, key, settings, None, redo)))
 
 
 def _processes(
@@ -354,82 +361,97 @@ def _processes(
     redo: bool,
 ) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
-    tasks = ctx.Queue()
-    results = ctx.Queue()
-    for case in todo:
-        tasks.put(case)
-    for _ in range(workers):
-        tasks.put(None)
-    procs: dict[int, Any] = {}
-    current: dict[int, str | None] = {}
+    pending = deque(todo)
     by_id = {c.id: c for c in todo}
-    reported: set[str] = set()
+    # per worker: its process, the parent's end of its pipe, and the case it is on
+    live: dict[int, tuple[Any, Any]] = {}
+    current: dict[int, str | None] = {}
     next_wid = 0
-
-    def fail(cid: str, msg: str) -> None:
-        write_error(out, cid, by_id[cid].path, key, msg, "WorkerDied", 0.0)
-        reported.add(cid)
-        done(CaseResult(cid, "failed", 0.0, msg, "WorkerDied"))
+    remaining = len(todo)
 
     def start() -> None:
         nonlocal next_wid
         wid = next_wid
         next_wid += 1
+        mine, theirs = ctx.Pipe(duplex=True)
         p = ctx.Process(
             target=_worker_main,
-            args=(spec, out, key, settings, tasks, results, wid, redo),
+            args=(spec, out, key, settings, theirs, redo),
             name=f"femurseg-worker-{wid}",
             daemon=True,
         )
         p.start()
-        procs[wid] = p
+        theirs.close()
+        live[wid] = (p, mine)
         current[wid] = None
 
-    for _ in range(workers):
+    def give(wid: int) -> None:
+        _, conn = live[wid]
+        case = pending.popleft() if pending else None
+        try:
+            conn.send(case)
+        except (BrokenPipeError, OSError):
+            if case is not None:
+                pending.appendleft(case)  # never started: another worker takes it
+            return
+        current[wid] = case.id if case is not None else None
+
+    def lost(wid: int) -> None:
+        nonlocal remaining
+        p, conn = live.pop(wid)
+        conn.close()
+        p.join(timeout=1.0)
+        cid = current.pop(wid, None)
+        if cid is not None:
+            msg = (
+                f"worker process died (exit code {p.exitcode}) while on this case; out of "
+                "memory or killed; retry with --retry-failed or fewer workers"
+            )
+            write_error(out, cid, by_id[cid].path, key, msg, "WorkerDied", 0.0)
+            done(CaseResult(cid, "failed", 0.0, msg, "WorkerDied"))
+            remaining -= 1
+
+    for _ in range(min(workers, len(todo))):
         start()
-    remaining = len(todo)
     try:
         while remaining > 0:
-            try:
-                what, wid, payload = results.get(timeout=1.0)
-            except queue.Empty:
-                for wid, p in list(procs.items()):
-                    if p.is_alive():
+            if not live:
+                start()
+            conns = {conn: wid for wid, (_, conn) in live.items()}
+            sentinels = {p.sentinel: wid for wid, (p, _) in live.items()}
+            ready: list[Any] = mp_connection.wait([*conns, *sentinels], timeout=1.0)
+            for obj in ready:
+                if obj in conns:
+                    wid = conns[obj]
+                    if wid not in live:
                         continue
-                    del procs[wid]
-                    lost = current.pop(wid, None)
-                    if p.exitcode == 0:
-                        continue  # ran out of work
-                    if lost is not None:
-                        fail(
-                            lost,
-                            f"worker process died (exit code {p.exitcode}) while on this case; "
-                            "out of memory or killed; retry with --retry-failed or fewer workers",
-                        )
+                    try:
+                        message: tuple[str, Any] = obj.recv()
+                    except (EOFError, OSError):
+                        lost(wid)
+                        continue
+                    kind, payload = message
+                    if kind == "broken":
+                        raise FemursegError(f"a worker could not load the networks: {payload}")
+                    if kind == "end":
+                        current[wid] = None
                         remaining -= 1
-                    if remaining > 0:
-                        start()  # takes the dead worker's place (and its end-of-work marker)
-                if not procs and remaining > 0:
-                    # a worker died between taking a case and saying which: fail what is left
-                    for cid in by_id:
-                        if cid not in reported:
-                            fail(cid, "lost when a worker process died; retry with --retry-failed")
-                    remaining = 0
-                continue
-            if what == "broken":
-                raise FemursegError(f"a worker could not load the networks: {payload}")
-            if what == "start":
-                current[wid] = payload
-            elif what == "end":
-                current[wid] = None
-                remaining -= 1
-                reported.add(payload.case)
-                done(payload)
+                        done(payload)
+                    give(wid)
+                else:
+                    wid = sentinels[obj]
+                    if wid in live and not live[wid][0].is_alive():
+                        lost(wid)
+                        if pending and len(live) < workers:
+                            start()  # takes the dead worker's place
     finally:
-        for p in procs.values():
+        for p, conn in live.values():
+            with contextlib.suppress(OSError):
+                conn.send(None)
             p.join(timeout=5.0)
             if p.is_alive():
                 p.terminate()
+            conn.close()
 
 
 _DASK_PREDICTORS: dict[str, Any] = {}
