@@ -117,8 +117,8 @@ def test_single_femur_takes_the_network_vote_and_pieces_merge() -> None:
     assert box_iou(dets[RIGHT].box, whole) > 0.9
 
 
-def test_lone_femur_side_comes_from_the_midline_when_known() -> None:
-    # a right femur (world x > 0) whose network channels say "left"
+def test_lone_candidate_whose_vote_contradicts_the_midline_is_rejected() -> None:
+    # a bone at world x > 0 (patient right) whose network channels say "left"
     _, labels, affine = synth_case(sides=(2,))
     grid = Grid(labels.shape, affine)
     wrong = labels.copy()
@@ -126,15 +126,19 @@ def test_lone_femur_side_comes_from_the_midline_when_known() -> None:
     voted = boxes_from_probabilities(one_hot_probs(wrong), grid)
     assert voted[LEFT].found and not voted[RIGHT].found  # no midline: the vote stands
     dets = boxes_from_probabilities(one_hot_probs(wrong), grid, midline_x=0.0)
-    assert dets[RIGHT].found and not dets[LEFT].found
-    assert dets[RIGHT].box.centre[0] > 0
-    assert "overruled" in dets[RIGHT].message and "femur_left" in dets[RIGHT].message
-    # near the midline (inside the margin) the vote still decides
-    centre = dets[RIGHT].box.centre[0]
+    assert not dets[LEFT].found and not dets[RIGHT].found
+    assert (
+        "contradictory" in dets[LEFT].message and "right of the body midline" in dets[LEFT].message
+    )
+    # vote and position agree: found, and the report says both
+    agree = boxes_from_probabilities(one_hot_probs(labels), grid, midline_x=0.0)
+    assert agree[RIGHT].found and "midline" in agree[RIGHT].message
+    # near the midline (inside the margin) the vote decides
+    centre = voted[LEFT].box.centre[0]
     near = boxes_from_probabilities(
         one_hot_probs(wrong), grid, BoxRules(side_margin_mm=abs(centre) + 40), midline_x=0.0
     )
-    assert near[LEFT].found and "network vote" in near[LEFT].message
+    assert near[LEFT].found
 
 
 def test_subvoxel_crossing() -> None:

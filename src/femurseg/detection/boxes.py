@@ -2,9 +2,10 @@
 
 Left and right are decided in world coordinates: when two femurs are found, the one further
 towards world +x (patient right) is the right femur, whatever the network's channels say; a
-single femur takes the side of the body's midline it lies on when the midline is known and the
-femur lies clearly off it, else the side the network (which sees canonical RAS+ axes) votes
-for. A side without an accepted candidate is reported as not found, never guessed.
+single femur takes the side the network (which sees canonical RAS+ axes) votes for, but when the
+body's midline is known and the candidate lies clearly on the other side of it, the two
+disagree and the candidate is not reported (most often another bone). A side without an
+accepted candidate is reported as not found, never guessed.
 """
 
 from __future__ import annotations
@@ -170,10 +171,10 @@ def boxes_from_probabilities(
     The femur probability (left + right) is thresholded into connected components; the two
     largest that pass the size and score rules are the femurs. With two femurs, the one further
     towards world +x is the right one (patient right is +x in RAS+). With one, its side is the
-    side of the body midline its centre lies on, when ``midline_x`` is known and the centre is
-    more than ``rules.side_margin_mm`` from it; otherwise the network's left/right vote over the
-    component (the network sees the scan in canonical RAS+ axes). The other side is reported as
-    not found.
+    network's left/right vote over the component (the network sees the scan in canonical RAS+
+    axes); when ``midline_x`` is known and the centre lies more than ``rules.side_margin_mm``
+    on the other side of it, vote and position contradict each other and the candidate is
+    rejected (both sides not found, with the reason). The other side is reported as not found.
 
     Args:
         probs: float32 (3, X, Y, Z) softmax probabilities for background, femur_left,
@@ -201,15 +202,24 @@ def boxes_from_probabilities(
             (probs[int(Label.FEMUR_RIGHT)][c.mask] - probs[int(Label.FEMUR_LEFT)][c.mask]).mean()
         )
         voted = Label.FEMUR_RIGHT if vote > 0 else Label.FEMUR_LEFT
-        side, how = voted, f"network vote {abs(vote):.2f}"
-        if midline_x is not None and abs(c.centre_x - midline_x) > rules.side_margin_mm:
-            side = Label.FEMUR_RIGHT if c.centre_x > midline_x else Label.FEMUR_LEFT
-            off = abs(c.centre_x - midline_x)
-            how = f"world x, {off:.0f} mm off the body midline"
-            if side != voted:
-                how += f" (the network voted {LABELS[voted]}, overruled)"
-                log.warning("stage 1: lone femur on the patient's %s; %s", LABELS[side], how)
-        sides = {side: (c, how)}
+        how = f"network vote {abs(vote):.2f}"
+        off = None if midline_x is None else c.centre_x - midline_x
+        keep = True
+        if off is not None and abs(off) > rules.side_margin_mm:
+            by_x = Label.FEMUR_RIGHT if off > 0 else Label.FEMUR_LEFT
+            how += f", on that side of the body midline ({abs(off):.0f} mm off)"
+            if by_x != voted:
+                # a femur lies on its own side; a candidate the network calls the other side's
+                # is most often another bone (an iliac wing, a tibia): not reported as a femur
+                where = "right" if off > 0 else "left"
+                why = (
+                    f"the only candidate ({c.volume_ml:.0f} ml) lies {abs(off):.0f} mm on the "
+                    f"patient's {where} of the body midline but the network called it "
+                    f"{LABELS[voted]}: contradictory, most likely not a femur"
+                )
+                log.warning("stage 1: %s", why)
+                keep = False
+        sides = {voted: (c, how)} if keep else {}
         why = why or "only one femur in view"
     out: dict[Label, SideDetection] = {}
     for side in SIDES:

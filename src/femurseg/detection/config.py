@@ -74,9 +74,9 @@ class BoxRules:
             two (the mirrored left femur counting as right): one more coarse pass (stage 1
             0.6 -> 0.8-0.9 s on a 512 x 512 x 1000 scan); box IoU 0.891 -> 0.909 on the
             validation phantoms.
-        side_margin_mm: a lone femur whose centre lies further than this from the body's
-            midline takes the side of the midline it lies on (patient right is world +x),
-            whatever the network voted; nearer the midline, or when the midline cannot be told
+        side_margin_mm: a lone femur whose centre lies further than this on the other side of
+            the body's midline than the network's vote says (patient right is world +x) is
+            rejected as contradictory; nearer the midline, or when the midline cannot be told
             (one leg filling the field of view), the network's vote decides.
     """
 
