@@ -7,6 +7,7 @@ overwritten at random places; reading must either succeed with the original shap
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from femurseg.errors import InputError
 from femurseg.io import read_volume, write_dicom_series, write_image
 from femurseg.types import Volume
 
+#: examples per reader in `make test`; a longer run: FEMURSEG_FUZZ_EXAMPLES=2000 pytest tests/test_io_fuzz.py
 FUZZ = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("FEMURSEG_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
