@@ -21,7 +21,7 @@ from femurseg.errors import InputError
 from femurseg.io import read_volume, write_dicom_series, write_image
 from femurseg.types import Volume
 
-#: examples per reader in `make test`; a longer run: FEMURSEG_FUZZ_EXAMPLES=2000 pytest tests/test_io_fuzz.py
+#: examples per reader in `make test`; for a longer run set FEMURSEG_FUZZ_EXAMPLES=2000
 FUZZ = settings(
     max_examples=int(os.environ.get("FEMURSEG_FUZZ_EXAMPLES", "60")),
     deadline=None,
