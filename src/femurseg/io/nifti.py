@@ -96,14 +96,26 @@ def check_claimed_size(path: Path) -> None:
         offset = int(hdr.get_data_offset())
     except Exception:  # noqa: BLE001 - a header this broken is reported by the reader
         return
-    claimed = offset + int(np.prod(shape, dtype=np.float64)) * itemsize
+    image = int(np.prod(shape, dtype=np.float64)) * itemsize
+    claimed = offset + image
     size = path.stat().st_size
-    limit = size * DEFLATE_MAX_RATIO if _is_gzip(path) else size
+    gz = _is_gzip(path)
+    limit = size * DEFLATE_MAX_RATIO if gz else size
+    # a plain file at least twice the image its header describes: the dimensions are damaged
+    # (a gzip's size field cannot tell: a truncated file has no trailer to trust)
+    held = size
+    if not gz and image > 0 and held - claimed >= image:
+        raise InputError(
+            f"{path}: its header describes a {' x '.join(map(str, shape))} image "
+            f"({image / 2**20:.1f} MB) but the file holds {held / 2**20:.1f} MB of data, at "
+            "least twice that; expected a header that matches its data; the header (its "
+            "dimensions) is damaged: export the image again"
+        )
     if claimed > limit:
-        held = "can hold at most" if _is_gzip(path) else "holds"
+        verb = "can hold at most" if gz else "holds"
         raise InputError(
             f"{path}: its header claims a {' x '.join(map(str, shape))} image "
-            f"({claimed / 2**20:.0f} MB) but the file ({size / 2**20:.1f} MB) {held} "
+            f"({claimed / 2**20:.0f} MB) but the file ({size / 2**20:.1f} MB) {verb} "
             f"{limit / 2**20:.0f} MB; expected a complete file; the header is damaged or the "
             "file truncated: copy or export it again"
         )
