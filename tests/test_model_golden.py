@@ -23,10 +23,9 @@ from femurseg.types import Label
 pytestmark = pytest.mark.slow
 
 #: Dice floor per side on the procedural full lower-limb phantom (seed 21, 1.5 x 1.5 x 2 mm, no
-#: implant). The shipped v3 weights score 0.929 left / 0.962 right on it (part of the left
-#: condyles, fatty and coarse-grained, is missed); the v2 weights scored 0.938 / 0.960. The
-#: project's 0.95-per-femur target is not met on this phantom; the floor guards against
-#: regressions below today's level.
+#: implant). The shipped v4 weights score 0.952 left / 0.970 right on it; v3 scored 0.929 /
+#: 0.962 (it missed part of the fatty, coarse-grained left condyles) and v2 0.938 / 0.960. The
+#: floor guards against regressions below the v2-v3 level.
 PHANTOM_DICE_FLOOR = 0.88
 
 
@@ -92,8 +91,9 @@ def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
             assert case["ok"], (name, case)
 
 
-#: floors on ../shared/data/totalseg_example (v3 scores: right 0.867, left without metal 0.600,
-#: head coverage 0.67 left / 0.81 right; targets 0.90 / 0.85 are not met).
+#: floors on ../shared/data/totalseg_example (v4 scores: right 0.885, left without metal 0.590,
+#: head coverage 0.60 left / 0.84 right; v3: 0.867, 0.600, 0.67 / 0.81; targets 0.90 / 0.85
+#: are not met).
 REAL_RIGHT_FLOOR = 0.84
 REAL_LEFT_NO_METAL_FLOOR = 0.58
 REAL_HEAD_COVERAGE_FLOOR = 0.55
