@@ -123,7 +123,8 @@ def write_landmark_figure(
     import matplotlib.pyplot as plt
 
     fig, (front, axial) = plt.subplots(1, 2, figsize=(10, 7), dpi=90)
-    colours = {"femur_left": "tab:blue", "femur_right": "tab:orange"}
+    # the preview's colours: left orange, right blue
+    colours = {"femur_left": (1.0, 0.55, 0.0), "femur_right": (0.15, 0.65, 1.0)}
     titles = []
     for value, side in ((1, "femur_left"), (2, "femur_right")):
         ijk = np.argwhere(labels == value)
@@ -155,7 +156,10 @@ def write_landmark_figure(
         for name, label in (("torsion_lee_deg", "Lee"), ("torsion_murphy_deg", "Murphy")):
             v = (items.get(name) or {}).get("value")
             parts.append(f"{label} {v:.1f} deg" if v is not None else f"{label} n/a")
-        titles.append(f"{side.replace('_', ' ')}: torsion {', '.join(parts)}")
+        name = side.replace("_", " ")
+        titles.append(
+            f"{name} ({'orange' if side == 'femur_left' else 'blue'}): torsion {', '.join(parts)}"
+        )
     front.set_title("front view (patient right on the left)")
     front.set_xlabel("x (mm, RAS, mirrored)")
     front.set_ylabel("z (mm)")
