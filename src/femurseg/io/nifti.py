@@ -254,8 +254,18 @@ class GzSlabs:
                         pending = pool.submit(_fill, f, nxt, plan[n + 1][1] * per_slice)
                     arr = np.frombuffer(view, dtype=self.dtype).reshape((ni, nj, count), order="F")
                     yield k0, arr
+                # data beyond the image as large again: the header's dimensions are damaged
+                image = per_slice * nk
+                extra = len(f.read(image))
         except (OSError, EOFError, ValueError) as err:  # isal raises these on bad streams
             raise _read_error(self.path, err) from err
+        if extra >= image:
+            raise InputError(
+                f"{self.path}: its header describes a {ni} x {nj} x {nk} image "
+                f"({image / 2**20:.1f} MB) but the file holds at least twice that much data; "
+                "expected a header that matches its data; the header (its dimensions) is "
+                "damaged: export the image again"
+            )
 
 
 def _fill(f: Any, buf: bytearray, size: int) -> memoryview:
