@@ -205,6 +205,22 @@ def _available_gb() -> float:
     return WORKER_GB  # unknown: one worker
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every case of one run shares: the output folder, the run key and its settings,
+    and whether earlier outputs are redone (``--overwrite``)."""
+
+    out: Path
+    key: str
+    settings: dict[str, Any]
+    redo: bool = False
+
+    def fail(self, case: Case, msg: str, kind: str, seconds: float) -> CaseResult:
+        """Record a failed case in ``<id>_error.json`` and return its result."""
+        write_error(self.out, case.id, case.path, self.key, msg, kind, seconds)
+        return CaseResult(case.id, "failed", seconds, msg, kind)
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether an exception is an allocation failure (numpy, torch CPU or CUDA allocators)."""
     if isinstance(err, MemoryError):
@@ -224,88 +240,63 @@ def out_of_memory_message() -> str:
     )
 
 
-def run_case(
-    predictor: Predictor,
-    case: Case,
-    out: Path,
-    key: str,
-    settings: dict[str, Any],
-    ahead: Any = None,
-    redo: bool = False,
-) -> CaseResult:
+def run_case(predictor: Predictor, case: Case, job: _Job, ahead: Any = None) -> CaseResult:
     """Predict one case; any error becomes a failed result recorded in ``<id>_error.json``.
 
     The case is locked while it runs (another run into the same folder skips it as busy);
-    the outputs listed in an earlier report made with other settings, or any with ``redo``
-    (``--overwrite``), are removed first, so no stale file of an earlier run stays beside the
-    new ones.
+    the outputs listed in an earlier report made with other settings, or any with
+    ``job.redo`` (``--overwrite``), are removed first, so no stale file of an earlier run stays
+    beside the new ones.
     """
     t0 = time.perf_counter()
+    out = job.out
     with case_lock(out, case.id) as mine:
         if not mine:
             return CaseResult(case.id, "busy", 0.0, "being predicted by another run right now")
-        state = case_state(out, case.id, key)
-        if state is CaseState.DONE and not redo:
+        state = case_state(out, case.id, job.key)
+        if state is CaseState.DONE and not job.redo:
             # another run finished it between this run's listing and now
             return CaseResult(case.id, "busy", 0.0, "finished by another run meanwhile")
         remove_leftovers(out, case.id)
-        if state is CaseState.STALE or redo:
+        if state is CaseState.STALE or job.redo:
             remove_outputs(out, case.id)
-        return _predict_one(predictor, case, out, key, settings, ahead, t0)
+        return _predict_one(predictor, case, job, ahead, t0)
 
 
-def _predict_one(
-    predictor: Predictor,
-    case: Case,
-    out: Path,
-    key: str,
-    settings: dict[str, Any],
-    ahead: Any,
-    t0: float,
-) -> CaseResult:
+def _predict_one(predictor: Predictor, case: Case, job: _Job, ahead: Any, t0: float) -> CaseResult:
     from femurseg.pipeline import predict_case
 
     try:
         report = predict_case(
             case.path,
-            out,
+            job.out,
             predictor,
             protect=(case.path,),
             ahead=ahead,
             name=case.id,
-            extra={"run": {"key": key, "settings": settings}},
+            extra={"run": {"key": job.key, "settings": job.settings}},
         )
     except FemursegError as err:
         kind = type(err).__name__
         msg = str(err)
-    except MemoryError:
-        kind, msg = "MemoryError", out_of_memory_message()
     except Exception as err:  # noqa: BLE001 - one bad case must not stop the cohort
         kind = type(err).__name__
-        if is_out_of_memory(err):
+        if is_out_of_memory(err):  # MemoryError or an allocator's RuntimeError
             kind, msg = "MemoryError", out_of_memory_message()
         else:
             msg = f"internal error ({kind}: {err}); rerun with --debug and report it"
         log.debug("%s failed", case.id, exc_info=True)
     else:
-        error_path(out, case.id).unlink(missing_ok=True)
+        error_path(job.out, case.id).unlink(missing_ok=True)
         return CaseResult(case.id, "done", time.perf_counter() - t0, report=report)
-    took = time.perf_counter() - t0
-    write_error(out, case.id, case.path, key, msg, kind, took)
-    return CaseResult(case.id, "failed", took, msg, kind)
+    return job.fail(case, msg, kind, time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- backends
 
 
 def _in_process(
-    spec: PredictorSpec,
-    todo: Sequence[Case],
-    out: Path,
-    key: str,
-    settings: dict[str, Any],
-    done: Callable[[CaseResult], None],
-    redo: bool,
+    spec: PredictorSpec, todo: Sequence[Case], job: _Job, done: Callable[[CaseResult], None]
 ) -> None:
     from femurseg.io import ReadAhead
 
@@ -317,17 +308,10 @@ def _in_process(
     for i, case in enumerate(todo):
         current = ahead
         ahead = read(todo[i + 1]) if i + 1 < len(todo) else None
-        done(run_case(predictor, case, out, key, settings, current, redo))
+        done(run_case(predictor, case, job, current))
 
 
-def _worker_main(
-    spec: PredictorSpec,
-    out: Path,
-    key: str,
-    settings: dict[str, Any],
-    conn: Any,
-    redo: bool,
-) -> None:
+def _worker_main(spec: PredictorSpec, job: _Job, conn: Any) -> None:
     """A worker process: load the networks, then predict the cases the parent sends.
 
     Each worker talks to the parent over its own pipe (no queue shared between workers, whose
@@ -347,18 +331,15 @@ def _worker_main(
             return
         if item is None or os.getppid() != parent:  # no more work, or the run was killed
             return
-        conn.send(("end", run_case(predictor, item, out, key, settings, None, redo)))
+        conn.send(("end", run_case(predictor, item, job)))
 
 
 def _processes(
     spec: PredictorSpec,
     todo: Sequence[Case],
-    out: Path,
-    key: str,
-    settings: dict[str, Any],
+    job: _Job,
     done: Callable[[CaseResult], None],
     workers: int,
-    redo: bool,
 ) -> None:
     ctx = mp.get_context("spawn")  # torch and fork do not mix
     pending = deque(todo)
@@ -376,7 +357,7 @@ def _processes(
         mine, theirs = ctx.Pipe(duplex=True)
         p = ctx.Process(
             target=_worker_main,
-            args=(spec, out, key, settings, theirs, redo),
+            args=(spec, job, theirs),
             name=f"femurseg-worker-{wid}",
             daemon=True,
         )
@@ -407,8 +388,7 @@ def _processes(
                 f"worker process died (exit code {p.exitcode}) while on this case; out of "
                 "memory or killed; retry with --retry-failed or fewer workers"
             )
-            write_error(out, cid, by_id[cid].path, key, msg, "WorkerDied", 0.0)
-            done(CaseResult(cid, "failed", 0.0, msg, "WorkerDied"))
+            done(job.fail(by_id[cid], msg, "WorkerDied", 0.0))
             remaining -= 1
 
     for _ in range(min(workers, len(todo))):
@@ -458,27 +438,22 @@ _DASK_PREDICTORS: dict[str, Any] = {}
 _DASK_LOCK = threading.Lock()
 
 
-def _dask_case(
-    spec: PredictorSpec, case: Case, out: Path, key: str, settings: dict[str, Any], redo: bool
-) -> CaseResult:
+def _dask_case(spec: PredictorSpec, case: Case, job: _Job) -> CaseResult:
     """One case on a Dask worker; the networks are loaded once per worker process."""
     with _DASK_LOCK:
-        predictor = _DASK_PREDICTORS.get(key)
+        predictor = _DASK_PREDICTORS.get(job.key)
         if predictor is None:
-            predictor = _DASK_PREDICTORS[key] = spec.build()
-    return run_case(predictor, case, out, key, settings, None, redo)
+            predictor = _DASK_PREDICTORS[job.key] = spec.build()
+    return run_case(predictor, case, job)
 
 
 def _dask(
     spec: PredictorSpec,
     todo: Sequence[Case],
-    out: Path,
-    key: str,
-    settings: dict[str, Any],
+    job: _Job,
     done: Callable[[CaseResult], None],
     address: str,
     workers: int,
-    redo: bool,
 ) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -501,11 +476,8 @@ def _dask(
                 _dask_case,
                 spec,
                 c,
-                out,
-                key,
-                settings,
-                redo,
-                key=f"femurseg-{key}-{c.id}",
+                job,
+                key=f"femurseg-{job.key}-{c.id}",
                 pure=False,
             ): c
             for c in todo
@@ -516,8 +488,7 @@ def _dask(
                 done(fut.result())
             except Exception as err:  # noqa: BLE001 - e.g. KilledWorker after repeated deaths
                 msg = f"Dask could not run this case ({type(err).__name__}: {err})"
-                write_error(out, case.id, case.path, key, msg, type(err).__name__, 0.0)
-                done(CaseResult(case.id, "failed", 0.0, msg, type(err).__name__))
+                done(job.fail(case, msg, type(err).__name__, 0.0))
     finally:
         client.close()
         if cluster is not None:
@@ -626,12 +597,13 @@ def run_cohort(
         log.info(
             "%d case(s) to do, %d already done or failed (%s)", len(todo), len(skipped), backend
         )
+        job = _Job(out, key, settings, options.overwrite)
         if options.dask:
-            _dask(spec, todo, out, key, settings, done, options.dask, workers, options.overwrite)
+            _dask(spec, todo, job, done, options.dask, workers)
         elif workers > 1:
-            _processes(spec, todo, out, key, settings, done, workers, options.overwrite)
+            _processes(spec, todo, job, done, workers)
         else:
-            _in_process(spec, todo, out, key, settings, done, options.overwrite)
+            _in_process(spec, todo, job, done)
     refresh(True)
     before = {}
     for cid in skipped:
