@@ -11,7 +11,6 @@ For each input scan :func:`predict_case` writes, in the output folder,
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import json
 import logging
@@ -26,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from femurseg.atomic import atomic_write
+from femurseg.checksum import sha256_file
 from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, Precision, effective_dtype, resolve_device
@@ -351,14 +351,6 @@ def case_name(path: Path) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _atomic_bytes(data: bytes, path: Path) -> Path:
     def _write(tmp: Path) -> None:
         tmp.write_bytes(data)
@@ -600,7 +592,7 @@ def predict_case(
     report = build_report(name, volume, pred, predictor, {k: str(v) for k, v in files.items()})
     report.update(measured)
     # what the report describes, so that a file changed or replaced later can be told
-    report["output_sha256"] = {k: _sha256(Path(v)) for k, v in files.items() if k != "report"}
+    report["output_sha256"] = {k: sha256_file(v) for k, v in files.items() if k != "report"}
     if notes:
         report["notes"] = notes
     if extra:

@@ -12,28 +12,15 @@ from femurseg.cli import app, as_device, run_guarded
 
 def _weights_info() -> dict[str, dict[str, object]]:
     """The shipped weights: path, size, SHA-256 now and in SHA256SUMS (hashlib; no torch)."""
-    import hashlib
-
     import femurseg
+    from femurseg.checksum import read_checksums, sha256_file
 
     folder = Path(femurseg.__file__).parent / "weights"
-    listed: dict[str, str] = {}
-    sums = folder / "SHA256SUMS"
-    if sums.is_file():
-        for line in sums.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                listed[parts[1].lstrip("*")] = parts[0]
+    listed = read_checksums(folder)
     out: dict[str, dict[str, object]] = {}
     for stage in ("stage1", "stage2"):
         path = folder / f"{stage}.pt"
-        digest = None
-        if path.is_file():
-            h = hashlib.sha256()
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            digest = h.hexdigest()
+        digest = sha256_file(path) if path.is_file() else None
         expected = listed.get(path.name)
         out[stage] = {
             "path": str(path),

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import torch
 
 from femurseg.atomic import atomic_write
+from femurseg.checksum import CHECKSUM_FILE, read_checksums, sha256_file
 from femurseg.config import config_from_dict
 from femurseg.errors import ConfigError, FemursegError, InputError
 from femurseg.types import Stage
@@ -34,31 +35,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "femurseg-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent
-CHECKSUM_FILE = "SHA256SUMS"
 
 C = TypeVar("C")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_checksums(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
-    """``{file name: sha256}`` from ``folder/SHA256SUMS`` (``sha256sum`` format); {} if absent."""
-    path = folder / CHECKSUM_FILE
-    if not path.is_file():
-        return {}
-    out: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[1].lstrip("*")] = parts[0].lower()
-    return out
 
 
 def write_checksums(
