@@ -149,3 +149,14 @@ def apply_overrides(base: C, overrides: dict[str, Any], where: str = "config") -
         ConfigError: an unknown key (at any level) or a value the config rejects.
     """
     return config_from_dict(type(base), _merge(to_dict(base), overrides), where)
+
+
+def with_settings_file(base: C, path: str | Path | None) -> C:
+    """``base`` with the values of a ``--config`` settings file put in (``base`` when None).
+
+    Raises:
+        ConfigError: an unreadable file, an unknown key or a value the config rejects.
+    """
+    if path is None:
+        return base
+    return apply_overrides(base, read_config_file(path), f"--config {path}")

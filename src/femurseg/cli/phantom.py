@@ -136,6 +136,7 @@ def phantom(
     def _run() -> None:
         import dataclasses
 
+        from femurseg.config import with_settings_file
         from femurseg.errors import ConfigError
         from femurseg.phantoms.dataset import write_dataset
         from femurseg.phantoms.generate import pick_subjects
@@ -170,10 +171,7 @@ def phantom(
             femur_length_mm=_range("--femur-length", femur_length),
             femur_truth=truth,
         )
-        if config is not None:
-            from femurseg.config import apply_overrides, read_config_file
-
-            cfg = apply_overrides(cfg, read_config_file(config), f"--config {config}")
+        cfg = with_settings_file(cfg, config)
         if shapes is not None and (use or excl):
             pick_subjects(cfg, shapes)  # unknown ids fail here, before the output folder is made
         with progress("phantoms", n) as update:

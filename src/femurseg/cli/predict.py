@@ -157,6 +157,7 @@ def predict(
             )
         shard_of = parse_shard(shard)
         from femurseg.cohort import CohortOptions, PredictorSpec, run_cohort
+        from femurseg.config import with_settings_file
         from femurseg.pipeline import PredictConfig
         from femurseg.segmentation import SegmentRules
         from femurseg.segmentation.checks import FemurCheckRules
@@ -175,12 +176,7 @@ def predict(
             read_checks=read_checks,
             series_uid=series,
         )
-        if config is not None:
-            from femurseg.config import apply_overrides, read_config_file
-
-            predict_config = apply_overrides(
-                predict_config, read_config_file(config), f"--config {config}"
-            )
+        predict_config = with_settings_file(predict_config, config)
         spec = PredictorSpec(stage1_weights, stage2_weights, predict_config, s1, s2)
         options = CohortOptions(
             workers=workers,
