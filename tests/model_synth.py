@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,3 +68,35 @@ def write_dataset(root: Path, n: int = 4, axcodes: tuple[str, ...] = ("RAS", "LP
     }
     (root / "dataset.json").write_text(json.dumps({"cases": cases, "split": split}, indent=2))
     return root
+
+
+def tiny_configs() -> tuple[Any, Any]:
+    """The smallest stage-1 and stage-2 network configs the model tests train or load."""
+    from femurseg.detection import DetectorConfig
+    from femurseg.segmentation import SegmenterConfig
+
+    return (
+        DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0),
+        SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32)),
+    )
+
+
+def write_tiny_weights(root: Path) -> tuple[Path, Path]:
+    """Real (untrained, seeded) checkpoints of both tiny networks: ``root/s1.pt``, ``s2.pt``."""
+    import torch
+
+    from femurseg.config import to_dict
+    from femurseg.detection import build_detector
+    from femurseg.segmentation import build_segmenter
+    from femurseg.weights import save_checkpoint
+
+    s1, s2 = tiny_configs()
+    torch.manual_seed(0)
+    out = []
+    for name, stage, cfg, build in (
+        ("s1.pt", "stage1", s1, build_detector),
+        ("s2.pt", "stage2", s2, build_segmenter),
+    ):
+        payload = {"stage": stage, "model_config": to_dict(cfg), "model": build(cfg).state_dict()}
+        out.append(save_checkpoint(payload, root / name))
+    return out[0], out[1]

@@ -146,29 +146,12 @@ def test_seg_with_one_side_only(tmp_path: Path) -> None:
     assert len(_segment_world_ras(seg, 2)) == np.count_nonzero(labels == Label.FEMUR_RIGHT)
 
 
-def _dciodvfy() -> str | None:
-    import os
-    import shutil
-    import subprocess
-
-    if shutil.which("dciodvfy"):
-        return shutil.which("dciodvfy")
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        # the project's own test set-up: Debian's dicom3tools, installed when first needed
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "dicom3tools"],
-            capture_output=True,
-            timeout=600,
-            check=False,
-        )
-    return shutil.which("dciodvfy")
-
-
 def test_seg_needs_checked_before_work_and_validates_in_dciodvfy(tmp_path) -> None:
     """A series without SliceThickness still gets a SEG (the step is used); one without a
     FrameOfReferenceUID is refused before any network runs; dciodvfy finds no error."""
     import subprocess
 
+    from debian_tools import debian_tool
     from model_synth import synth_case
 
     from femurseg.export.dicom_seg import check_dicom_seg_source
@@ -191,7 +174,7 @@ def test_seg_needs_checked_before_work_and_validates_in_dciodvfy(tmp_path) -> No
     seg = pydicom.dcmread(path)
     thickness = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness
     assert float(thickness) == pytest.approx(float(np.linalg.norm(affine[:3, 2])))
-    tool = _dciodvfy()
+    tool = debian_tool("dicom3tools", "dciodvfy", timeout=600)
     if tool is None:
         pytest.skip("dciodvfy (Debian dicom3tools) is not installed and cannot be installed here")
     out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from model_synth import synth_case
+from debian_tools import debian_tool
+from model_synth import synth_case, write_tiny_weights
 from typer.testing import CliRunner
 
 from femurseg.cli import app
@@ -28,32 +27,16 @@ from femurseg.cohort import (
     run_cohort,
     shard_cases,
 )
-from femurseg.config import to_dict
-from femurseg.detection import DetectorConfig, build_detector
 from femurseg.errors import InputError, OutputError
 from femurseg.io import write_image
 from femurseg.io.dicom_write import write_dicom_series
 from femurseg.pipeline import PredictConfig
-from femurseg.segmentation import SegmenterConfig, build_segmenter
 from femurseg.types import Volume
-from femurseg.weights import save_checkpoint
-
-TINY_S1 = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
-TINY_S2 = SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32))
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    out = []
-    for stage, cfg, build in (
-        ("stage1", TINY_S1, build_detector),
-        ("stage2", TINY_S2, build_segmenter),
-    ):
-        payload = {"stage": stage, "model_config": to_dict(cfg), "model": build(cfg).state_dict()}
-        out.append(save_checkpoint(payload, root / f"{stage}.pt"))
-    return out[0], out[1]
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
 def tiny_scan(path: Path, seed: int) -> Path:
@@ -292,25 +275,9 @@ def test_dask_cluster_runs_the_cohort_despite_a_broken_scan_and_a_killed_worker(
 # ------------------------------------------------------------------ the QC page in a browser
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        # the project's own set-up: Debian's chromium, installed when this test first runs
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-            capture_output=True,
-            timeout=900,
-            check=False,
-        )
-        return shutil.which("chromium")
-    return None
-
-
 @pytest.mark.slow
 def test_cohort_html_shows_every_case_in_headless_chromium(weights, cohort, tmp_path) -> None:
-    browser = _chromium()
+    browser = debian_tool("chromium", "chromium", "chromium-browser", "google-chrome")
     if browser is None:
         pytest.skip("no chromium and it cannot be installed here (needs root and apt-get)")
     out = tmp_path / "out"

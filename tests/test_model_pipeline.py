@@ -8,47 +8,23 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-from model_synth import synth_case
+from model_synth import synth_case, write_tiny_weights
 from typer.testing import CliRunner
 
 from femurseg.cli import app
-from femurseg.config import to_dict
-from femurseg.detection import DetectorConfig, boxes_from_labels, build_detector
+from femurseg.detection import boxes_from_labels
 from femurseg.errors import ConfigError, OutputError
 from femurseg.io import read_labels, read_volume, write_image
 from femurseg.pipeline import Predictor, assemble_labels, predict_case
 from femurseg.preprocessing import Grid, paste_back, resample
-from femurseg.segmentation import SegmenterConfig, build_segmenter, side_grid
+from femurseg.segmentation import SegmenterConfig, side_grid
 from femurseg.types import Label
-from femurseg.weights import save_checkpoint
-
-TINY_S1 = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
-TINY_S2 = SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32))
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> tuple[Path, Path]:
     """Real (untrained, seeded) checkpoints of both tiny networks."""
-    root = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    s1 = save_checkpoint(
-        {
-            "stage": "stage1",
-            "model_config": to_dict(TINY_S1),
-            "model": build_detector(TINY_S1).state_dict(),
-        },
-        root / "s1.pt",
-    )
-    s2 = save_checkpoint(
-        {
-            "stage": "stage2",
-            "model_config": to_dict(TINY_S2),
-            "model": build_segmenter(TINY_S2).state_dict(),
-        },
-        root / "s2.pt",
-    )
-    return s1, s2
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")

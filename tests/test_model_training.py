@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from model_synth import write_dataset
+from model_synth import tiny_configs, write_dataset
 
 from femurseg.detection import Detector, DetectorConfig
 from femurseg.errors import ConfigError, InputError, OutputError
@@ -15,8 +15,7 @@ from femurseg.segmentation import SegmenterConfig
 from femurseg.training import TrainConfig, learning_rate, read_split, train
 from femurseg.weights import Stage, config_from_dict, load_checkpoint
 
-TINY_S1 = DetectorConfig(spacing_mm=6.0, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
-TINY_S2 = SegmenterConfig(spacing_mm=3.0, blocks_down=(1, 1), blocks_up=(1,), roi_size=(16, 16, 32))
+TINY_S1, TINY_S2 = tiny_configs()
 CFG_S1 = TrainConfig(
     stage=Stage.STAGE1,
     steps=3,
