@@ -76,6 +76,24 @@ def test_score_labelled_analytic() -> None:
     assert out["femur_right"]["box_iou_stage1"] == pytest.approx(1.0)
 
 
+def test_head_coverage_without_metal_on_an_implant_side() -> None:
+    """A metal femoral head in the reference is not a head the prediction must cover."""
+    shape = (20, 20, 60)
+    vol = _volume(shape)
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[5:15, 5:15, 0:60] = int(Label.FEMUR_LEFT)
+    top = int(HEAD_MM / 2.0)
+    # the top half of the "head" slab is a metal ball in the reference mask
+    vol.array[5:15, 5:15, 60 - top // 2 :] = 3000.0
+    pred = truth.copy()
+    pred[vol.array > 2000.0] = 0  # metal is not femur
+    out = score_labelled(vol, pred, truth, {Label.FEMUR_LEFT: None, Label.FEMUR_RIGHT: None})
+    left = out["femur_left"]
+    assert left["head_coverage"] == pytest.approx(0.5, abs=0.05)
+    assert left["head_coverage_no_metal"] == pytest.approx(1.0)
+    assert "head_coverage_no_metal" not in out["femur_right"]
+
+
 def test_markdown_lists_every_row() -> None:
     m = ModelScores(
         "m",
