@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from femurseg.training.config import TrainConfig
-from femurseg.training.loop import build_task, task_class
+from femurseg.training.tasks import build_task, task_class
 from femurseg.weights import Stage, config_from_dict, load_checkpoint, load_state
 
 

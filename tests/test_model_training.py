@@ -176,3 +176,26 @@ def test_negative_boxes_lie_off_the_femurs() -> None:
     assert free and all(b.volume_ml > 0 for _, b in free)
     # no bone at all: nothing to place
     assert negative_boxes(np.full_like(image, 40.0), grid, none, 4, np.random.default_rng(1)) == []
+
+
+def test_task_registry_covers_every_network_without_loading_baselines_in_the_loop() -> None:
+    """Each Stage resolves to a model config and a TaskBase subclass with its own stage tag;
+    importing the loop loads no baseline (the registry resolves them on first use)."""
+    import subprocess
+    import sys
+
+    from femurseg.training.tasks import REGISTRY, TaskBase, task_class
+    from femurseg.types import Stage
+
+    assert set(REGISTRY) == set(Stage)
+    for stage in Stage:
+        config_cls, task_cls = task_class(stage)
+        assert isinstance(task_cls, type) and issubclass(task_cls, TaskBase)
+        assert task_cls.stage == stage.value
+        config_cls()  # every model config has usable defaults
+    code = (
+        "import sys, femurseg.training.loop\n"
+        "bad = [m for m in sys.modules if m.startswith('femurseg.baselines')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -34,7 +34,8 @@ from femurseg.preprocessing.intensity import AIR_HU, normalise_hu
 from femurseg.preprocessing.resample import resample
 from femurseg.training.augment import draw_patches, step_rng
 from femurseg.training.config import TrainConfig
-from femurseg.training.data import CaseEntry, cache_key, cached_arrays
+from femurseg.training.data import CaseEntry
+from femurseg.training.tasks import TaskBase
 from femurseg.training.validation import side_dice_metrics
 from femurseg.types import Label
 
@@ -85,7 +86,7 @@ def prepare_whole(cases: list[CaseEntry], cfg: SingleStageConfig) -> dict[str, n
     return out
 
 
-class SingleStageTask:
+class SingleStageTask(TaskBase):
     """Training and validation data and steps for the single-stage SegResNet.
 
     Args:
@@ -106,20 +107,12 @@ class SingleStageTask:
         train_cfg: TrainConfig,
         cache_dir: Path,
     ) -> None:
-        self.model_cfg = model_cfg
-        self.cfg = train_cfg
+        super().__init__(model_cfg, train_cfg, cache_dir)
+        self.cfg: TrainConfig = train_cfg
         conf = to_dict(model_cfg)
-        tr = cached_arrays(
-            cache_dir / "segresnet_train.npz",
-            cache_key(train_cases, conf),
-            lambda: prepare_whole(train_cases, model_cfg),
-        )
+        tr = self.cached("train", train_cases, conf, lambda: prepare_whole(train_cases, model_cfg))
         vcases = val_cases[: train_cfg.val_cases]
-        va = cached_arrays(
-            cache_dir / "segresnet_val.npz",
-            cache_key(vcases, conf),
-            lambda: prepare_whole(vcases, model_cfg),
-        )
+        va = self.cached("val", vcases, conf, lambda: prepare_whole(vcases, model_cfg))
         self.train = [(tr[f"img_{n}"], tr[f"lab_{n}"]) for n in range(len(tr) // 2)]
         self.val = [(va[f"img_{n}"], va[f"lab_{n}"]) for n in range(len(va) // 2)]
         self._fg = [np.flatnonzero(lab) for _, lab in self.train]

@@ -38,8 +38,9 @@ from femurseg.io import read_labels, read_volume
 from femurseg.preprocessing.grid import Grid
 from femurseg.preprocessing.resample import resample
 from femurseg.training.augment import intensity_augment, step_rng
-from femurseg.training.data import CaseEntry, cache_key, cached_arrays
-from femurseg.training.loop import Progress, train
+from femurseg.training.data import CaseEntry
+from femurseg.training.loop import train
+from femurseg.training.tasks import Progress, TaskBase
 from femurseg.training.validation import side_dice_metrics
 from femurseg.types import Label
 from femurseg.weights import Stage
@@ -130,7 +131,7 @@ def prepare_slices(cases: list[CaseEntry], cfg: TransUNetConfig, slice_mm: float
     return out
 
 
-class TransUNetTask:
+class TransUNetTask(TaskBase):
     """Training and validation slices and steps for TransUNet (a :class:`Task`).
 
     Args:
@@ -151,20 +152,15 @@ class TransUNetTask:
         train_cfg: TransUNetTrainConfig,
         cache_dir: Path,
     ) -> None:
-        self.model_cfg = model_cfg
-        self.cfg = train_cfg
+        super().__init__(model_cfg, train_cfg, cache_dir)
+        self.cfg: TransUNetTrainConfig = train_cfg
         conf = {**to_dict(model_cfg), "slice_mm": train_cfg.slice_mm}
-        tr = cached_arrays(
-            cache_dir / "transunet_train.npz",
-            cache_key(train_cases, conf),
-            lambda: prepare_slices(train_cases, model_cfg, train_cfg.slice_mm),
+        mm = train_cfg.slice_mm
+        tr = self.cached(
+            "train", train_cases, conf, lambda: prepare_slices(train_cases, model_cfg, mm)
         )
         vcases = val_cases[: train_cfg.val_cases]
-        va = cached_arrays(
-            cache_dir / "transunet_val.npz",
-            cache_key(vcases, conf),
-            lambda: prepare_slices(vcases, model_cfg, train_cfg.slice_mm),
-        )
+        va = self.cached("val", vcases, conf, lambda: prepare_slices(vcases, model_cfg, mm))
         self.train = [(tr[f"img_{n}"], tr[f"lab_{n}"]) for n in range(len(train_cases))]
         self.val = [(va[f"img_{n}"], va[f"lab_{n}"]) for n in range(len(vcases))]
         # (case, slice) of every slice, and of those holding femur
@@ -181,7 +177,7 @@ class TransUNetTask:
         """A fresh TransUNet."""
         return build_transunet(self.model_cfg)
 
-    def optimizer(self, net: nn.Module) -> torch.optim.AdamW:
+    def optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
         """AdamW with decay on weight matrices and kernels only (ViT practice)."""
         decay: list[nn.Parameter] = []
         no_decay: list[nn.Parameter] = []

@@ -80,7 +80,7 @@ def train(
         from femurseg.errors import ConfigError, InputError
         from femurseg.training import TrainConfig, read_split
         from femurseg.training import train as run_train
-        from femurseg.training.loop import task_class
+        from femurseg.training.tasks import task_class
         from femurseg.weights import Stage
 
         try:

@@ -1,9 +1,9 @@
 """The one training loop of every network: seeded, resumable, CPU / CUDA+AMP / DDP.
 
-A :class:`Task` (one per network: stage 1, stage 2, the single-stage SegResNet and TransUNet
-baselines) prepares the data, builds the network, draws each step's batch and validates; the
-loop owns the optimiser, schedule, mixed precision, checkpoints, metrics and curves, so all
-networks are trained and compared the same way.
+A task (:mod:`femurseg.training.tasks`; one per network: stage 1, stage 2, the single-stage
+SegResNet and TransUNet baselines) prepares the data, builds the network and its optimiser,
+draws each step's batch and validates; the loop owns the schedule, mixed precision,
+checkpoints, metrics and curves, so all networks are trained and compared the same way.
 
 Run folder layout::
 
@@ -26,9 +26,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +38,11 @@ from torch import nn
 
 import femurseg
 from femurseg.config import to_dict
-from femurseg.detection.config import DetectorConfig
 from femurseg.devices import Device, cpu_has_bf16, resolve_device
 from femurseg.errors import ConfigError, OutputError
-from femurseg.segmentation.config import SegmenterConfig
 from femurseg.training.augment import step_rng
 from femurseg.training.curves import plot_curves, read_csv, write_csv
-from femurseg.training.data import read_split
+from femurseg.training.tasks import LoopConfig, Progress, build_task, task_class
 from femurseg.weights import (
     Stage,
     config_from_dict,
@@ -55,32 +53,9 @@ from femurseg.weights import (
 
 log = logging.getLogger(__name__)
 
-#: called after every step with (step, total steps, latest numbers).
-Progress = Callable[[int, int, dict[str, float]], None]
 
-
-class Task(Protocol):
-    """What the loop needs from a network's training task.
-
-    A task may also define ``optimizer(net) -> torch.optim.Optimizer`` to replace the default
-    AdamW over all parameters (TransUNet keeps decay off norms and embeddings).
-    """
-
-    stage: str
-    model_cfg: Any
-
-    def build(self) -> nn.Module: ...
-
-    def batch(self, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def validate(self, net: nn.Module, device: torch.device) -> dict[str, float]: ...
-
-
-def learning_rate(cfg: Any, step: int) -> float:
-    """Linear warm-up to ``cfg.lr``, then cosine decay to 5 % of it at ``cfg.steps``.
-
-    ``cfg`` is any training config with ``lr``, ``warmup_steps`` and ``steps``.
-    """
+def learning_rate(cfg: LoopConfig, step: int) -> float:
+    """Linear warm-up to ``cfg.lr``, then cosine decay to 5 % of it at ``cfg.steps``."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(cfg.steps - cfg.warmup_steps, 1)
@@ -96,27 +71,6 @@ def _ddp() -> tuple[int, int, int]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
-
-
-def task_class(stage: Stage) -> tuple[type, Callable[..., Task]]:
-    """(model config class, task class) of a network; imported lazily (the baselines)."""
-    if stage == Stage.STAGE1:
-        from femurseg.training.stage1 import Stage1Task
-
-        return DetectorConfig, Stage1Task
-    if stage == Stage.STAGE2:
-        from femurseg.training.stage2 import Stage2Task
-
-        return SegmenterConfig, Stage2Task
-    if stage == Stage.SEGRESNET:
-        from femurseg.baselines.single_stage import SingleStageConfig
-        from femurseg.baselines.single_stage_train import SingleStageTask
-
-        return SingleStageConfig, SingleStageTask
-    from femurseg.baselines.transunet import TransUNetConfig
-    from femurseg.baselines.transunet_train import TransUNetTask
-
-    return TransUNetConfig, TransUNetTask
 
 
 def _check_resume(ckpt: dict[str, Any], train_cfg: Any, model_cfg: Any) -> Any:
@@ -140,14 +94,114 @@ def _check_resume(ckpt: dict[str, Any], train_cfg: Any, model_cfg: Any) -> Any:
     return train_cfg
 
 
-def build_task(
-    stage: Stage, data_dir: Path, train_cfg: Any, model_cfg: Any, cache_dir: Path
-) -> Task:
-    """The training task of a network over a dataset folder's train and val splits."""
-    train_cases = read_split(data_dir, "train")
-    val_cases = read_split(data_dir, "val")
-    _, cls = task_class(stage)
-    return cls(train_cases, val_cases, model_cfg, train_cfg, cache_dir)
+def _training_device(device: Device | str, local_rank: int) -> torch.device:
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+@dataclass
+class _Run:
+    """One run folder and the state the loop carries between validations."""
+
+    folder: Path
+    stage: Stage
+    model_cfg: Any
+    train_cfg: Any
+    init_from: str | Path | None
+    use_amp: bool
+    best: float = -math.inf
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "best.pt"
+
+    def write_config(self) -> None:
+        """config.json: the frozen model and training configs and the starting weights."""
+        body = {
+            "model": to_dict(self.model_cfg),
+            "train": to_dict(self.train_cfg),
+            "init_from": str(self.init_from) if self.init_from is not None else None,
+        }
+        (self.folder / "config.json").write_text(json.dumps(body, indent=2))
+
+    def restore(
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        ckpt: dict[str, Any] | None,
+    ) -> int:
+        """Load the resumed checkpoint, or the ``init_from`` weights; the step to start at."""
+        if ckpt is None:
+            if self.init_from is not None:
+                source = load_checkpoint(self.init_from, self.stage)
+                load_state(net, source["model"], Path(self.init_from))
+                log.info(
+                    "initialised %s from %s (step %s)",
+                    self.stage.value,
+                    self.init_from,
+                    source.get("step"),
+                )
+            return 0
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start = int(ckpt["step"])
+        self.best = float(ckpt.get("best_metric", -math.inf))
+        self.rows = [r for r in read_csv(self.folder / "metrics.csv") if int(r["step"]) <= start]
+        log.info("resuming %s at step %d of %d", self.stage.value, start, self.train_cfg.steps)
+        return start
+
+    def record(
+        self,
+        done: int,
+        lr: float,
+        losses: list[float],
+        metrics: dict[str, float],
+        seconds: float,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+    ) -> dict[str, Any]:
+        """One validation's row, checkpoints (last, and best when it improved) and curves."""
+        row = {
+            "step": done,
+            "lr": lr,
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+            **{k: v for k, v in metrics.items() if k != "metric"},
+            "seconds": round(seconds, 1),
+        }
+        self.rows.append(row)
+        payload = {
+            "stage": self.stage.value,
+            "model_config": to_dict(self.model_cfg),
+            "train_config": to_dict(self.train_cfg),
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict() if self.use_amp else None,
+            "step": done,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "femurseg_version": femurseg.__version__,
+            "init_from": str(self.init_from) if self.init_from is not None else None,
+        }
+        if metrics["metric"] > self.best:
+            self.best = float(metrics["metric"])
+            save_checkpoint({**payload, "best_metric": self.best}, self.best_path)
+        save_checkpoint({**payload, "best_metric": self.best}, self.last)
+        write_csv(self.rows, self.folder / "metrics.csv")
+        metric_name = next(k for k in metrics if k != "metric")
+        plot_curves(self.rows, self.folder / "curves.png", metric_name)
+        log.info("step %d: %s", done, row)
+        return row
 
 
 def train(
@@ -169,8 +223,7 @@ def train(
         data_dir: dataset folder (``dataset.json`` with train and val splits).
         run_dir: output folder of the run.
         train_cfg: training config: :class:`TrainConfig` (its ``stage`` picks the network) or
-            the TransUNet training config. The loop reads ``steps``, ``lr``,
-            ``warmup_steps``, ``weight_decay``, ``val_every``, ``seed`` and ``amp``.
+            the TransUNet training config; the loop reads its :class:`LoopConfig` fields.
         model_cfg: the network's model config; its default if None.
         stage: which network; default ``train_cfg.stage``.
         resume: continue from ``run_dir/last.pt`` (its configs are kept; ``steps`` may grow).
@@ -188,76 +241,44 @@ def train(
         OutputError: ``run_dir`` already holds a run and ``resume`` is false.
         ConfigError: ``resume`` with settings that contradict the checkpoint.
     """
-    run = Path(run_dir)
+    folder = Path(run_dir)
     stage = Stage(stage if stage is not None else train_cfg.stage)
     model_cfg = model_cfg if model_cfg is not None else task_class(stage)[0]()
-    last_path, best_path = run / "last.pt", run / "best.pt"
     ckpt: dict[str, Any] | None = None
     if resume:
-        ckpt = load_checkpoint(last_path, stage)
+        ckpt = load_checkpoint(folder / "last.pt", stage)
         train_cfg = _check_resume(ckpt, train_cfg, model_cfg)
-    elif last_path.exists():
+    elif (folder / "last.pt").exists():
         raise OutputError(
-            f"{run} already holds a training run ({last_path.name}); expected an empty folder; "
+            f"{folder} already holds a training run (last.pt); expected an empty folder; "
             "pass --resume to continue it or choose another -o"
         )
 
     rank, local_rank, world = _ddp()
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
+    dev = _training_device(device, local_rank)
     torch.manual_seed(train_cfg.seed + rank)
-    run.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir is not None else run / "cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else folder / "cache"
     task = build_task(stage, Path(data_dir), train_cfg, model_cfg, cache)
 
     net = task.build().to(dev)
-    make_optimizer = getattr(task, "optimizer", None)
-    opt = (
-        make_optimizer(net)
-        if make_optimizer is not None
-        else torch.optim.AdamW(
-            net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
-        )
-    )
+    opt = task.optimizer(net)
     use_amp = dev.type == "cuda" and train_cfg.amp
     # bfloat16 needs no loss scaling; on CPUs that run it natively it halves the step time
     cpu_bf16 = dev.type == "cpu" and train_cfg.amp and cpu_has_bf16()
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start, best = 0, -math.inf
-    rows: list[dict[str, Any]] = []
-    if init_from is not None and ckpt is None:
-        source = load_checkpoint(init_from, stage)
-        load_state(net, source["model"], Path(init_from))
-        log.info("initialised %s from %s (step %s)", stage.value, init_from, source.get("step"))
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start, best = int(ckpt["step"]), float(ckpt.get("best_metric", -math.inf))
-        rows = [r for r in read_csv(run / "metrics.csv") if int(r["step"]) <= start]
-        log.info("resuming %s at step %d of %d", stage.value, start, train_cfg.steps)
+    run = _Run(folder, stage, model_cfg, train_cfg, init_from, use_amp)
+    start = run.restore(net, opt, scaler, ckpt)
     model: nn.Module = net
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[local_rank] if dev.type == "cuda" else None
         )
     if rank == 0:
-        (run / "config.json").write_text(
-            json.dumps(
-                {
-                    "model": to_dict(model_cfg),
-                    "train": to_dict(train_cfg),
-                    "init_from": str(init_from) if init_from is not None else None,
-                },
-                indent=2,
-            )
-        )
+        run.write_config()
 
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    elapsed0 = float(rows[-1]["seconds"]) if rows else 0.0
+    elapsed0 = float(run.rows[-1]["seconds"]) if run.rows else 0.0
     t0 = time.perf_counter()
     losses: list[float] = []
     net.train()
@@ -282,36 +303,10 @@ def train(
         if done % train_cfg.val_every == 0 or done == train_cfg.steps:
             if rank == 0:
                 metrics = task.validate(net, dev)
-                row = {
-                    "step": done,
-                    "lr": lr,
-                    "train_loss": float(np.mean(losses)),
-                    **{k: v for k, v in metrics.items() if k != "metric"},
-                    "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
-                }
-                rows.append(row)
+                seconds = elapsed0 + time.perf_counter() - t0
+                run.record(done, lr, losses, metrics, seconds, net, opt, scaler)
                 losses = []
-                payload = {
-                    "stage": stage.value,
-                    "model_config": to_dict(model_cfg),
-                    "train_config": to_dict(train_cfg),
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scaler": scaler.state_dict() if use_amp else None,
-                    "step": done,
-                    "metrics": {k: float(v) for k, v in metrics.items()},
-                    "femurseg_version": femurseg.__version__,
-                    "init_from": str(init_from) if init_from is not None else None,
-                }
-                if metrics["metric"] > best:
-                    best = float(metrics["metric"])
-                    save_checkpoint({**payload, "best_metric": best}, best_path)
-                save_checkpoint({**payload, "best_metric": best}, last_path)
-                write_csv(rows, run / "metrics.csv")
-                metric_name = next(k for k in metrics if k != "metric")
-                plot_curves(rows, run / "curves.png", metric_name)
                 info.update(metrics)
-                log.info("step %d: %s", done, row)
             if world > 1:
                 dist.barrier()
         if progress is not None:
@@ -321,10 +316,10 @@ def train(
     return {
         "stage": stage.value,
         "steps": train_cfg.steps,
-        "best_metric": best,
-        "last": str(last_path),
-        "best": str(best_path),
-        "metrics": str(run / "metrics.csv"),
+        "best_metric": run.best,
+        "last": str(run.last),
+        "best": str(run.best_path),
+        "metrics": str(folder / "metrics.csv"),
     }
 
 

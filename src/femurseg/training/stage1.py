@@ -22,7 +22,8 @@ from femurseg.preprocessing.crop import pad_to_multiple
 from femurseg.preprocessing.grid import Grid
 from femurseg.training.augment import intensity_augment, pad_batch, step_rng
 from femurseg.training.config import TrainConfig
-from femurseg.training.data import CaseEntry, cache_key, cached_arrays
+from femurseg.training.data import CaseEntry
+from femurseg.training.tasks import TaskBase
 from femurseg.types import Label
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def prepare_stage1(cases: list[CaseEntry], cfg: DetectorConfig) -> dict[str, npt
     return out
 
 
-class Stage1Task:
+class Stage1Task(TaskBase):
     """Training and validation data and steps for the detector.
 
     Args:
@@ -78,19 +79,11 @@ class Stage1Task:
         train_cfg: TrainConfig,
         cache_dir: Path,
     ) -> None:
-        self.model_cfg = model_cfg
-        self.cfg = train_cfg
+        super().__init__(model_cfg, train_cfg, cache_dir)
+        self.cfg: TrainConfig = train_cfg
         conf = to_dict(model_cfg)
-        tr = cached_arrays(
-            cache_dir / "stage1_train.npz",
-            cache_key(train_cases, conf),
-            lambda: prepare_stage1(train_cases, model_cfg),
-        )
-        va = cached_arrays(
-            cache_dir / "stage1_val.npz",
-            cache_key(val_cases, conf),
-            lambda: prepare_stage1(val_cases, model_cfg),
-        )
+        tr = self.cached("train", train_cases, conf, lambda: prepare_stage1(train_cases, model_cfg))
+        va = self.cached("val", val_cases, conf, lambda: prepare_stage1(val_cases, model_cfg))
         self.train = [(tr[f"img_{n}"], tr[f"lab_{n}"]) for n in range(len(train_cases))]
         self.val = [(va[f"img_{n}"], va[f"aff_{n}"], va[f"box_{n}"]) for n in range(len(val_cases))]
 

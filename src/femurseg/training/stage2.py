@@ -23,7 +23,8 @@ from femurseg.segmentation.network import build_segmenter
 from femurseg.segmentation.prepare import crop_image, side_grid
 from femurseg.training.augment import draw_patches, step_rng
 from femurseg.training.config import TrainConfig
-from femurseg.training.data import CaseEntry, cache_key, cached_arrays
+from femurseg.training.data import CaseEntry
+from femurseg.training.tasks import TaskBase
 from femurseg.types import Label
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def prepare_stage2(
     return out
 
 
-class Stage2Task:
+class Stage2Task(TaskBase):
     """Training and validation data and steps for the segmenter.
 
     Args:
@@ -141,26 +142,28 @@ class Stage2Task:
         train_cfg: TrainConfig,
         cache_dir: Path,
     ) -> None:
-        self.model_cfg = model_cfg
-        self.cfg = train_cfg
+        super().__init__(model_cfg, train_cfg, cache_dir)
+        self.cfg: TrainConfig = train_cfg
         conf = to_dict(model_cfg)
         jit = train_cfg.box_jitter_mm
         neg = train_cfg.negative_crops
         key: dict[str, Any] = {**conf, "jitter": jit}
         if neg:
             key.update(negatives=neg, seed=train_cfg.seed)
-        tr = cached_arrays(
-            cache_dir / "stage2_train.npz",
-            cache_key(train_cases, key),
+        tr = self.cached(
+            "train",
+            train_cases,
+            key,
             lambda: prepare_stage2(train_cases, model_cfg, jit, neg, train_cfg.seed),
         )
         vcases = val_cases[: train_cfg.val_cases]
         vkey: dict[str, Any] = {**conf, "jitter": 0.0}
         if neg:
             vkey.update(negatives=neg, seed=train_cfg.seed)
-        va = cached_arrays(
-            cache_dir / "stage2_val.npz",
-            cache_key(vcases, vkey),
+        va = self.cached(
+            "val",
+            vcases,
+            vkey,
             lambda: prepare_stage2(vcases, model_cfg, 0.0, neg, train_cfg.seed),
         )
         self.train = [(tr[f"img_{n}"], tr[f"lab_{n}"]) for n in range(len(tr) // 2)]
