@@ -19,7 +19,16 @@ from femurseg.weights import (
     write_checksums,
 )
 
-KEEP = ("stage", "model_config", "train_config", "model", "step", "metrics", "femurseg_version")
+KEEP = (
+    "stage",
+    "model_config",
+    "train_config",
+    "model",
+    "step",
+    "metrics",
+    "averaged_from",
+    "femurseg_version",
+)
 
 
 def main() -> None:

@@ -199,3 +199,30 @@ def test_task_registry_covers_every_network_without_loading_baselines_in_the_loo
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_average_weights_is_the_mean_and_refuses_other_networks(tmp_path) -> None:
+    from model_synth import write_tiny_weights
+
+    from femurseg.config import to_dict
+    from femurseg.segmentation import build_segmenter
+    from femurseg.training import average_weights
+    from femurseg.weights import save_checkpoint
+
+    s1, a = write_tiny_weights(tmp_path)
+    torch.manual_seed(7)
+    other = build_segmenter(TINY_S2).state_dict()
+    b = save_checkpoint(
+        {"stage": "stage2", "model_config": to_dict(TINY_S2), "model": other, "step": 9},
+        tmp_path / "b.pt",
+    )
+    out = average_weights([a, b], tmp_path / "avg.pt")
+    ck, ca, cb = load_checkpoint(out, Stage.STAGE2), load_checkpoint(a), load_checkpoint(b)
+    for key, value in ck["model"].items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (ca["model"][key] + cb["model"][key]) / 2, atol=1e-6)
+    assert [s["step"] for s in ck["averaged_from"]] == [ca.get("step", 0), 9]
+    with pytest.raises(ConfigError, match="only checkpoints of one network"):
+        average_weights([a, s1], tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="expected two or more"):
+        average_weights([a], tmp_path / "bad.pt")

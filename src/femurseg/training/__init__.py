@@ -2,6 +2,14 @@
 
 from femurseg.training.config import TrainConfig
 from femurseg.training.data import CaseEntry, read_split
-from femurseg.training.loop import export_weights, learning_rate, train
+from femurseg.training.loop import average_weights, export_weights, learning_rate, train
 
-__all__ = ["CaseEntry", "TrainConfig", "export_weights", "learning_rate", "read_split", "train"]
+__all__ = [
+    "CaseEntry",
+    "TrainConfig",
+    "average_weights",
+    "export_weights",
+    "learning_rate",
+    "read_split",
+    "train",
+]

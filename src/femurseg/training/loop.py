@@ -330,3 +330,46 @@ def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
     body = {k: ckpt[k] for k in keep if k in ckpt}
     body["femurseg_version"] = femurseg.__version__
     return save_checkpoint(body, out)
+
+
+def average_weights(checkpoints: list[str | Path], out: str | Path) -> Path:
+    """Write an inference checkpoint whose weights are the mean of ``checkpoints``' weights.
+
+    Averaging checkpoints of one run (e.g. the last few validations) smooths the noise of
+    small-batch training; the checkpoints must share stage and model config. Integer buffers
+    (batch-norm step counters) are taken from the first. The result records its sources.
+
+    Raises:
+        ConfigError: fewer than two checkpoints, or stages / model configs that differ.
+    """
+    if len(checkpoints) < 2:
+        raise ConfigError(f"{len(checkpoints)} checkpoint(s) given; expected two or more")
+    ckpts = [load_checkpoint(c) for c in checkpoints]
+    first = ckpts[0]
+    for path, ck in zip(checkpoints[1:], ckpts[1:], strict=True):
+        if ck["stage"] != first["stage"] or ck["model_config"] != first["model_config"]:
+            raise ConfigError(
+                f"{path}: stage or model config differs from {checkpoints[0]}'s; only "
+                "checkpoints of one network can be averaged"
+            )
+    state: dict[str, torch.Tensor] = {}
+    for key, value in first["model"].items():
+        if value.is_floating_point():
+            stacked = torch.stack([ck["model"][key].double() for ck in ckpts])
+            state[key] = stacked.mean(0).to(value.dtype)
+        else:
+            state[key] = value.clone()
+    body: dict[str, Any] = {
+        k: first[k] for k in ("stage", "model_config", "train_config") if k in first
+    }
+    body.update(
+        model=state,
+        step=max(int(ck.get("step", 0)) for ck in ckpts),
+        metrics={},
+        averaged_from=[
+            {"path": str(c), "step": int(ck.get("step", 0))}
+            for c, ck in zip(checkpoints, ckpts, strict=True)
+        ],
+        femurseg_version=femurseg.__version__,
+    )
+    return save_checkpoint(body, out)
