@@ -240,7 +240,8 @@ def test_metal_in_the_femur_withholds_hip_geometry(phantom: Phantom) -> None:
 
 def test_report_omits_hip_geometry_of_a_femur_with_a_stem(phantom: Phantom) -> None:
     from femurseg.detection.boxes import SideDetection
-    from femurseg.pipeline import Prediction, measure_report
+    from femurseg.export.report import measure_report
+    from femurseg.pipeline import Prediction
     from femurseg.types import Volume
 
     labels, affine, _ = phantom

@@ -79,10 +79,12 @@ def test_boxes_from_reports_give_box_iou_and_map(folders, tmp_path: Path) -> Non
     left = {"min": [5.0, -11.0, 14.5], "max": [21.0, 9.0, 50.5]}
     for case in ("a", "b"):
         report = {
-            "detection": {
+            "schema_version": 2,
+            "case": case,
+            "femurs": {
                 "femur_left": {"status": "found", "score": 0.9, "box_mm": left},
                 "femur_right": {"status": "not_found", "score": 0.1, "box_mm": None},
-            }
+            },
         }
         (pred / f"{case}_report.json").write_text(json.dumps(report))
     ev = evaluate_folders(pred, truth, EvalConfig(surface=False))
@@ -99,9 +101,48 @@ def test_report_reader_rejects_bad_json(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(InputError, match="JSON"):
         read_report_boxes(bad)
-    bad.write_text(json.dumps({"femur_left": {"box_mm": {"min": [0, 0]}, "status": "found"}}))
+    side = {"box_mm": {"min": [0, 0], "max": [1, 1, 1]}, "status": "found"}
+    bad.write_text(json.dumps({"schema_version": 2, "femurs": {"femur_left": side}}))
     with pytest.raises(InputError, match="malformed"):
         read_report_boxes(bad)
+    bad.write_text(json.dumps({"femur_left": {"box_mm": None, "status": "found"}}))
+    with pytest.raises(InputError, match="no 'femurs' object"):
+        read_report_boxes(bad)
+    bad.write_text(json.dumps({"schema_version": 99, "femurs": {}}))
+    with pytest.raises(InputError, match="schema_version 99"):
+        read_report_boxes(bad)
+
+
+def test_case_report_reads_back_what_predict_writes(tmp_path: Path) -> None:
+    """A report as build_report lays it out reads back typed: statuses, boxes, reasons."""
+    from femurseg.export.report import REPORT_SCHEMA_VERSION, read_case_report
+    from femurseg.types import Label
+
+    box = {"min": [1.0, 2.0, 3.0], "max": [4.0, 5.0, 6.0], "size": [3.0, 3.0, 3.0]}
+    data = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "case": "c1",
+        "femurs": {
+            "femur_left": {
+                "status": "low_confidence",
+                "score": 0.61,
+                "box_mm": box,
+                "mask_box_mm": box,
+                "volume_ml": 55.5,
+                "check": {"status": "low_confidence", "reasons": ["small mask"]},
+            },
+            "femur_right": {"status": "not_found", "score": 0.02, "box_mm": None},
+        },
+    }
+    path = tmp_path / "c1_report.json"
+    path.write_text(json.dumps(data))
+    rep = read_case_report(path)
+    left, right = rep.sides[Label.FEMUR_LEFT], rep.sides[Label.FEMUR_RIGHT]
+    assert rep.case == "c1" and rep.schema_version == REPORT_SCHEMA_VERSION
+    assert left.found and left.box is not None and left.box.lo == (1.0, 2.0, 3.0)
+    assert left.reasons == ("small mask",) and left.volume_ml == 55.5
+    assert not right.found and right.box is None
+    assert read_report_boxes(path) == {Label.FEMUR_LEFT: (left.box, 0.61), Label.FEMUR_RIGHT: None}
 
 
 def test_plain_case_names_and_dataset_labels_folder(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from femurseg.io import read_labels, read_volume, write_image
 from femurseg.pipeline import Predictor, assemble_labels, predict_case
 from femurseg.preprocessing import Grid, paste_back, resample
 from femurseg.segmentation import SegmenterConfig, side_grid
-from femurseg.types import Label
+from femurseg.types import LABELS, Label
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,13 @@ def test_predict_writes_labels_in_input_geometry_and_report(weights, scan, tmp_p
         assert side["status"] in ("found", "low_confidence", "not_found")
         assert side["check"]["status"] in ("found", "low_confidence", "not_found")
         assert "volume_ml" in side and "score" in side and "mask_box_mm" in side
+    # what predict writes reads back typed, with the same statuses
+    from femurseg.export.report import read_case_report
+
+    typed = read_case_report(out / "tiny_report.json")
+    assert {LABELS[s]: r.status for s, r in typed.sides.items()} == {
+        k: v["status"] for k, v in saved["femurs"].items()
+    }
     assert set(saved["seconds"]) >= {"read", "stage1", "stage2", "paste_back", "write", "total"}
     assert saved["versions"]["torch"] and saved["weights"]["stage1"]["sha256"]
     assert saved["config"]["stage2"]["spacing_mm"] == 3.0

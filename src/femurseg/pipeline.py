@@ -11,7 +11,6 @@ For each input scan :func:`predict_case` writes, in the output folder,
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
 import logging
 import time
@@ -26,15 +25,15 @@ import numpy.typing as npt
 
 from femurseg.atomic import atomic_write
 from femurseg.checksum import sha256_file
-from femurseg.config import to_dict
 from femurseg.detection import SIDES, BoxRules, Detector, SideDetection
 from femurseg.devices import Device, Precision, effective_dtype, resolve_device
 from femurseg.errors import FemursegError, InputError, OutputError
 from femurseg.export.mesh import MeshConfig
+from femurseg.export.report import build_report, measure_report
 from femurseg.io import ReadAhead, read_volume, write_labels
 from femurseg.io.validate import ReadChecks
 from femurseg.measure import MeasureConfig, QualityConfig
-from femurseg.preprocessing import Box, Grid, Pasted, paste_back, voxel_range
+from femurseg.preprocessing import Box, Grid, Pasted, paste_back
 from femurseg.preprocessing.boxes import index_range_box, mask_index_range
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
 from femurseg.segmentation.checks import (
@@ -49,10 +48,6 @@ from femurseg.types import LABELS, Label, Volume
 log = logging.getLogger(__name__)
 
 _SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-
-
-#: version of the case report's layout; raised when a key changes meaning or moves.
-REPORT_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -358,127 +353,6 @@ def _atomic_bytes(data: bytes, path: Path) -> Path:
     return atomic_write(path, _write)
 
 
-def _input_voxels(box: Box, volume: Volume) -> dict[str, list[int]] | None:
-    """Inclusive voxel index range of ``box`` in the input file's own axis order."""
-    src = volume.source
-    grid = Grid(src.shape, src.affine) if src is not None else Grid.of(volume)
-    rng = voxel_range(box, grid)
-    if rng is None:
-        return None
-    return {"min": [s.start for s in rng], "max": [s.stop - 1 for s in rng]}
-
-
-def versions() -> dict[str, str]:
-    """Versions of femurseg and the libraries that shape its results."""
-    out = {}
-    for pkg in ("femurseg", "torch", "monai", "numpy", "scipy", "nibabel", "SimpleITK"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def build_report(
-    name: str, volume: Volume, pred: Prediction, predictor: Predictor, outputs: dict[str, str]
-) -> dict[str, Any]:
-    """The JSON report of one case (boxes in world RAS+ mm and input-file voxel indices)."""
-    sides: dict[str, Any] = {}
-    for side in SIDES:
-        det = pred.detections[side]
-        entry = det.to_dict()
-        prob = pred.probabilities.get(side)
-        entry["roi_mm"] = prob.roi.to_dict() if prob is not None else None
-        entry["box_voxels"] = _input_voxels(det.box, volume) if det.box is not None else None
-        entry["volume_ml"] = round(pred.volumes_ml[side], 2)
-        refined = pred.mask_boxes.get(side)
-        entry["mask_box_mm"] = refined.to_dict() if refined is not None else None
-        if det.found and pred.volumes_ml[side] == 0.0:
-            entry["message"] = (
-                f"{LABELS[side]} box found but no voxel reached the stage-2 threshold"
-            )
-        chk = pred.checks.get(side)
-        if chk is not None:
-            entry["check"] = chk.to_dict()
-            if chk.status is FemurStatus.LOW_CONFIDENCE:
-                entry["status"] = FemurStatus.LOW_CONFIDENCE.value
-                entry["message"] = "; ".join(chk.reasons)
-            elif not det.found or pred.volumes_ml[side] == 0.0:
-                entry["status"] = FemurStatus.NOT_FOUND.value
-        sides[LABELS[side]] = entry
-    src = volume.source
-    return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "case": name,
-        "input": str(src.path) if src is not None and src.path is not None else None,
-        "assumed_orientation": src.extra.get("assumed_orientation") if src is not None else None,
-        "series_uid": (src.extra.get("dicom") or {}).get("series_uid") if src is not None else None,
-        "outputs": outputs,
-        "frames": {
-            "box_mm": "world RAS+ millimetres (x to patient right), voxel edges",
-            "mask_box_mm": "tight box of the final femur label, same frame as box_mm",
-            "box_voxels": "input file voxel indices (i, j, k), inclusive, voxel centres in box",
-            "landmarks_ras_mm": "world RAS+ millimetres (x to patient right); the Slicer "
-            "markups file (landmarks) holds the same points in LPS",
-        },
-        "shape": list(volume.shape),
-        "spacing_mm": [round(s, 4) for s in volume.spacing],
-        "femurs": sides,
-        "seconds": pred.seconds,
-        "versions": versions(),
-        "runtime": dict(predictor.runtime),
-        "weights": {
-            "stage1": {"path": str(predictor.detector.path), "sha256": predictor.detector.sha256},
-            "stage2": {
-                "path": str(predictor.segmenter.path),
-                "sha256": predictor.segmenter.sha256,
-            },
-        },
-        "config": {
-            "stage1": to_dict(predictor.detector.config),
-            "stage2": to_dict(predictor.segmenter.config),
-            "predict": to_dict(predictor.config),
-        },
-    }
-
-
-def measure_report(
-    volume: Volume, pred: Prediction, config: PredictConfig | None = None
-) -> dict[str, Any]:
-    """Measurements and quality flags per femur, JSON-ready (see :mod:`femurseg.measure`).
-
-    Returns:
-        ``{"measurements": {side: ...}, "quality": {side: [flag, ...]}}``; a measurement that
-        the visible anatomy cannot support is None with the reason beside it.
-    """
-    from femurseg.measure import FlagCode, measure_femurs, quality_flags, withhold_for_metal
-
-    scores = {LABELS[side]: det.score for side, det in pred.detections.items()}
-    boxes = pred.mask_index
-    cfg = config or PredictConfig()
-    measured = measure_femurs(pred.labels, volume.affine, cfg.measure_settings, boxes=boxes)
-    flags = quality_flags(
-        pred.labels,
-        volume.affine,
-        hu=volume.array,
-        scores=scores,
-        config=cfg.quality_settings,
-        boxes=boxes,
-    )
-    for name, side_flags in flags.items():
-        metal = [f for f in side_flags if f.code == FlagCode.METAL_SUSPECTED]
-        if metal:
-            measured[name] = withhold_for_metal(measured[name], int(metal[0].details["voxels"]))
-    from femurseg.export.landmarks import left_right
-
-    as_dicts = {k: v.to_dict() for k, v in measured.items()}
-    return {
-        "measurements": as_dicts,
-        "left_right": left_right(as_dicts),
-        "quality": {k: [f.to_dict() for f in fl] for k, fl in flags.items()},
-    }
-
-
 def predict_case(
     path: str | Path,
     out_dir: str | Path,
@@ -576,7 +450,7 @@ def predict_case(
         from femurseg.export.landmarks import write_landmark_figure, write_markups
 
         with _timed(seconds, "measure"):
-            measured = measure_report(volume, pred, cfg)
+            measured = measure_report(volume, pred, cfg.measure_settings, cfg.quality_settings)
             files["landmarks"] = write_markups(
                 measured["measurements"], out / f"{name}_landmarks.mrk.json"
             )

@@ -134,7 +134,7 @@ def write_summary(cases: Sequence[Case], out: Path, key: str) -> dict[str, Path]
 
 def write_run_json(out: Path, info: dict[str, Any], shard: tuple[int, int] | None) -> Path:
     """Write the run report (``run.json``, or ``run.shard-I-of-N.json`` for a shard)."""
-    from femurseg.pipeline import versions
+    from femurseg.export.report import versions
 
     name = "run.json" if shard is None else f"run.shard-{shard[0]}-of-{shard[1]}.json"
     data = {"versions": versions(), **info}

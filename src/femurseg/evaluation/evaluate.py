@@ -10,7 +10,6 @@ tight boxes of the truth masks (:func:`femurseg.detection.boxes.boxes_from_label
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from femurseg.evaluation.metrics import (
     segmentation_metrics,
     side_box_iou,
 )
+from femurseg.export.report import read_case_report
 from femurseg.preprocessing.boxes import Box
 from femurseg.preprocessing.grid import Grid
 from femurseg.types import LABELS, Label
@@ -235,64 +235,26 @@ def load_pair(
     return pred, truth, Grid(truth.shape, t_aff)  # type: ignore[arg-type]
 
 
-def _find_side(obj: Any, name: str) -> dict[str, Any] | None:
-    """Depth-first search for ``{name: {... "box_mm": ...}}`` in a parsed report."""
-    if isinstance(obj, dict):
-        hit = obj.get(name)
-        if isinstance(hit, dict) and "box_mm" in hit:
-            return hit
-        for v in obj.values():
-            found = _find_side(v, name)
-            if found is not None:
-                return found
-    elif isinstance(obj, list):
-        for v in obj:
-            found = _find_side(v, name)
-            if found is not None:
-                return found
-    return None
-
-
 def read_report_boxes(path: Path) -> dict[Label, tuple[Box, float] | None] | None:
-    """Stage-1 boxes and scores from a ``<case>_report.json``.
-
-    The report holds, somewhere in its JSON, ``"femur_left": {"box_mm": {"min": [x, y, z],
-    "max": [x, y, z]} or null, "score": s, "status": "found" | "not_found"}`` and the same for
-    ``femur_right`` (the layout of :meth:`femurseg.detection.boxes.SideDetection.to_dict`).
+    """Stage-1 boxes and scores from a ``<case>_report.json`` written by ``femurseg predict``.
 
     Returns:
-        ``{side: (box, score) or None when not found}``, or None when the report holds no
-        stage-1 boxes at all.
+        ``{side: (box, score) or None when not found}``, or None when the report names no side.
 
     Raises:
-        InputError: the file is not JSON or a box is malformed.
+        InputError: the file is not a femurseg case report, or a box is malformed.
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read report {path}: {err}; expected a JSON file") from err
+    report = read_case_report(path)
+    if not report.sides:
+        return None
     out: dict[Label, tuple[Box, float] | None] = {}
-    seen = False
     for side in SIDES:
-        entry = _find_side(data, LABELS[side])
-        if entry is None:
+        entry = report.sides.get(side)
+        if entry is not None and entry.found and entry.box is not None:
+            out[side] = (entry.box, entry.score)
+        else:
             out[side] = None
-            continue
-        seen = True
-        box = entry.get("box_mm")
-        if box is None or entry.get("status", "found") not in ("found", "low_confidence"):
-            out[side] = None
-            continue
-        try:
-            b = Box(tuple(box["min"]), tuple(box["max"]))
-            score = float(entry.get("score", 1.0))
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(
-                f"report {path}: {LABELS[side]} box {box} is malformed ({err}); expected "
-                '{"min": [x, y, z], "max": [x, y, z]} in mm'
-            ) from err
-        out[side] = (b, score)
-    return out if seen else None
+    return out
 
 
 def evaluate_case(

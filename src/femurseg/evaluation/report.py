@@ -21,6 +21,7 @@ from femurseg.config import to_dict
 from femurseg.errors import OutputError
 from femurseg.evaluation.evaluate import Evaluation
 from femurseg.evaluation.metrics import DEFINITIONS, EMPTY_CONVENTIONS
+from femurseg.export.report import versions
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,6 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("femurseg", "monai", "numpy", "torch"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def summary_dict(ev: Evaluation) -> dict[str, Any]:
     """Everything the summary JSON holds (non-finite numbers as None)."""
     return _json_safe(
@@ -104,7 +93,7 @@ def summary_dict(ev: Evaluation) -> dict[str, Any]:
             "definitions": DEFINITIONS,
             "empty_mask_conventions": EMPTY_CONVENTIONS,
             "config": to_dict(ev.config),
-            "versions": _versions(),
+            "versions": versions(),
         }
     )
 
