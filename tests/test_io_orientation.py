@@ -130,3 +130,19 @@ def test_any_layout_round_trips(
 def test_bad_axcodes_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="axis codes"):
         write_image(np.zeros((2, 2, 2)), np.eye(4), tmp_path / "x.nii.gz", axcodes="RRS")
+
+
+def test_points_lps_ras_conversion_matches_the_affine_conversion() -> None:
+    """Converting points and converting the affine that maps to them agree (one convention)."""
+    from femurseg.io.orient import lps_to_ras, points_lps_to_ras, points_ras_to_lps
+    from femurseg.types import affine_to_world
+
+    rng = np.random.default_rng(3)
+    affine = np.eye(4)
+    affine[:3, :3] = rng.normal(size=(3, 3))
+    affine[:3, 3] = rng.normal(size=3) * 50
+    ijk = rng.integers(0, 40, size=(5, 3))
+    lps = affine_to_world(ijk, affine)
+    assert np.allclose(points_lps_to_ras(lps), affine_to_world(ijk, lps_to_ras(affine)))
+    assert np.allclose(points_ras_to_lps(points_lps_to_ras(lps)), lps)
+    assert points_lps_to_ras([1.0, 2.0, 3.0]).tolist() == [-1.0, -2.0, 3.0]

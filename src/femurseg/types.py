@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     from femurseg.preprocessing.grid import Grid
 
 
+def affine_spacing(affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Voxel size in mm along each voxel axis of a 4x4 voxel -> world affine, shape (3,)."""
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+
+
+def affine_voxel_ml(affine: npt.ArrayLike) -> float:
+    """Volume of one voxel in millilitres (cm^3) of a 4x4 voxel -> world mm affine."""
+    return abs(float(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
+
+
+def affine_to_world(ijk: npt.ArrayLike, affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Voxel indices, shape (N, 3) or (3,), to world mm of the same shape through ``affine``."""
+    a = np.asarray(affine, dtype=np.float64)
+    return np.asarray(ijk, dtype=np.float64) @ a[:3, :3].T + a[:3, 3]
+
+
 class Label(IntEnum):
     """Label values used everywhere (patient left/right, as TotalSegmentator names them)."""
 

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from femurseg.config import check_range
-from femurseg.types import LABELS, Label, Volume
+from femurseg.types import LABELS, Label, Volume, affine_voxel_ml
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def select_femurs(
     if n == 0:
         return {}
     mid = body_midline_x(volume, cfg.body_hu)
-    voxel_ml = float(abs(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
+    voxel_ml = affine_voxel_ml(volume.affine)
     ids = np.arange(1, n + 1)
     sizes = ndimage.sum_labels(np.ones(regions.shape, dtype=np.uint8), regions, ids) * voxel_ml
     centres = ndimage.center_of_mass(regions > 0, regions, ids)

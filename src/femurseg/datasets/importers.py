@@ -41,8 +41,7 @@ from femurseg.datasets.layout import (
     write_dataset_json,
 )
 from femurseg.errors import InputError
-from femurseg.measure.geometry import to_world, voxel_volume_ml
-from femurseg.types import Label, Volume
+from femurseg.types import Label, Volume, affine_to_world, affine_voxel_ml
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def _side_notes(labels: npt.NDArray[np.uint8], affine: npt.NDArray[np.float64]) 
         if len(ijk) == 0:
             notes.append(f"{side.name.lower()} is empty (not in view)")
         else:
-            centres[side] = to_world(ijk.mean(axis=0), affine)
+            centres[side] = affine_to_world(ijk.mean(axis=0), affine)
     if len(centres) == 2 and centres[Label.FEMUR_LEFT][0] > centres[Label.FEMUR_RIGHT][0]:
         notes.append(
             "femur_left lies at larger world x (patient right) than femur_right: the source "
@@ -117,7 +116,7 @@ def _finish(
 
 def _case_info(labels: npt.NDArray[np.uint8], affine: npt.NDArray[np.float64],
                source: Path, notes: list[str]) -> dict[str, Any]:  # fmt: skip
-    ml = voxel_volume_ml(affine)
+    ml = affine_voxel_ml(affine)
     return {
         "source": str(source),
         "femur_left_ml": float((labels == Label.FEMUR_LEFT).sum() * ml),

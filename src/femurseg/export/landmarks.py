@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from femurseg.atomic import atomic_write
+from femurseg.io.orient import points_ras_to_lps
 from femurseg.measure.landmarks import LANDMARKS
 from femurseg.types import SIDE_NAMES
 
@@ -40,10 +41,6 @@ COMPARED = {
     "torsion_lee_deg": "torsion_lee_difference_deg",
     "torsion_murphy_deg": "torsion_murphy_difference_deg",
 }
-
-
-def _ras_to_lps(p: list[float]) -> list[float]:
-    return [-float(p[0]), -float(p[1]), float(p[2])]
 
 
 def landmark_points(measurements: dict[str, Any]) -> list[tuple[str, str, list[float]]]:
@@ -64,7 +61,7 @@ def write_markups(measurements: dict[str, Any], path: Path) -> Path:
             "id": str(i + 1),
             "label": f"{side} {name}",
             "description": f"{name} of the {side.replace('_', ' ')}",
-            "position": _ras_to_lps(p),
+            "position": [float(v) for v in points_ras_to_lps(p)],
             "positionStatus": "defined",
         }
         for i, (side, name, p) in enumerate(landmark_points(measurements))

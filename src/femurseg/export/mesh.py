@@ -25,11 +25,10 @@ from skimage import measure
 from femurseg.atomic import atomic_write
 from femurseg.config import check_range
 from femurseg.errors import ConfigError
-from femurseg.types import LABELS, Label
+from femurseg.io.orient import points_ras_to_lps
+from femurseg.types import LABELS, Label, affine_to_world
 
 log = logging.getLogger(__name__)
-
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,7 @@ def mask_mesh(
         raise ValueError(f"affine must be an invertible 4x4 matrix, got {a.tolist()}")
 
     verts, faces = _marching_cubes(m, 1)
-    world = verts @ a[:3, :3].T + a[:3, 3]
-    lps = world * _RAS_TO_LPS
+    lps = points_ras_to_lps(affine_to_world(verts, a))
     # The LPS flip has determinant +1; a left-handed voxel grid reverses the winding.
     if det < 0:
         faces = faces[:, ::-1]

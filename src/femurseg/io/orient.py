@@ -31,6 +31,14 @@ def lps_to_ras(affine: npt.ArrayLike) -> npt.NDArray[np.float64]:
 ras_to_lps = lps_to_ras
 
 
+def points_lps_to_ras(points: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Convert world points, shape (N, 3) or (3,), between LPS+ and RAS+ (negate x and y)."""
+    return np.asarray(points, dtype=np.float64) * _FLIP_XY[:3, :3].diagonal()
+
+
+points_ras_to_lps = points_lps_to_ras
+
+
 def axcodes(affine: npt.ArrayLike) -> str:
     """Three-letter orientation code of an affine's voxel axes, e.g. ``"LPS"`` or ``"PIR"``."""
     return "".join(str(c) for c in nio.aff2axcodes(np.asarray(affine, dtype=np.float64)))

@@ -9,29 +9,14 @@ import numpy as np
 import numpy.typing as npt
 from skimage import measure
 
+from femurseg.types import affine_to_world
+
 FloatArray = npt.NDArray[np.float64]
-
-
-def voxel_volume_ml(affine: npt.ArrayLike) -> float:
-    """Volume of one voxel in millilitres from a 4x4 voxel -> world mm affine."""
-    a = np.asarray(affine, dtype=np.float64)
-    return abs(float(np.linalg.det(a[:3, :3]))) / 1000.0
-
-
-def spacing_of(affine: npt.ArrayLike) -> FloatArray:
-    """Voxel size (mm) along each voxel axis, shape (3,)."""
-    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
-
-
-def to_world(ijk: npt.ArrayLike, affine: npt.ArrayLike) -> FloatArray:
-    """Voxel indices (N, 3) -> world mm (N, 3) through ``affine``."""
-    a = np.asarray(affine, dtype=np.float64)
-    return np.asarray(ijk, dtype=np.float64) @ a[:3, :3].T + a[:3, 3]
 
 
 def voxel_points(mask: npt.NDArray[np.bool_], affine: npt.ArrayLike) -> FloatArray:
     """World positions of the centres of the voxels in ``mask`` (X, Y, Z), shape (N, 3)."""
-    return to_world(np.argwhere(mask), affine)
+    return affine_to_world(np.argwhere(mask), affine)
 
 
 def surface_points(mask: npt.NDArray[np.bool_], affine: npt.ArrayLike) -> FloatArray:
@@ -47,7 +32,7 @@ def surface_points(mask: npt.NDArray[np.bool_], affine: npt.ArrayLike) -> FloatA
     hi = np.array([int(a.max()) + 1 for a in nz])
     crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1).astype(np.float32)
     verts, _, _, _ = measure.marching_cubes(crop, level=0.5)
-    return to_world(verts.astype(np.float64) + (lo - 1), affine)
+    return affine_to_world(verts.astype(np.float64) + (lo - 1), affine)
 
 
 def principal_axis(points: FloatArray) -> tuple[FloatArray, FloatArray]:

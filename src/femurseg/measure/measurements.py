@@ -44,15 +44,12 @@ from femurseg.measure.geometry import (
     distance_to_line,
     fit_sphere,
     principal_axis,
-    spacing_of,
     surface_points,
-    to_world,
-    voxel_volume_ml,
 )
 from femurseg.measure.landmarks import METHODS as LANDMARK_METHODS
 from femurseg.measure.landmarks import LandmarkConfig, as_items, find_landmarks
 from femurseg.measure.quality import CutEnd, IndexBoxes, edge_contact, label_crops
-from femurseg.types import LABELS, Label
+from femurseg.types import LABELS, Label, affine_spacing, affine_to_world, affine_voxel_ml
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +231,8 @@ def _head(
     sub = np.zeros(tuple(hi - lo), dtype=bool)
     sub[tuple((ijk[prox] - lo).T)] = True
     sub_affine = affine.copy()
-    sub_affine[:3, 3] = to_world(lo, affine)
-    depth = ndi.distance_transform_edt(np.pad(sub, 1), sampling=spacing_of(affine))
+    sub_affine[:3, 3] = affine_to_world(lo, affine)
+    depth = ndi.distance_transform_edt(np.pad(sub, 1), sampling=affine_spacing(affine))
     depth = depth[1:-1, 1:-1, 1:-1]
     # Medial = towards the body's midline: world +x (patient right) for the left femur.
     medial = np.array([1.0 if side == Label.FEMUR_LEFT else -1.0, 0.0, 0.0])
@@ -258,7 +255,7 @@ def _head(
         dist = np.linalg.norm(rel, axis=1)
         foot = shaft.point + ((centre - shaft.point) @ shaft.axis) * shaft.axis
         to_neck = (foot - centre) / max(float(np.linalg.norm(foot - centre)), 1e-6)
-        band = max(0.25 * radius, 2.0 * float(spacing_of(affine).max()))
+        band = max(0.25 * radius, 2.0 * float(affine_spacing(affine).max()))
         keep = (np.abs(dist - radius) < band) & (rel @ to_neck < cos_cone * dist)
         if keep.sum() < 20:
             return f"too few head surface points ({int(keep.sum())}) for a sphere fit"
@@ -328,7 +325,7 @@ def measure_femur(
         return FemurMeasurements(name, False, (), none, {})
     items: dict[str, Measurement] = {}
     landmarks: dict[str, list[float]] = {}
-    vol = float(m.sum()) * voxel_volume_ml(a)
+    vol = float(m.sum()) * affine_voxel_ml(a)
     contact = edge_contact(m, a, cfg.edge_margin_voxels)
     ends = contact.ends if contact else ()
     cut_text = " and ".join(e.value for e in ends)
@@ -336,7 +333,7 @@ def measure_femur(
     whole = f"the femur is cut by the image edge at its {cut_text} end"
     items["volume_ml"] = _m("volume_ml", None if ends else vol, whole)
     ijk = np.argwhere(m)
-    pts = to_world(ijk, a)
+    pts = affine_to_world(ijk, a)
     top, bottom = float(pts[:, 2].max()), float(pts[:, 2].min())
     proximal_in = CutEnd.PROXIMAL not in ends
     distal_in = CutEnd.DISTAL not in ends
@@ -387,7 +384,7 @@ def measure_femur(
     found = find_landmarks(
         pts,
         surf,
-        spacing_of(a),
+        affine_spacing(a),
         1.0 if side == Label.FEMUR_LEFT else -1.0,
         head=None if isinstance(head, str) else (head[0], head[1]),
         head_why=head if isinstance(head, str) else None,

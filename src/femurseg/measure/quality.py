@@ -21,8 +21,7 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from femurseg.config import check_range
-from femurseg.measure.geometry import to_world, voxel_volume_ml
-from femurseg.types import LABELS, Label
+from femurseg.types import LABELS, Label, affine_to_world, affine_voxel_ml
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +139,8 @@ def edge_contact(
                 faces.append(_FACE_NAMES[(w, 1 if outward[w] > 0 else -1)])
     if not faces:
         return None
-    z_all = to_world(np.argwhere(mask), a)[:, 2]
-    z_edge = to_world(np.argwhere(touching), a)[:, 2]
+    z_all = affine_to_world(np.argwhere(mask), a)[:, 2]
+    z_edge = affine_to_world(np.argwhere(touching), a)[:, 2]
     lo, hi = float(z_all.min()), float(z_all.max())
     frac = (z_edge - lo) / max(hi - lo, 1e-6)
     ends = []
@@ -236,7 +235,7 @@ def side_flags(
     mask = lab == int(side)
     name = LABELS[side]
     flags: list[QualityFlag] = []
-    vol = float(mask.sum()) * voxel_volume_ml(affine)
+    vol = float(mask.sum()) * affine_voxel_ml(affine)
     if vol < cfg.min_volume_ml:
         flags.append(
             QualityFlag(
@@ -280,7 +279,7 @@ def side_flags(
                     FlagCode.METAL_SUSPECTED,
                     f"{name}: {n} voxels >= {cfg.metal_hu:g} HU inside the femur; an implant is "
                     "likely, check the segmentation near it",
-                    {"voxels": n, "volume_ml": n * voxel_volume_ml(affine), "hu": cfg.metal_hu},
+                    {"voxels": n, "volume_ml": n * affine_voxel_ml(affine), "hu": cfg.metal_hu},
                 )
             )
     return flags

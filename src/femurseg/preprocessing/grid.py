@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from femurseg.types import Volume
+from femurseg.types import Volume, affine_spacing, affine_to_world, affine_voxel_ml
 
 Array = npt.NDArray[np.float64]
 
@@ -51,18 +51,17 @@ class Grid:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along i, j, k."""
-        sp = np.linalg.norm(self.affine[:3, :3], axis=0)
+        sp = affine_spacing(self.affine)
         return (float(sp[0]), float(sp[1]), float(sp[2]))
 
     @property
     def voxel_ml(self) -> float:
         """Volume of one voxel in millilitres (cm^3)."""
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+        return affine_voxel_ml(self.affine)
 
     def index_to_world(self, ijk: npt.ArrayLike) -> Array:
         """Map indices, shape (N, 3) or (3,), to world RAS+ mm of the same shape."""
-        pts = np.asarray(ijk, dtype=np.float64)
-        return pts @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return affine_to_world(ijk, self.affine)
 
     def world_to_index(self, xyz: npt.ArrayLike) -> Array:
         """Map world RAS+ mm, shape (N, 3) or (3,), to continuous indices of the same shape."""
