@@ -272,3 +272,32 @@ def test_label_extent_matches_whole_map_search_on_flipped_grid() -> None:
     assert _label_extent(labels, None, Label.FEMUR_RIGHT, grid) == (0.0, None, None)
     empty = Pasted((slice(0, 3), slice(0, 3), slice(0, 3)), np.zeros((3, 3, 3), np.float32))
     assert _label_extent(labels, empty, Label.FEMUR_RIGHT, grid) == (0.0, None, None)
+
+
+def test_cli_predict_refuses_a_scan_too_large_for_free_memory(
+    weights, scan, tmp_path, monkeypatch
+) -> None:
+    """The memory estimate runs before any network: one line, exit 1, no outputs."""
+    import femurseg.resources as res
+
+    monkeypatch.setattr(res, "available_memory_gb", lambda: 0.01)
+    runner = CliRunner()
+    args = ["predict", str(scan[0]), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    args += ["--stage1-weights", str(weights[0]), "--stage2-weights", str(weights[1])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    err = json.loads((tmp_path / "out" / "tiny_error.json").read_text())
+    assert "GB is free" in err["error"] and "\n" not in err["error"]
+    assert err["kind"] == "ResourceError"
+    assert not (tmp_path / "out" / "tiny_femur.nii.gz").exists()
+
+
+def test_memory_estimate_follows_the_measured_peaks() -> None:
+    from femurseg.resources import ResourceError, check_memory, inference_peak_gb
+
+    # measured: 2.2 GB for 512 x 512 x 1000, 3.3 GB for 512 x 512 x 2000 (+10 % headroom)
+    assert inference_peak_gb(512 * 512 * 1000) == pytest.approx(2.2 * 1.1, rel=0.05)
+    assert inference_peak_gb(512 * 512 * 2000) == pytest.approx(3.34 * 1.1, rel=0.05)
+    assert check_memory((512, 512, 1000), "c", available_gb=100.0) > 2.0
+    with pytest.raises(ResourceError, match=r"c: a 512 x 512 x 4000 scan needs about"):
+        check_memory((512, 512, 4000), "c", available_gb=0.5)

@@ -35,6 +35,7 @@ from femurseg.io.validate import ReadChecks
 from femurseg.measure import MeasureConfig, QualityConfig
 from femurseg.preprocessing import Box, Grid, Pasted, paste_back
 from femurseg.preprocessing.boxes import index_range_box, mask_index_range
+from femurseg.resources import check_memory
 from femurseg.segmentation import Segmenter, SegmentRules, SideProbability
 from femurseg.segmentation.checks import (
     FemurCheck,
@@ -184,6 +185,7 @@ class Predictor:
         """Run stage 1, stage 2 and paste-back on one canonical volume (no file output)."""
         seconds: dict[str, float] = {}
         rules = self.config.femur_checks
+        check_memory(volume.shape)
         with _timed(seconds, "stage1"):
             midline = (
                 body_midline(volume.array, Grid.of(volume), rules.body_hu)

@@ -47,6 +47,7 @@ from femurseg.cohort.state import (
 from femurseg.cohort.summary import write_run_json, write_summary
 from femurseg.config import to_dict
 from femurseg.errors import FemursegError, OutputError
+from femurseg.resources import available_memory_gb
 
 if TYPE_CHECKING:
     from femurseg.pipeline import PredictConfig, Predictor
@@ -195,14 +196,8 @@ def default_workers(cores: int | None = None, available_gb: float | None = None)
 
 
 def _available_gb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return WORKER_GB  # unknown: one worker
+    free = available_memory_gb()
+    return WORKER_GB if free is None else free  # unknown: one worker
 
 
 @dataclass(frozen=True)
