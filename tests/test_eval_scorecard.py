@@ -19,6 +19,7 @@ from femurseg.evaluation.scorecard import (
     score_labelled,
 )
 from femurseg.io import write_image
+from femurseg.preprocessing.grid import Grid
 from femurseg.types import Label, Volume
 
 
@@ -131,3 +132,31 @@ def test_scorecard_on_the_real_scans_with_the_shipped_weights(tmp_path: Path) ->
     assert labelled["femur_right"]["dice"] >= 0.80
     assert labelled["femur_left"]["status"] != "not_found"
     assert (tmp_path / "scorecard.md").read_text().startswith("# Real-data scorecard")
+
+
+def test_derived_views_mirror_sides_and_cut_above_the_heads() -> None:
+    from femurseg.evaluation.scorecard import derived_views
+
+    shape = (40, 20, 60)
+    vol = _volume(shape)
+    vol.array[...] = -1000.0
+    vol.array[5:15, 5:15, :] = 700.0
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[5:15, 5:15, 0:30] = int(Label.FEMUR_LEFT)
+    truth[25:35, 5:15, 0:20] = int(Label.FEMUR_RIGHT)
+    views = {name: (v, t) for name, v, t in derived_views(vol, truth)}
+    assert set(views) == {"mirrored", "above_heads"}
+    mv, mt = views["mirrored"]
+    # the left femur (low i, patient left in RAS) is now on the right, and labelled right
+    assert (mt[25:35, 5:15, 0:30] == int(Label.FEMUR_RIGHT)).all()
+    assert (mt[5:15, 5:15, 0:20] == int(Label.FEMUR_LEFT)).all()
+    assert np.array_equal(mv.array, vol.array[::-1]) and np.allclose(mv.affine, vol.affine)
+    av, at = views["above_heads"]
+    assert at is None and av.shape == (40, 20, 60 - 31)
+    # the cut keeps world positions: its first slice lies where slice 31 was
+    assert np.allclose(
+        Grid.of(av).index_to_world([0, 0, 0]), Grid.of(vol).index_to_world([0, 0, 31])
+    )
+    # a reference reaching the top slice gives no above-heads view
+    truth[5:15, 5:15, :] = int(Label.FEMUR_LEFT)
+    assert [n for n, _, _ in derived_views(vol, truth)] == ["mirrored"]

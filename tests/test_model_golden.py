@@ -86,6 +86,11 @@ def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
     assert lab["femur_left"]["dice_no_metal"] >= REAL_LEFT_NO_METAL_FLOOR, lab["femur_left"]
     for side in ("femur_left", "femur_right"):
         assert lab[side]["head_coverage"] >= REAL_HEAD_COVERAGE_FLOOR, (side, lab[side])
+    # the scan mirrored in world x: its (implant-free) right femur is now the left one
+    mirrored = real["totalseg_example/s0000:mirrored"]
+    assert mirrored["femur_left"]["dice"] >= REAL_RIGHT_FLOOR, mirrored["femur_left"]
+    # the negatives include the scan's slices above the femoral heads
+    assert real["totalseg_example/s0000:above_heads"]["kind"] == "negative"
     for name, case in real.items():
         if case["kind"] == "negative":
             assert case["ok"], (name, case)

@@ -225,6 +225,13 @@ def scorecard(
     no_surface: Annotated[
         bool, typer.Option("--no-surface", help="Skip HD95 on the real scans (faster).")
     ] = False,
+    derived: Annotated[
+        bool,
+        typer.Option(
+            help="Also score each labelled real scan mirrored (sides must swap) and its slices "
+            "above the femoral heads (must be not_found)."
+        ),
+    ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         str, typer.Option(help="Inference arithmetic: auto, float32, bfloat16.")
@@ -256,7 +263,15 @@ def scorecard(
         for name, s1, s2 in _model_option(model or ["shipped"]):
             predictor = Predictor(s1, s2, PredictConfig(device=dev, precision=prec, preview=False))
             scored.append(
-                score_model(name, predictor, cases, phantoms, split, surface=not no_surface)
+                score_model(
+                    name,
+                    predictor,
+                    cases,
+                    phantoms,
+                    split,
+                    surface=not no_surface,
+                    derived=derived,
+                )
             )
         text = markdown(scored)
         if notes:

@@ -10,7 +10,11 @@ folder per case with ``ct.nii.gz``:
   and, where the scan holds metal, Dice with voxels above :data:`METAL_HU` HU left out of both
   masks (metal is not femur);
 * a case under a folder whose name contains ``negative`` (no femur in view) is scored by the
-  ml labelled femur per side and whether both sides are ``not_found``.
+  ml labelled femur per side and whether both sides are ``not_found``;
+* each labelled case also gives derived views whose right answer its reference fixes
+  (:func:`derived_views`): the scan mirrored in world x (sides must swap) and the slices above
+  the femoral heads (no femur: both sides not_found), named ``<case>:mirrored`` and
+  ``<case>:above_heads``.
 
 Phantom cases (a dataset folder and split) are scored with the same per-side Dice and box IoU,
 and a case whose truth holds less than :data:`MIN_TRUTH_ML` ml of a side counts as "no femur"
@@ -157,6 +161,65 @@ def _stage1_boxes(pred: Any) -> dict[Label, Any]:
     return {s: d.box if d.found else None for s, d in pred.detections.items()}
 
 
+def _score_negative(pred: Any, vol: Volume) -> dict[str, Any]:
+    status = _statuses(pred)
+    ml = {
+        LABELS[s]: float(np.count_nonzero(pred.labels == int(s))) * Grid.of(vol).voxel_ml
+        for s in SIDES
+    }
+    return {
+        "kind": "negative",
+        "status": status,
+        "labelled_ml": ml,
+        "ok": all(v == "not_found" for v in status.values()) and sum(ml.values()) == 0.0,
+        "reasons": {LABELS[s]: pred.detections[s].message for s in SIDES},
+    }
+
+
+def _score_reference(
+    pred: Any, vol: Volume, truth: npt.NDArray[np.uint8], surface: bool
+) -> dict[str, Any]:
+    status = _statuses(pred)
+    entry = score_labelled(vol, pred.labels, truth, _stage1_boxes(pred), surface)
+    for side in SIDES:
+        entry[LABELS[side]]["status"] = status[LABELS[side]]
+    return {"kind": "labelled", **entry}
+
+
+def derived_views(
+    vol: Volume, truth: npt.NDArray[np.uint8]
+) -> list[tuple[str, Volume, npt.NDArray[np.uint8] | None]]:
+    """Views of a labelled real scan whose right answer is known from its reference.
+
+    * ``mirrored``: the scan mirrored in world x (a mirrored body is a valid body with its
+      sides exchanged), scored against the mirrored reference with left and right swapped:
+      the sides must follow the anatomy, not the network's habits;
+    * ``above_heads``: only the slices above the top of both reference femurs (the pelvis,
+      iliac wings and spine, no femur): both sides must be not_found with 0 ml.
+
+    Returns:
+        ``(suffix, volume, truth or None for a negative)`` per view; a view the scan cannot
+        give (no slice above the heads) is left out.
+    """
+    views: list[tuple[str, Volume, npt.NDArray[np.uint8] | None]] = []
+    mirrored = np.ascontiguousarray(truth[::-1])
+    swapped = mirrored.copy()
+    swapped[mirrored == int(Label.FEMUR_LEFT)] = int(Label.FEMUR_RIGHT)
+    swapped[mirrored == int(Label.FEMUR_RIGHT)] = int(Label.FEMUR_LEFT)
+    # canonical arrays run to patient right along i: reversing i mirrors the body in world x
+    views.append(("mirrored", Volume(np.ascontiguousarray(vol.array[::-1]), vol.affine), swapped))
+    k_any = np.flatnonzero(truth.any(axis=(0, 1)))
+    grid = Grid.of(vol)
+    # canonical k runs superior; start one slice above the highest femur voxel
+    start = int(k_any.max()) + 2 if k_any.size else 0
+    if k_any.size and start < vol.shape[2] - 4:
+        affine = vol.affine.copy()
+        affine[:3, 3] = grid.index_to_world([0, 0, start])
+        above = Volume(np.ascontiguousarray(vol.array[:, :, start:]), affine)
+        views.append(("above_heads", above, None))
+    return views
+
+
 def score_model(
     name: str,
     predictor: Any,
@@ -164,35 +227,32 @@ def score_model(
     phantom_data: Path | None = None,
     phantom_split: str = "test",
     surface: bool = True,
+    derived: bool = True,
 ) -> ModelScores:
-    """Run one predictor over the real cases and (optionally) a phantom split."""
+    """Run one predictor over the real cases (and, with ``derived``, the views of
+    :func:`derived_views` of each labelled one) and, optionally, a phantom split."""
     scores = ModelScores(name)
     t0 = time.perf_counter()
     for case in real_cases:
         vol = read_volume(case.image)
         pred = predictor.predict(vol)
-        status = _statuses(pred)
         if case.masks is None:
-            ml = {
-                LABELS[s]: float(np.count_nonzero(pred.labels == int(s))) * Grid.of(vol).voxel_ml
-                for s in SIDES
-            }
-            scores.real[case.name] = {
-                "kind": "negative",
-                "status": status,
-                "labelled_ml": ml,
-                "ok": all(v == "not_found" for v in status.values()) and sum(ml.values()) == 0.0,
-                "reasons": {LABELS[s]: pred.detections[s].message for s in SIDES},
-            }
+            scores.real[case.name] = _score_negative(pred, vol)
             continue
         truth = np.zeros(vol.shape, dtype=np.uint8)
         for side, path in case.masks.items():
             mask, _ = read_labels(path, like=vol)
             truth[(mask > 0) & (truth == 0)] = int(side)
-        entry = score_labelled(vol, pred.labels, truth, _stage1_boxes(pred), surface)
-        for side in SIDES:
-            entry[LABELS[side]]["status"] = status[LABELS[side]]
-        scores.real[case.name] = {"kind": "labelled", **entry}
+        scores.real[case.name] = _score_reference(pred, vol, truth, surface)
+        if not derived:
+            continue
+        for suffix, view, view_truth in derived_views(vol, truth):
+            vpred = predictor.predict(view)
+            key = f"{case.name}:{suffix}"
+            if view_truth is None:
+                scores.real[key] = _score_negative(vpred, view)
+            else:
+                scores.real[key] = _score_reference(vpred, view, view_truth, surface)
     if phantom_data is not None:
         scores.phantoms = score_phantoms(predictor, phantom_data, phantom_split)
     scores.seconds = time.perf_counter() - t0
