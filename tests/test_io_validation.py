@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
-from io_cases import save_independent, unique_ct
+from bad_inputs import BAD, _ct, _nii, _no_xform, _series_for_nifti, _unoriented
+from io_cases import unique_ct
 from typer.testing import CliRunner
 
 from femurseg.cli import app
@@ -21,163 +20,9 @@ from femurseg.types import Volume
 runner = CliRunner()
 
 
-def _nii(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
-    nib.save(
-        nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0]) if affine is None else affine), path
-    )
-    return path
-
-
-def _ct(shape: tuple[int, ...] = (5, 6, 7)) -> np.ndarray:
-    return unique_ct(shape[:3]).astype(np.float32).reshape(shape[:3] + (1,) * (len(shape) - 3))
-
-
-def _missing(p: Path) -> Path:
-    return p / "nope.nii.gz"
-
-
-def _unknown_ext(p: Path) -> Path:
-    (p / "scan.png").write_bytes(b"\x89PNG not really")
-    return p / "scan.png"
-
-
-def _empty(p: Path) -> Path:
-    (p / "empty.nii.gz").write_bytes(b"")
-    return p / "empty.nii.gz"
-
-
-def _corrupt_gzip(p: Path) -> Path:
-    (p / "bad.nii.gz").write_bytes(b"\x1f\x8b\x08\x00garbage" * 20)
-    return p / "bad.nii.gz"
-
-
-def _truncated(p: Path) -> Path:
-    full = _nii(p / "full.nii.gz", _ct((20, 20, 20)))
-    (p / "cut.nii.gz").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    return p / "cut.nii.gz"
-
-
-def _not_gzip(p: Path) -> Path:
-    (p / "plain.nii.gz").write_bytes(gzip.compress(b"this is not a nifti header" * 20))
-    return p / "plain.nii.gz"
-
-
-def _garbage_mha(p: Path) -> Path:
-    (p / "bad.mha").write_bytes(b"ObjectType = Image\nNDims = 3\nbroken")
-    return p / "bad.mha"
-
-
-def _two_d(p: Path) -> Path:
-    return _nii(p / "flat.nii.gz", unique_ct((5, 6, 1))[:, :, 0].astype(np.float32))
-
-
-def _single_slice(p: Path) -> Path:
-    return _nii(p / "slice.nii.gz", _ct((5, 6, 1)))
-
-
-def _two_d_mha(p: Path) -> Path:
-    sitk.WriteImage(sitk.GetImageFromArray(unique_ct((5, 6, 1))[:, :, 0]), str(p / "flat.mha"))
-    return p / "flat.mha"
-
-
-def _four_d(p: Path) -> Path:
-    return _nii(p / "t.nii.gz", np.stack([_ct(), _ct()], axis=-1))
-
-
-def _nan(p: Path) -> Path:
-    data = _ct()
-    data[1, 2, 3] = np.nan
-    return _nii(p / "nan.nii.gz", data)
-
-
-def _inf(p: Path) -> Path:
-    data = _ct()
-    data[0, 0, 0] = np.inf
-    save_independent(data, np.eye(4), p / "inf.nrrd")
-    return p / "inf.nrrd"
-
-
-def _normalised(p: Path) -> Path:
-    return _nii(p / "norm.nii.gz", np.random.default_rng(0).random((5, 6, 7)).astype(np.float32))
-
-
-def _mr_like(p: Path) -> Path:
-    return _nii(p / "mr.nii.gz", np.linspace(0, 1500, 210, dtype=np.float32).reshape(5, 6, 7))
-
-
-def _singular(p: Path) -> Path:
-    hdr = nib.Nifti1Header()
-    hdr.set_sform(np.diag([1.0, 0.0, 1.0, 1.0]), code=1)  # a zero-length voxel axis
-    nib.save(nib.Nifti1Image(_ct(), None, header=hdr), p / "sing.nii.gz")
-    return p / "sing.nii.gz"
-
-
-def _no_xform(data: np.ndarray, path: Path) -> Path:
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape(data.shape)
-    hdr.set_zooms((1.0, 1.0, 3.0))  # qform and sform codes stay 0
-    nib.save(nib.Nifti1Image(data, None, header=hdr), path)
-    return path
-
-
-def _unoriented(p: Path) -> Path:
-    return _no_xform(_ct(), p / "unoriented.nii.gz")
-
-
-def _zero_pixdim(p: Path) -> Path:
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape((5, 6, 7))
-    hdr.set_qform(np.diag([1.0, 1.0, 3.0, 1.0]), code=1)
-    hdr.set_sform(None, code=0)
-    nib.save(nib.Nifti1Image(_ct(), None, header=hdr), p / "q.nii")
-    raw = bytearray((p / "q.nii").read_bytes())
-    raw[88:92] = np.float32(0.0).tobytes()  # pixdim[3]: a 3 mm scan whose slice size was lost
-    (p / "zero.nii.gz").write_bytes(gzip.compress(bytes(raw)))  # nibabel would "fix" it to 1
-    return p / "zero.nii.gz"
-
-
-def _no_dicom(p: Path) -> Path:
-    (p / "d").mkdir()
-    (p / "d" / "readme.txt").write_text("hello")
-    return p / "d"
-
-
-def _empty_dir(p: Path) -> Path:
-    (p / "e").mkdir()
-    return p / "e"
-
-
-def _series_for_nifti(p: Path) -> Path:
-    return _nii(p / "ok.nii.gz", _ct())
-
-
-BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "missing": (_missing, "input not found"),
-    "unknown_ext": (_unknown_ext, "unsupported file type '.png'"),
-    "empty": (_empty, "is empty"),
-    "corrupt_gzip": (_corrupt_gzip, "cannot read .* as NIfTI"),
-    "truncated": (_truncated, "truncated"),
-    "not_nifti": (_not_gzip, "cannot read .* as NIfTI"),
-    "garbage_mha": (_garbage_mha, "cannot read .* as MHA"),
-    "2d": (_two_d, "2D image"),
-    "single_slice": (_single_slice, "2D image"),
-    "2d_mha": (_two_d_mha, "2D image"),
-    "4d": (_four_d, "4D image .*2 volumes"),
-    "nan": (_nan, "1 NaN or infinite"),
-    "inf": (_inf, "1 NaN or infinite"),
-    "normalised": (_normalised, "not CT in Hounsfield units"),
-    "mr_like": (_mr_like, "nothing below -200"),
-    "singular": (_singular, "unusable affine"),
-    "unoriented": (_unoriented, "no qform or sform .*--assume-orientation"),
-    "zero_pixdim": (_zero_pixdim, r"voxel sizes \(pixdim\) \[1.0, 1.0, 0.0\]"),
-    "no_dicom": (_no_dicom, "no DICOM files found"),
-    "empty_dir": (_empty_dir, "no DICOM files found"),
-}
-
-
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_input_error(tmp_path: Path, case: str) -> None:
-    make, pattern = BAD[case]
+    make, pattern, _ = BAD[case]
     path = make(tmp_path)
     with pytest.raises(InputError, match=pattern) as err:
         read_volume(path)
@@ -309,3 +154,18 @@ def test_header_claiming_more_than_the_file_holds_is_refused_before_allocating(t
         path.write_bytes(gzip.compress(bytes(raw)) if name.endswith(".gz") else bytes(raw))
         with pytest.raises(InputError, match="header claims a 4000 x 4000 x 4000"):
             read_volume(path)
+
+
+def test_bad_inputs_page_is_what_the_code_answers(tmp_path: Path) -> None:
+    """docs/bad_inputs.md is generated from these cases; regenerate it when a message changes
+    (python scripts/bad_inputs_table.py)."""
+    import re
+
+    from bad_inputs import markdown_table
+
+    def mask(text: str) -> str:
+        # a library's own wording inside our message may change with its version
+        return re.sub(r"\((?:\w+Error|File cannot be read)[^)]*\)", "(...)", text)
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+    assert mask(page.read_text(encoding="utf-8")) == mask(markdown_table(tmp_path))

@@ -133,6 +133,10 @@ def read_itk(path: Path, fmt: str) -> RawImage:
         meta = _read_in_child(path, npy)
         if "error" in meta:
             reason = _itk_reason(RuntimeError(meta["error"]))
+            if path.is_file():
+                # ITK appends the last errno ("No such file or directory") to a header it cannot
+                # parse; the file is there, so that reason would mislead
+                reason = re.sub(r"\s*\.*\s*Reason: No such file or directory$", "", reason)
             raise InputError(
                 f"cannot read {path} as {fmt.upper()} ({reason}); expected a complete, "
                 "uncorrupted image file; check the file (and its data file if detached)"

@@ -17,6 +17,7 @@ import io
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,19 @@ SCANNER_CODE = 1
 
 #: bytes of stored voxels inflated per slab when streaming a gzipped NIfTI.
 SLAB_BYTES = 32 << 20
+
+
+@contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header-check logger (it writes to stderr, at up to ERROR level,
+    before raising); our one-line error carries the cause instead."""
+    logger = nib.imageglobals.logger
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _is_gzip(path: Path) -> bool:
@@ -184,7 +198,9 @@ def read_nifti(path: Path, assume_orientation: str | None = None) -> RawImage:
             usable orientation or voxel size.
     """
     try:
-        img = _load_gz(path) if _is_gzip(path) else nib.load(str(path))
+        # nibabel logs header problems to stderr before raising; the error line says it all
+        with _quiet_nibabel():
+            img = _load_gz(path) if _is_gzip(path) else nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise TypeError(f"nibabel read it as {type(img).__name__}")
         data = np.asanyarray(img.dataobj)
@@ -297,7 +313,8 @@ def gz_slabs(path: Path, assume_orientation: str | None = None) -> GzSlabs | Non
             head += f.read(klass.template_dtype.itemsize - 4)
             offset = klass(head[: klass.template_dtype.itemsize], check=False).get_data_offset()
             head += f.read(max(0, offset - len(head)))
-        hdr = klass.from_fileobj(io.BytesIO(head))
+        with _quiet_nibabel():
+            hdr = klass.from_fileobj(io.BytesIO(head))
     except Exception:  # noqa: BLE001 - read_nifti gives the full error for a broken file
         return None
     shape = tuple(int(s) for s in hdr.get_data_shape())
