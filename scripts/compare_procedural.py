@@ -12,7 +12,7 @@ ratio of the means. With ``--figure`` it also draws anterior and lateral views o
 mean femur, pelvis and tibia/fibula beside a procedural sample.
 
 All measurements are taken in the LLP26 frame (LPS mm, left limb) with the landmark functions
-of :mod:`femurseg.phantoms.landmarks`. The LLP26 meshes are read by path and never copied.
+of :mod:`femurseg.phantoms.anatomy.landmarks`. The LLP26 meshes are read by path and never copied.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 import numpy.typing as npt
 import trimesh
 
-from femurseg.phantoms.landmarks import LimbLandmarks, limb_landmarks
-from femurseg.phantoms.shapes import BoneSet, list_subjects, load_subject
+from femurseg.phantoms.anatomy.landmarks import LimbLandmarks, limb_landmarks
+from femurseg.phantoms.anatomy.shapes import BoneSet, list_subjects, load_subject
 
 Array = npt.NDArray[np.float64]
 
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from femurseg.phantoms.procedural import procedural_boneset
+    from femurseg.phantoms.anatomy.procedural import procedural_boneset
 
     real_rows = [
         measure(load_subject(args.shapes, s))

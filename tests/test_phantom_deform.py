@@ -1,4 +1,4 @@
-"""Femur shape variety (phantoms/deform.py): analytic checks of each deformation."""
+"""Femur shape variety (phantoms/anatomy/deform.py): analytic checks of each deformation."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import trimesh
 
 from femurseg.errors import ConfigError
-from femurseg.phantoms.deform import FemurShape, deform_femur, sample_femur_shape
-from femurseg.phantoms.landmarks import limb_landmarks
-from femurseg.phantoms.procedural import procedural_boneset
+from femurseg.phantoms.anatomy.deform import FemurShape, deform_femur, sample_femur_shape
+from femurseg.phantoms.anatomy.landmarks import limb_landmarks
+from femurseg.phantoms.anatomy.procedural import procedural_boneset
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from femurseg.errors import InputError
-from femurseg.phantoms.landmarks import fit_sphere, limb_landmarks, mirrored_hip_centre
-from femurseg.phantoms.shapes import list_subjects, load_subject
-from femurseg.phantoms.voxelize import paste, voxelize
+from femurseg.phantoms.anatomy.landmarks import fit_sphere, limb_landmarks, mirrored_hip_centre
+from femurseg.phantoms.anatomy.shapes import list_subjects, load_subject
+from femurseg.phantoms.anatomy.voxelize import paste, voxelize
 
 
 def winding_number(mesh: trimesh.Trimesh, pts: np.ndarray) -> np.ndarray:
@@ -277,3 +277,32 @@ def test_llp26_landmarks_are_anatomical(llp26_dir: Path) -> None:
         assert lm.femur_bottom[2] < lm.knee_centre[2] < lm.knee_pivot[2], name
         right = mirrored_hip_centre(bones.pelvis, lm.head_centre, lm.pelvis_mid_x)
         assert right[0] < lm.pelvis_mid_x - 60.0, name
+
+
+def test_phantom_layers_import_only_the_layers_before_them() -> None:
+    """anatomy -> tissues -> scanner: no module imports a later layer (or generate/dataset),
+    and no two phantom modules import each other."""
+    import ast
+    from pathlib import Path
+
+    import femurseg.phantoms as ph
+
+    root = Path(ph.__file__).parent
+    order = {"anatomy": 0, "tissues": 1, "scanner": 2, "generate": 3, "dataset": 4}
+    edges: set[tuple[str, str]] = set()
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        me = ".".join(rel.parts)
+        layer = order.get(rel.parts[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = node.module
+                if not mod.startswith("femurseg.phantoms."):
+                    continue
+                target = mod.removeprefix("femurseg.phantoms.")
+                edges.add((me, target))
+                t_layer = order.get(target.split(".")[0])
+                if layer is not None and t_layer is not None:
+                    assert t_layer <= layer, f"{me} imports the later layer {target}"
+    for a, b in edges:
+        assert (b, a) not in edges, f"{a} and {b} import each other"

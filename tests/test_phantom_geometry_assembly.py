@@ -10,12 +10,12 @@ import pytest
 import trimesh
 
 from femurseg.errors import ConfigError
-from femurseg.phantoms.anatomy import BONES, Anatomy
-from femurseg.phantoms.assemble import LegPose, Pose, assemble, sample_pose
-from femurseg.phantoms.landmarks import femoral_head, limb_landmarks
-from femurseg.phantoms.procedural import procedural_boneset
-from femurseg.phantoms.shapes import BoneSet, load_subject
-from femurseg.phantoms.voxelize import voxelize
+from femurseg.phantoms.anatomy.assemble import LegPose, Pose, assemble, sample_pose
+from femurseg.phantoms.anatomy.landmarks import femoral_head, limb_landmarks
+from femurseg.phantoms.anatomy.model import BONES, Anatomy
+from femurseg.phantoms.anatomy.procedural import procedural_boneset
+from femurseg.phantoms.anatomy.shapes import BoneSet, load_subject
+from femurseg.phantoms.anatomy.voxelize import voxelize
 
 LANDMARKS = [
     f"{n}_{s}"

@@ -16,9 +16,9 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
-from femurseg.phantoms.landmarks import limb_landmarks
-from femurseg.phantoms.procedural import procedural_boneset
-from femurseg.phantoms.sdf import (
+from femurseg.phantoms.anatomy.landmarks import limb_landmarks
+from femurseg.phantoms.anatomy.procedural import procedural_boneset
+from femurseg.phantoms.anatomy.sdf import (
     Field,
     bodies,
     capsule,

@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from femurseg.errors import ConfigError
+from femurseg.phantoms.anatomy.voxelize import voxelize
 from femurseg.phantoms.generate import Case, generate_case
 from femurseg.phantoms.params import (
     FovKind,
@@ -20,8 +21,7 @@ from femurseg.phantoms.params import (
     ScannerParams,
     TissueParams,
 )
-from femurseg.phantoms.tissues import Tissue
-from femurseg.phantoms.voxelize import voxelize
+from femurseg.phantoms.tissues.materials import Tissue
 
 SP = 4.0
 
@@ -155,7 +155,7 @@ def test_cut_fov_cuts_a_femur_at_the_image_edge() -> None:
 
 
 def test_mixed_draws_several_kinds() -> None:
-    from femurseg.phantoms.fov import choose_kind
+    from femurseg.phantoms.scanner.fov import choose_kind
 
     cfg = PhantomConfig()
     rng = np.random.default_rng(0)
@@ -235,8 +235,8 @@ def test_recon_circle_pads_outside_and_clears_labels() -> None:
 
 
 def test_noise_grows_with_body_size() -> None:
-    from femurseg.phantoms.grid import RenderGrid
-    from femurseg.phantoms.scanner import ScanDraw, add_noise
+    from femurseg.phantoms.anatomy.grid import RenderGrid
+    from femurseg.phantoms.scanner.acquisition import ScanDraw, add_noise
 
     g = RenderGrid((200, 200, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
     s = ScanDraw(1.0, 0.5, 30.0, 1.5, 1.0, False, None, 1.0)
@@ -252,8 +252,8 @@ def test_noise_grows_with_body_size() -> None:
 
 
 def test_sharp_kernel_overshoots_bone_edges() -> None:
-    from femurseg.phantoms.grid import RenderGrid
-    from femurseg.phantoms.scanner import ScanDraw, blur
+    from femurseg.phantoms.anatomy.grid import RenderGrid
+    from femurseg.phantoms.scanner.acquisition import ScanDraw, blur
 
     g = RenderGrid((80, 80, 3), (0.5, 0.5, 1.0), (0.0, 0.0, 0.0))
     base = np.full(g.shape, 40.0, dtype=np.float32)

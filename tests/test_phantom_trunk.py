@@ -20,8 +20,8 @@ from femurseg.phantoms.params import (
     TissueParams,
     TrunkParams,
 )
-from femurseg.phantoms.spine import place_spine
-from femurseg.phantoms.tissues import Tissue, draw_case_tissues
+from femurseg.phantoms.tissues.materials import Tissue, draw_case_tissues
+from femurseg.phantoms.tissues.spine import place_spine
 
 SP = 4.0
 BONE = [Tissue.CORTICAL, Tissue.CANCELLOUS, Tissue.MARROW]

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from femurseg.cli import app
 from femurseg.errors import ConfigError
+from femurseg.phantoms.anatomy.truth import femur_truth
 from femurseg.phantoms.generate import make_anatomy
 from femurseg.phantoms.params import PhantomConfig
-from femurseg.phantoms.truth import femur_truth
 
 
 def value(truth, side, name):

@@ -18,19 +18,19 @@ import numpy.typing as npt
 
 from femurseg.config import to_dict
 from femurseg.errors import ConfigError
-from femurseg.phantoms.abdomen import place_organs
-from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.assemble import assemble, sample_pose
-from femurseg.phantoms.body import build_body
-from femurseg.phantoms.fov import choose_fov, choose_kind, choose_spacing
-from femurseg.phantoms.implants import draw_implants
+from femurseg.phantoms.anatomy.assemble import assemble, sample_pose
+from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.shapes import BoneSet, list_subjects, load_subject
+from femurseg.phantoms.anatomy.truth import femur_truth
 from femurseg.phantoms.params import PhantomConfig
-from femurseg.phantoms.render import Rendered, render_ct, timings_meta
-from femurseg.phantoms.scanner import draw_scan
-from femurseg.phantoms.shapes import BoneSet, list_subjects, load_subject
-from femurseg.phantoms.spine import place_spine
-from femurseg.phantoms.tissues import draw_case_tissues
-from femurseg.phantoms.truth import femur_truth
+from femurseg.phantoms.scanner.acquisition import draw_scan
+from femurseg.phantoms.scanner.fov import choose_fov, choose_kind, choose_spacing
+from femurseg.phantoms.scanner.render import Rendered, render_ct, timings_meta
+from femurseg.phantoms.tissues.body import build_body
+from femurseg.phantoms.tissues.implants import draw_implants
+from femurseg.phantoms.tissues.materials import draw_case_tissues
+from femurseg.phantoms.tissues.organs import place_organs
+from femurseg.phantoms.tissues.spine import place_spine
 from femurseg.types import Volume
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def make_anatomy(
     with ``shapes_dir`` None, procedural bones. Returns the anatomy and the sources used."""
     r_src, r_pose = rng.spawn(2)
     if shapes_dir is None:
-        from femurseg.phantoms.procedural import procedural_boneset
+        from femurseg.phantoms.anatomy.procedural import procedural_boneset
 
         bones = procedural_boneset(r_src)
         src = {"pelvis": bones.name, "left": bones.name, "right": bones.name}
@@ -104,7 +104,7 @@ def make_anatomy(
     pose = sample_pose(r_pose)
     anatomy = assemble(sets[0], sets[1], sets[2], pose)
     if cfg.femur_torsion_deg is not None or cfg.femur_length_mm is not None:
-        from femurseg.phantoms.truth import apply_changes, shape_changes
+        from femurseg.phantoms.anatomy.truth import apply_changes, shape_changes
 
         (r_target,) = rng.spawn(1)  # only drawn here: other cases' streams are unchanged
         targets: dict[str, dict[str, float]] = {}

@@ -3,7 +3,7 @@
 The LLP26 frame (see ``shapes/README.md`` beside the meshes) is LPS millimetres: +x towards the
 patient's left, +y posterior, +z superior, with z measured from an arbitrary origin (the femur
 spans roughly z 790-1230). Only the LEFT limb is given; the right limb is made by mirroring (see
-:mod:`femurseg.phantoms.assemble`).
+:mod:`femurseg.phantoms.anatomy.assemble`).
 
 The meshes are real subject data under their own licence: they are read from the folder the user
 names and never copied into the project.

@@ -1,4 +1,4 @@
-"""Render a posed :class:`~femurseg.phantoms.anatomy.Anatomy` into a CT image and label map.
+"""Render a posed :class:`~femurseg.phantoms.anatomy.model.Anatomy` into a CT image and label map.
 
 ``render_ct`` reads top to bottom like the physics: clean phantom on a fine render grid
 (soft tissue slice by slice, then each bone in its bounding box, then implants), then the
@@ -18,14 +18,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.body import BodyModel
-from femurseg.phantoms.bone import LongAxis, render_bone
-from femurseg.phantoms.fov import Fov
-from femurseg.phantoms.grid import RenderGrid
-from femurseg.phantoms.implants import Implant, paint_fixation, paint_hip, paint_knee
+from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.voxelize import MaskCrop, voxelize
 from femurseg.phantoms.params import PhantomConfig
-from femurseg.phantoms.scanner import (
+from femurseg.phantoms.scanner.acquisition import (
     ScanDraw,
     add_noise,
     add_streaks,
@@ -34,9 +31,12 @@ from femurseg.phantoms.scanner import (
     circle_mask,
     finish,
 )
-from femurseg.phantoms.softtissue import SoftTissueRenderer
-from femurseg.phantoms.tissues import CaseTissues, Tissue
-from femurseg.phantoms.voxelize import MaskCrop, voxelize
+from femurseg.phantoms.scanner.fov import Fov
+from femurseg.phantoms.tissues.body import BodyModel
+from femurseg.phantoms.tissues.bone import LongAxis, render_bone
+from femurseg.phantoms.tissues.implants import Implant, paint_fixation, paint_hip, paint_knee
+from femurseg.phantoms.tissues.materials import CaseTissues, Tissue
+from femurseg.phantoms.tissues.softtissue import SoftTissueRenderer
 
 log = logging.getLogger(__name__)
 

@@ -3,12 +3,12 @@
 The vertebrae follow a circular arc in the mid-sagittal plane: it leaves the S1 endplate
 along the endplate's normal (tilted anteriorly by the sacral slope) and turns back by the
 lordosis angle by L1. Each vertebra is a blend of implicit primitives (see
-:mod:`femurseg.phantoms.sdf`) in its own frame (``up`` along the arc, ``ant`` towards the
+:mod:`femurseg.phantoms.anatomy.sdf`) in its own frame (``up`` along the arc, ``ant`` towards the
 belly, +x lateral): a body with rounded rims, pedicles, laminae, a spinous process, transverse
 processes and articular processes. The primitives are evaluated straight on the render grid
-(no mesh), giving a voxel mask that :func:`femurseg.phantoms.bone.render_bone` fills with a
+(no mesh), giving a voxel mask that :func:`femurseg.phantoms.tissues.bone.render_bone` fills with a
 cortical shell over cancellous bone. The discs between the bodies are soft tissue, painted by
-the abdomen renderer (:mod:`femurseg.phantoms.abdomen`).
+the abdomen renderer (:mod:`femurseg.phantoms.tissues.abdomen`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.grid import RenderGrid
+from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.sdf import Points, Primitive, capsule, ellipsoid, smin
+from femurseg.phantoms.anatomy.voxelize import MaskCrop
 from femurseg.phantoms.params import TrunkParams
-from femurseg.phantoms.sdf import Points, Primitive, capsule, ellipsoid, smin
-from femurseg.phantoms.tissues import draw
-from femurseg.phantoms.voxelize import MaskCrop
+from femurseg.phantoms.tissues.materials import draw
 
 A = npt.NDArray[np.float64]
 

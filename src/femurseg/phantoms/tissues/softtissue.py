@@ -1,12 +1,12 @@
 """Soft tissue, pelvic organs and the table, rendered one axial slice at a time.
 
-Each slice evaluates the :class:`~femurseg.phantoms.body.BodyModel` ellipses as approximate
+Each slice evaluates the :class:`~femurseg.phantoms.tissues.body.BodyModel` ellipses as approximate
 signed distances (mm, negative inside), joins legs and trunk with a smooth minimum, and fills:
 skin on the outer rim, subcutaneous fat, muscle with intramuscular fat (a smooth random field
 elongated along z) and fat planes between muscle groups, and inside the pelvis a cavity of
 visceral fat with bowel loops (wall, contents, gas rising anteriorly) and the bladder. The
 table and mattress lie under the body, whose back is flattened against them. Bones are painted
-over this afterwards (:mod:`femurseg.phantoms.bone`).
+over this afterwards (:mod:`femurseg.phantoms.tissues.bone`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.abdomen import STOOL_STEP, AbdomenPainter, reaches
-from femurseg.phantoms.body import BodyModel, Profile
-from femurseg.phantoms.grid import RenderGrid
-from femurseg.phantoms.tissues import CaseTissues, SliceField, Tissue
-from femurseg.phantoms.voxelize import MaskCrop
+from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.voxelize import MaskCrop
+from femurseg.phantoms.tissues.abdomen import STOOL_STEP, AbdomenPainter
+from femurseg.phantoms.tissues.body import BodyModel, Profile
+from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue
+from femurseg.phantoms.tissues.organs import reaches
 
 F32 = npt.NDArray[np.float32]
 

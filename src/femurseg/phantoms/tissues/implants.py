@@ -17,11 +17,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.grid import RenderGrid
+from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.voxelize import MaskCrop
 from femurseg.phantoms.params import ImplantParams
-from femurseg.phantoms.tissues import CaseTissues, Tissue, draw
-from femurseg.phantoms.voxelize import MaskCrop
+from femurseg.phantoms.tissues.materials import CaseTissues, Tissue, draw
 
 F32 = npt.NDArray[np.float32]
 A = npt.NDArray[np.float64]

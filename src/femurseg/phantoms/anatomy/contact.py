@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from femurseg.phantoms.voxelize import voxelize
+from femurseg.phantoms.anatomy.voxelize import voxelize
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,16 @@ below the groin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.anatomy import Anatomy
+from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.params import TableParams
-from femurseg.phantoms.spine import Spine
-from femurseg.phantoms.tissues import CaseTissues, draw
-
-if TYPE_CHECKING:
-    from femurseg.phantoms.abdomen import Organs
+from femurseg.phantoms.tissues.materials import CaseTissues, draw
+from femurseg.phantoms.tissues.organs import Organs
+from femurseg.phantoms.tissues.spine import Spine
 
 A = npt.NDArray[np.float64]
 

@@ -29,11 +29,11 @@ import trimesh
 from trimesh import remesh
 
 from femurseg.config import check_range, to_dict
-from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.contact import DistanceField, clearance_shift
-from femurseg.phantoms.deform import FemurShape, deform_femur, sample_femur_shape
-from femurseg.phantoms.landmarks import LimbLandmarks, limb_landmarks, mirrored_hip_centre
-from femurseg.phantoms.shapes import BoneSet
+from femurseg.phantoms.anatomy.contact import DistanceField, clearance_shift
+from femurseg.phantoms.anatomy.deform import FemurShape, deform_femur, sample_femur_shape
+from femurseg.phantoms.anatomy.landmarks import LimbLandmarks, limb_landmarks, mirrored_hip_centre
+from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.shapes import BoneSet
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class LegPose:
         hip_rotation: internal (+) / external (-) rotation about the limb's long axis (-45..45).
         knee_flexion: + brings the ankle posteriorly (0..90).
         femur: how this leg's femur is deformed before posing (torsion, neck-shaft angle,
-            length, bowing; see :mod:`femurseg.phantoms.deform`).
+            length, bowing; see :mod:`femurseg.phantoms.anatomy.deform`).
     """
 
     hip_flexion: float = 0.0
@@ -125,8 +125,8 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     abduction -5..12 (the two legs together at least -2, so that the ankles stay apart),
     rotation -20..25, knee flexion 0..25 (0 for 30 % of legs), hip spacing -8..8 mm,
     scale 0.88..1.12; joint clearances hip 0.8..3 mm, knee 1.5..5 mm, patella 1..3.5 mm, then
-    each femur's shape (:func:`~femurseg.phantoms.deform.sample_femur_shape`), drawn last, so
-    the angles of a seed do not depend on them.
+    each femur's shape (:func:`~femurseg.phantoms.anatomy.deform.sample_femur_shape`), drawn
+    last, so the angles of a seed do not depend on them.
     """
 
     def leg(abd: float) -> LegPose:
@@ -311,7 +311,7 @@ def assemble(pelvis_source: BoneSet, left: BoneSet, right: BoneSet, pose: Pose) 
         pose: joint angles, hip spacing and global scale.
 
     Returns:
-        :class:`~femurseg.phantoms.anatomy.Anatomy` in world RAS+ mm, origin at the pelvis
+        :class:`~femurseg.phantoms.anatomy.model.Anatomy` in world RAS+ mm, origin at the pelvis
         centre, with every landmark listed there plus ``acetabulum_left``/``_right``.
     """
     lm_p = limb_landmarks(pelvis_source)

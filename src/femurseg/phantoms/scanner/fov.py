@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from femurseg.phantoms.anatomy import Anatomy
-from femurseg.phantoms.body import BodyModel
-from femurseg.phantoms.grid import RenderGrid
+from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.params import FovKind, PhantomConfig
-from femurseg.phantoms.spine import Spine
+from femurseg.phantoms.tissues.body import BodyModel
+from femurseg.phantoms.tissues.spine import Spine
 
 A = npt.NDArray[np.float64]
 

@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.grid import RenderGrid
+from femurseg.phantoms.anatomy.grid import RenderGrid
 from femurseg.phantoms.params import ImplantParams, ScannerParams
-from femurseg.phantoms.tissues import draw
+from femurseg.phantoms.tissues.materials import draw
 
 F32 = npt.NDArray[np.float32]
 

@@ -7,7 +7,7 @@ the phantom's scan spacing, and measured with the same definitions the pipeline 
 that predicted measurements can be scored against them.
 
 The same measurement imposes a chosen torsion or length: :func:`impose_shape` measures the
-posed femur, changes the femur's deformation (:class:`~femurseg.phantoms.deform.FemurShape`
+posed femur, changes the femur's deformation (:class:`~femurseg.phantoms.anatomy.deform.FemurShape`
 twist about the mechanical axis, length factor) by the difference to the target, and the
 anatomy is posed again.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import trimesh
 
 from femurseg.measure import measure_femur
-from femurseg.phantoms.voxelize import voxelize
+from femurseg.phantoms.anatomy.voxelize import voxelize
 from femurseg.types import Label
 
 #: voxel size of the grid the truth is measured on, mm.

@@ -1,8 +1,9 @@
 """Posed anatomy of one phantom: bone meshes and landmarks in world RAS+ millimetres.
 
-This module is the contract between the shape side of the phantom generator (meshes, landmarks,
-pose; see :mod:`femurseg.phantoms.shapes` and :mod:`femurseg.phantoms.assemble`) and the render
-side (tissues, scanner; see :mod:`femurseg.phantoms.render`).
+This module is the contract between the shape side of the phantom generator (meshes,
+landmarks, pose; see :mod:`femurseg.phantoms.anatomy.shapes` and
+:mod:`femurseg.phantoms.anatomy.assemble`) and the render side (tissues, scanner; see
+:mod:`femurseg.phantoms.scanner.render`).
 """
 
 from __future__ import annotations

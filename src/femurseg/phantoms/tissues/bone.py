@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.phantoms.grid import RenderGrid
-from femurseg.phantoms.tissues import CaseTissues, Tissue, bandpass_noise, smooth_field
-from femurseg.phantoms.voxelize import MaskCrop
+from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.voxelize import MaskCrop
+from femurseg.phantoms.tissues.materials import CaseTissues, Tissue, bandpass_noise, smooth_field
 
 F32 = npt.NDArray[np.float32]
 

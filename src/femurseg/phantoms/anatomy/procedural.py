@@ -1,9 +1,9 @@
 """Procedural bone shapes: a random but anatomical pelvis and left limb, no mesh files needed.
 
-Bones are blends of smooth implicit primitives (:mod:`femurseg.phantoms.sdf`) meshed by marching
-cubes, in the same LLP26 frame, position and scale as the real shape-model meshes (LPS mm, +x
-patient left, +y posterior, +z superior; femur about z 790-1230, pelvis midline near x 33), so
-that every consumer treats the two sources alike.
+Bones are blends of smooth implicit primitives (:mod:`femurseg.phantoms.anatomy.sdf`) meshed by
+marching cubes, in the same LLP26 frame, position and scale as the real shape-model meshes (LPS
+mm, +x patient left, +y posterior, +z superior; femur about z 790-1230, pelvis midline near x
+33), so that every consumer treats the two sources alike.
 
 The limb is built in a local frame (u lateral, v posterior, w up along the femoral mechanical
 axis, origin at the femoral head centre) and then turned into the LLP26 posture; the pelvis is
@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import trimesh
 
-from femurseg.phantoms.sdf import (
+from femurseg.phantoms.anatomy.sdf import (
     Field,
     capsule,
     ellipsoid,
@@ -31,7 +31,7 @@ from femurseg.phantoms.sdf import (
     sphere,
     stack,
 )
-from femurseg.phantoms.shapes import BoneSet
+from femurseg.phantoms.anatomy.shapes import BoneSet
 
 log = logging.getLogger(__name__)
 
@@ -358,8 +358,8 @@ def procedural_boneset(rng: np.random.Generator) -> BoneSet:
         rng: random generator; the same seed gives the same bones.
 
     Returns:
-        :class:`~femurseg.phantoms.shapes.BoneSet` named ``procedural_<hex>`` with watertight
-        meshes; the femoral head sits in the acetabulum with a 2 mm joint space.
+        :class:`~femurseg.phantoms.anatomy.shapes.BoneSet` named ``procedural_<hex>`` with
+        watertight meshes; the femoral head sits in the acetabulum with a 2 mm joint space.
     """
     p = sample_params(rng)
     hip = HIP_LLP + rng.normal(0.0, 3.0, size=3)

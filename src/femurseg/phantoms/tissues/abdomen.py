@@ -2,8 +2,8 @@
 
 All unlabelled (label 0). Placed once per case from the lumbar spine (:mod:`spine`) and the
 trunk outline, then painted into each axial slice over the visceral fat and small-bowel loops
-that :class:`~femurseg.phantoms.softtissue.SoftTissueRenderer` has already laid down, in this
-order: back muscles (erector spinae, quadratus lumborum) behind the vertebral bodies, psoas
+that :class:`~femurseg.phantoms.tissues.softtissue.SoftTissueRenderer` has already laid down,
+in this order: back muscles (erector spinae, quadratus lumborum) behind the vertebral bodies, psoas
 beside them, retroperitoneal fat with the aorta and inferior vena cava in front, kidneys in
 perirenal fat (renal sinus fat at the hilum), liver (right upper quadrant, lower edge rising
 medially) and spleen (left, high), the colon (ascending, descending, transverse) with mottled
@@ -13,26 +13,25 @@ stool and gas, and the intervertebral discs. World RAS+ mm: +x is the patient's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from femurseg.phantoms.params import TrunkParams
-from femurseg.phantoms.spine import Spine
-from femurseg.phantoms.tissues import CaseTissues, SliceField, Tissue, draw
-
-if TYPE_CHECKING:
-    from femurseg.phantoms.body import BodyModel
+from femurseg.phantoms.tissues.body import BodyModel
+from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue
+from femurseg.phantoms.tissues.organs import (
+    COLON_BELOW_CREST_MM,
+    PSOAS_BELOW_S1_MM,
+    Organs,
+    reaches,
+)
+from femurseg.phantoms.tissues.spine import Spine
 
 F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]
 Put = Callable[[B, "float | F32", Tissue], None]
 
-#: the psoas runs this far below S1 (to the pelvic brim, where the iliacus takes over), mm,
-#: moving laterally and anteriorly by these fractions of the drop.
-PSOAS_BELOW_S1_MM = 70.0
+#: the psoas moves laterally and anteriorly by these fractions of its drop below S1.
 PSOAS_DRIFT = (0.45, 0.35)
 #: the psoas at L1 is this fraction of its L5 radius.
 PSOAS_TOP_FRACTION = 0.35
@@ -50,8 +49,6 @@ PERIRENAL_SCALE = 1.35
 #: kidney centres lie this many vertebral-body semi-depths behind the body's centre.
 KIDNEY_BACK = 0.7
 SINUS_SCALE = 0.45
-#: the right kidney sits this much lower than the left (under the liver), mm.
-RIGHT_KIDNEY_DROP_MM = 15.0
 #: height over which the liver's lower edge rises from its lateral tip to its full width,
 #: mm, and that width (from the right wall to this fraction of the half-width past the
 #: midline).
@@ -61,55 +58,8 @@ LIVER_LEFT_REACH = 0.25
 COLON_WALL_MM = 2.5
 STOOL_STEP = (4.0, 4.0, 4.0)
 STOOL_GAS = 0.8
-#: the caecum and ascending colon start this far below the iliac crest, the descending colon
-#: a little higher, mm.
-COLON_BELOW_CREST_MM = (40.0, 20.0)
 #: cavity wall (abdominal muscles) between the trunk outline and the cavity, mm.
 WALL_MM = 12.0
-
-
-@dataclass(frozen=True)
-class Organs:
-    """Per-case sizes and heights of the abdominal contents (world mm)."""
-
-    psoas_mm: float
-    kidney_mm: float
-    kidney_z: tuple[float, float]  # left, right
-    liver_tip_z: float
-    spleen_z: float
-    colon_mm: float
-    transverse_z: float
-    aorta_mm: float
-    crest_z: float
-
-    def to_meta(self) -> dict[str, float | list[float]]:
-        """JSON-ready, rounded."""
-        return {
-            k: ([round(x, 1) for x in v] if isinstance(v, tuple) else round(v, 1))
-            for k, v in self.__dict__.items()
-        }
-
-
-def place_organs(spine: Spine, crest_z: float, p: TrunkParams, rng: np.random.Generator) -> Organs:
-    """Draw the abdominal organs of one case relative to its spine and iliac crest (mm)."""
-    v = spine.vertebrae
-    l1_l2 = 0.5 * (v[-1].centre[2] + v[-2].centre[2])
-    return Organs(
-        psoas_mm=draw(rng, p.psoas_mm),
-        kidney_mm=draw(rng, p.kidney_mm),
-        kidney_z=(l1_l2, l1_l2 - RIGHT_KIDNEY_DROP_MM),
-        liver_tip_z=crest_z + draw(rng, p.liver_below_crest_mm),
-        spleen_z=spine.top_z + float(rng.uniform(0.0, 40.0)),
-        colon_mm=draw(rng, p.colon_mm),
-        transverse_z=crest_z + float(rng.uniform(20.0, 90.0)),
-        aorta_mm=draw(rng, p.aorta_mm),
-        crest_z=crest_z,
-    )
-
-
-def reaches(spine: Spine, organs: Organs, z: float) -> bool:
-    """Whether height z (mm) holds any abdominal content (psoas, colon or above)."""
-    return z > min(spine.s1_top[2] - PSOAS_BELOW_S1_MM, organs.crest_z - COLON_BELOW_CREST_MM[0])
 
 
 def _ellipse(x: F32, y: F32, cx: float, cy: float, a: float, b: float) -> F32:
@@ -123,7 +73,7 @@ class AbdomenPainter:
         self, body: BodyModel, spine: Spine, organs: Organs, t: CaseTissues, stool: SliceField
     ) -> None:
         """Args: the body model, spine and organs (world mm), the tissue draw, and a
-        :class:`~femurseg.phantoms.tissues.SliceField` for the stool texture."""
+        :class:`~femurseg.phantoms.tissues.materials.SliceField` for the stool texture."""
         self.body, self.spine, self.o, self.t, self.stool = body, spine, organs, t, stool
         vs = spine.vertebrae
         self.vz = np.array([x.centre[2] for x in vs])

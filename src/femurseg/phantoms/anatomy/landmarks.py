@@ -1,4 +1,4 @@
-"""Anatomical landmarks of a :class:`~femurseg.phantoms.shapes.BoneSet`, in its own frame.
+"""Anatomical landmarks of a :class:`~femurseg.phantoms.anatomy.shapes.BoneSet`, in its own frame.
 
 All inputs and outputs are in the LLP26 frame (LPS mm, +x patient left, +y posterior,
 +z superior) of a LEFT limb; the functions rely on the femur and tibia being roughly along z and
@@ -16,7 +16,7 @@ import trimesh
 from scipy.optimize import minimize_scalar
 from scipy.spatial import cKDTree
 
-from femurseg.phantoms.shapes import BoneSet
+from femurseg.phantoms.anatomy.shapes import BoneSet
 
 log = logging.getLogger(__name__)
 
