@@ -418,3 +418,25 @@ def test_out_of_memory_is_one_clear_line(weights, tmp_path, monkeypatch) -> None
     (fail,) = res.failed
     assert fail.kind == "MemoryError" and "out of memory while predicting" in fail.error
     assert "DefaultCPUAllocator" not in fail.error and "GB free" in fail.error
+
+
+def test_records_are_parsed_again_only_when_they_change(tmp_path, monkeypatch) -> None:
+    """A summary refresh re-reads every case's report; unchanged files are not re-parsed."""
+    import json as json_mod
+
+    import femurseg.cohort.state as state
+
+    parses = []
+    real_loads = json_mod.loads
+    monkeypatch.setattr(state.json, "loads", lambda text: parses.append(1) or real_loads(text))
+    path = state.report_path(tmp_path, "c1")
+    path.write_text(json_mod.dumps({"case": "c1", "v": 1}))
+    assert state.load_report(tmp_path, "c1") == {"case": "c1", "v": 1}
+    assert state.load_report(tmp_path, "c1") == {"case": "c1", "v": 1}
+    assert len(parses) == 1
+    tmp = tmp_path / "new.json"
+    tmp.write_text(json_mod.dumps({"case": "c1", "v": 22}))
+    tmp.replace(path)  # reports are replaced by rename
+    assert state.load_report(tmp_path, "c1") == {"case": "c1", "v": 22}
+    path.unlink()
+    assert state.load_report(tmp_path, "c1") is None

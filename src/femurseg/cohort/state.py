@@ -60,12 +60,33 @@ def error_path(out: Path, case_id: str) -> Path:
     return out / f"{case_id}_error.json"
 
 
+#: parsed JSON records by path, with the (inode, mtime, size) they were read at: the summary is
+#: refreshed many times over a long run, and each refresh would otherwise parse every report.
+_PARSED: dict[Path, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
+_PARSED_MAX = 200_000
+
+
 def _load(path: Path) -> dict[str, Any] | None:
+    """A JSON object record, parsed again only when its file changed (records are replaced by
+    rename, so a new version has a new inode, time or size)."""
+    try:
+        st = path.stat()
+    except OSError:
+        _PARSED.pop(path, None)
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    hit = _PARSED.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    record = data if isinstance(data, dict) else None
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[path] = (stamp, record)
+    return record
 
 
 def case_state(out: Path, case_id: str, key: str) -> CaseState:
