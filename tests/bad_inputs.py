@@ -219,6 +219,118 @@ BAD: dict[str, tuple[Callable[[Path], Path], str, str]] = {
 }
 
 
+def _scan(p: Path) -> Path:
+    from model_synth import synth_case
+
+    from femurseg.io import write_image
+
+    image, _, affine = synth_case(seed=5)
+    return write_image(image, affine, p / "scan.nii.gz", dtype=np.int16)
+
+
+def _weights(p: Path) -> tuple[Path, Path]:
+    from model_synth import write_tiny_weights
+
+    return write_tiny_weights(p)
+
+
+def _predict_args(p: Path, s1: Path | None = None, s2: Path | None = None) -> list[str]:
+    w1, w2 = _weights(p)
+    return [
+        "predict",
+        str(_scan(p)),
+        "-o",
+        str(p / "out"),
+        "--device",
+        "cpu",
+        "--stage1-weights",
+        str(s1 or w1),
+        "--stage2-weights",
+        str(s2 or w2),
+    ]
+
+
+def _weights_text(p: Path) -> list[str]:
+    (p / "notes.pt").write_text("these are not weights\n")
+    return _predict_args(p, s2=p / "notes.pt")
+
+
+def _weights_flipped(p: Path) -> list[str]:
+    import torch
+
+    w1, _ = _weights(p)
+    ckpt = torch.load(w1, weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name].view(-1)[0] += 1.0  # one weight changed after saving
+    torch.save(ckpt, p / "flipped.pt")
+    return _predict_args(p, s1=p / "flipped.pt")
+
+
+def _weights_nan(p: Path) -> list[str]:
+    import torch
+
+    from femurseg.weights import save_checkpoint
+
+    w1, _ = _weights(p)
+    ckpt = torch.load(w1, weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name].view(-1)[0] = float("nan")  # a diverged run, checksum valid
+    keep = {k: ckpt[k] for k in ("stage", "model_config", "model")}
+    save_checkpoint(keep, p / "nan.pt")
+    return _predict_args(p, s1=p / "nan.pt")
+
+
+def _weights_other_stage(p: Path) -> list[str]:
+    w1, _ = _weights(p)
+    return _predict_args(p, s2=w1)
+
+
+def _out_is_file(p: Path) -> list[str]:
+    args = _predict_args(p)
+    (p / "taken").write_text("a file")
+    return [*args[:3], str(p / "taken"), *args[4:]]
+
+
+def _out_under_file(p: Path) -> list[str]:
+    args = _predict_args(p)
+    (p / "taken").write_text("a file")
+    return [*args[:3], str(p / "taken" / "out"), *args[4:]]
+
+
+def _output_would_overwrite_an_input(p: Path) -> list[str]:
+    args = _predict_args(p)
+    scan = Path(args[1])
+    other = p / "scan_femur.nii.gz"  # the label map name of case "scan"
+    other.write_bytes(scan.read_bytes())
+    return [args[0], str(scan), str(other), "-o", str(p), *args[4:]]
+
+
+def _bad_precision(p: Path) -> list[str]:
+    return [*_predict_args(p), "--precision", "float8"]
+
+
+def _bad_config(p: Path) -> list[str]:
+    (p / "settings.json").write_text('{"femur_checks": {"min_volume_mL": 20}}')
+    return [*_predict_args(p), "--config", str(p / "settings.json")]
+
+
+#: faults of the predict command itself: name -> (builder of the arguments, what it is)
+PREDICT_BAD: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    "weights_text": (_weights_text, "a text file given as --stage2-weights"),
+    "weights_flipped": (_weights_flipped, "a checkpoint with one weight changed after saving"),
+    "weights_nan": (_weights_nan, "a checkpoint holding a NaN weight (valid checksum)"),
+    "weights_other_stage": (_weights_other_stage, "stage-1 weights given as --stage2-weights"),
+    "out_is_file": (_out_is_file, "-o names an existing file"),
+    "out_under_file": (_out_under_file, "-o lies under a file"),
+    "output_is_an_input": (
+        _output_would_overwrite_an_input,
+        "a case's label map would overwrite another input (scan and scan_femur in one folder)",
+    ),
+    "bad_precision": (_bad_precision, "--precision float8"),
+    "bad_config": (_bad_config, "--config with a misspelt key"),
+}
+
+
 def markdown_table(workdir: Path) -> str:
     """What ``femurseg inspect`` answers for every case of :data:`BAD`, as Markdown.
 
@@ -241,14 +353,29 @@ def markdown_table(workdir: Path) -> str:
         "| case | input | exit | message |",
         "|---|---|---|---|",
     ]
+
+    def answer(folder: Path, args: list[str]) -> tuple[int, str]:
+        result = runner.invoke(app, args)
+        # the whole answer as the user sees it (one line is the rule; more would show here)
+        line = " / ".join(ln.strip() for ln in result.output.splitlines() if ln.strip())
+        return result.exit_code, line.replace(str(folder), "DIR").replace("|", "\\|")
+
     for name, (make, _, what) in BAD.items():
         folder = workdir / name
         folder.mkdir(parents=True, exist_ok=True)
-        path = make(folder)
-        result = runner.invoke(app, ["inspect", str(path)])
-        # the whole answer as the user sees it (one line is the rule; more would show here)
-        line = " / ".join(ln.strip() for ln in result.output.splitlines() if ln.strip())
-        line = line.replace(str(folder), "DIR")
-        line = line.replace("|", "\\|")
-        rows.append(f"| {name} | {what} | {result.exit_code} | {line} |")
+        code, line = answer(folder, ["inspect", str(make(folder))])
+        rows.append(f"| {name} | {what} | {code} | {line} |")
+    rows += [
+        "",
+        "`femurseg predict` faults (weights, output folder, options), each with an otherwise good "
+        "scan; all are refused before any case is read:",
+        "",
+        "| case | fault | exit | message |",
+        "|---|---|---|---|",
+    ]
+    for name, (build, what) in PREDICT_BAD.items():
+        folder = workdir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        code, line = answer(folder, build(folder))
+        rows.append(f"| {name} | {what} | {code} | {line} |")
     return "\n".join(rows) + "\n"
