@@ -145,7 +145,7 @@ def test_derived_views_mirror_sides_and_cut_above_the_heads() -> None:
     truth[5:15, 5:15, 0:30] = int(Label.FEMUR_LEFT)
     truth[25:35, 5:15, 0:20] = int(Label.FEMUR_RIGHT)
     views = {name: (v, t) for name, v, t in derived_views(vol, truth)}
-    assert set(views) == {"mirrored", "above_heads"}
+    assert set(views) == {"mirrored", "above_heads", "slices_x2"}
     mv, mt = views["mirrored"]
     # the left femur (low i, patient left in RAS) is now on the right, and labelled right
     assert (mt[25:35, 5:15, 0:30] == int(Label.FEMUR_RIGHT)).all()
@@ -157,6 +157,13 @@ def test_derived_views_mirror_sides_and_cut_above_the_heads() -> None:
     assert np.allclose(
         Grid.of(av).index_to_world([0, 0, 0]), Grid.of(vol).index_to_world([0, 0, 31])
     )
+    # twice the slice thickness: half the slices, same world extent, the reference by pairs
+    tv, tt = views["slices_x2"]
+    assert tv.shape == (40, 20, 30) and tt is not None
+    assert np.allclose(Grid.of(tv).spacing, (2.0, 2.0, 4.0))
+    assert np.allclose(Grid.of(tv).index_to_world([0, 0, 0])[2], 1.0)  # between slices 0 and 1
+    assert (tt == int(Label.FEMUR_LEFT)).sum() == 10 * 10 * 15
+    assert (tt == int(Label.FEMUR_RIGHT)).sum() == 10 * 10 * 10
     # a reference reaching the top slice gives no above-heads view
     truth[5:15, 5:15, :] = int(Label.FEMUR_LEFT)
-    assert [n for n, _, _ in derived_views(vol, truth)] == ["mirrored"]
+    assert [n for n, _, _ in derived_views(vol, truth)] == ["mirrored", "slices_x2"]

@@ -89,6 +89,9 @@ def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
     # the scan mirrored in world x: its (implant-free) right femur is now the left one
     mirrored = real["totalseg_example/s0000:mirrored"]
     assert mirrored["femur_left"]["dice"] >= REAL_RIGHT_FLOOR, mirrored["femur_left"]
+    # the same scan at twice its slice thickness (6 mm)
+    thick = real["totalseg_example/s0000:slices_x2"]
+    assert thick["femur_right"]["dice"] >= REAL_RIGHT_FLOOR, thick["femur_right"]
     # the negatives include the scan's slices above the femoral heads
     assert real["totalseg_example/s0000:above_heads"]["kind"] == "negative"
     for name, case in real.items():

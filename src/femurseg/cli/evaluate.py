@@ -228,8 +228,8 @@ def scorecard(
     derived: Annotated[
         bool,
         typer.Option(
-            help="Also score each labelled real scan mirrored (sides must swap) and its slices "
-            "above the femoral heads (must be not_found)."
+            help="Also score each labelled real scan mirrored (sides must swap), its slices "
+            "above the femoral heads (must be not_found) and at twice its slice thickness."
         ),
     ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

@@ -12,9 +12,9 @@ folder per case with ``ct.nii.gz``:
 * a case under a folder whose name contains ``negative`` (no femur in view) is scored by the
   ml labelled femur per side and whether both sides are ``not_found``;
 * each labelled case also gives derived views whose right answer its reference fixes
-  (:func:`derived_views`): the scan mirrored in world x (sides must swap) and the slices above
-  the femoral heads (no femur: both sides not_found), named ``<case>:mirrored`` and
-  ``<case>:above_heads``.
+  (:func:`derived_views`): the scan mirrored in world x (sides must swap), the slices above
+  the femoral heads (no femur: both sides not_found) and the scan at twice its slice thickness,
+  named ``<case>:mirrored``, ``<case>:above_heads`` and ``<case>:slices_x2``.
 
 Phantom cases (a dataset folder and split) are scored with the same per-side Dice and box IoU,
 and a case whose truth holds less than :data:`MIN_TRUTH_ML` ml of a side counts as "no femur"
@@ -195,7 +195,11 @@ def derived_views(
       sides exchanged), scored against the mirrored reference with left and right swapped:
       the sides must follow the anatomy, not the network's habits;
     * ``above_heads``: only the slices above the top of both reference femurs (the pelvis,
-      iliac wings and spine, no femur): both sides must be not_found with 0 ml.
+      iliac wings and spine, no femur): both sides must be not_found with 0 ml;
+    * ``slices_x2``: each pair of axial slices averaged into one of twice the thickness (as a
+      thicker reconstruction of the same scan would give, partial volume included), scored
+      against the reference taken the same way (a voxel is femur when at least half of the
+      pair is).
 
     Returns:
         ``(suffix, volume, truth or None for a negative)`` per view; a view the scan cannot
@@ -217,6 +221,18 @@ def derived_views(
         affine[:3, 3] = grid.index_to_world([0, 0, start])
         above = Volume(np.ascontiguousarray(vol.array[:, :, start:]), affine)
         views.append(("above_heads", above, None))
+    nz = vol.shape[2] // 2 * 2
+    if nz >= 8:
+        x, y = vol.shape[0], vol.shape[1]
+        thick = vol.array[:, :, :nz].reshape(x, y, nz // 2, 2).mean(axis=3, dtype=np.float32)
+        pairs = truth[:, :, :nz].reshape(x, y, nz // 2, 2)
+        thick_truth = np.zeros((x, y, nz // 2), dtype=np.uint8)
+        for side in SIDES:
+            thick_truth[(pairs == int(side)).mean(axis=3) >= 0.5] = int(side)
+        affine = vol.affine.copy()
+        affine[:3, 2] *= 2.0  # the new slice centre lies half an old slice above the first
+        affine[:3, 3] = vol.affine[:3, 3] + 0.5 * vol.affine[:3, 2]
+        views.append(("slices_x2", Volume(np.ascontiguousarray(thick), affine), thick_truth))
     return views
 
 
