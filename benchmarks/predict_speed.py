@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -114,6 +115,9 @@ def main() -> None:
         scan, truth = args.scan, args.truth
     for r in range(args.repeats):
         out = args.workdir / f"out_{r}"
+        # a fresh folder each time: predict skips a case whose outputs are already there, and
+        # an earlier run's report would be read as this one's
+        shutil.rmtree(out, ignore_errors=True)
         wall, peak_gb = run_once(scan, out, args.device)
         case = scan.name.removesuffix(".gz").removesuffix(".nii")
         report = json.loads((out / f"{case}_report.json").read_text())

@@ -146,3 +146,26 @@ def test_markups_figure_and_left_right(measured, twisted, tmp_path) -> None:
     labels, affine, _ = twisted
     png = write_landmark_figure(labels, affine, as_dict, tmp_path / "case_landmarks.png")
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_figure_points_searched_in_the_label_boxes_match_a_whole_map_search() -> None:
+    from femurseg.export.landmarks import femur_points
+    from femurseg.preprocessing.boxes import mask_index_range
+    from femurseg.types import Label
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((40, 30, 50), np.uint8)
+    labels[5:15, 4:20, 10:40] = (rng.random((10, 16, 30)) > 0.3).astype(np.uint8)
+    labels[22:35, 8:25, 3:30][rng.random((13, 17, 27)) > 0.4] = 2
+    labels = np.asfortranarray(labels)
+    affine = np.array([[-0.8, 0, 0, 10], [0, 0.7, 0, -5], [0, 0, 2.0, 30], [0, 0, 0, 1]])
+    boxes = {
+        side: mask_index_range(labels == side) for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
+    }
+    for side in boxes:
+        whole = femur_points(labels, affine, side)
+        boxed = femur_points(labels, affine, side, boxes)
+        assert len(whole) == int((labels == side).sum()) > 0
+        np.testing.assert_allclose(np.sort(boxed, axis=0), np.sort(whole, axis=0))
+    # a side the boxes say is absent has no points, and none is searched for
+    assert len(femur_points(labels, affine, Label.FEMUR_LEFT, {Label.FEMUR_LEFT: None})) == 0

@@ -462,6 +462,7 @@ def predict_case(
                     volume.affine,
                     measured["measurements"],
                     out / f"{name}_landmarks.png",
+                    boxes=pred.mask_index,
                 )
     seconds["total"] = round(sum(seconds.values()), 3)
     pred.seconds = seconds

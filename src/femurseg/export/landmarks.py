@@ -28,7 +28,8 @@ import numpy.typing as npt
 from femurseg.atomic import atomic_write
 from femurseg.io.orient import points_ras_to_lps
 from femurseg.measure.landmarks import LANDMARKS
-from femurseg.types import SIDE_NAMES
+from femurseg.measure.quality import IndexBoxes
+from femurseg.types import SIDE_NAMES, Label
 
 SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
@@ -107,13 +108,40 @@ def left_right(measurements: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def femur_points(
+    labels: npt.NDArray[np.uint8],
+    affine: npt.NDArray[np.float64],
+    label: Label,
+    boxes: IndexBoxes | None = None,
+    most: int = 40000,
+) -> npt.NDArray[np.float64]:
+    """World RAS+ mm points of one label (every n-th voxel, at most about ``most``), searched
+    only inside its index box when ``boxes`` gives one (a side absent from ``boxes`` has no
+    voxels)."""
+    if boxes is not None and boxes.get(label) is None:
+        return np.zeros((0, 3))
+    box = None if boxes is None else boxes[label]
+    window = labels if box is None else labels[box]
+    ijk = np.stack(np.nonzero(window == label), axis=1)
+    if box is not None and len(ijk):
+        ijk += np.array([sl.start or 0 for sl in box])
+    step = max(1, len(ijk) // most)
+    return np.asarray(ijk[::step] @ affine[:3, :3].T + affine[:3, 3], dtype=np.float64)
+
+
 def write_landmark_figure(
     labels: npt.NDArray[np.uint8],
     affine: npt.NDArray[np.float64],
     measurements: dict[str, Any],
     path: Path,
+    boxes: IndexBoxes | None = None,
 ) -> Path:
-    """Front and axial views of both femurs with landmarks and axes (PNG, atomic)."""
+    """Front and axial views of both femurs with landmarks and axes (PNG, atomic).
+
+    ``boxes`` (each side's tight index box in ``labels``, as the pipeline knows them) keeps
+    the point search inside each femur: a search of a whole 512 x 512 x 1000 map took 2.6 s
+    per side.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,11 +152,9 @@ def write_landmark_figure(
     colours = {"femur_left": (1.0, 0.55, 0.0), "femur_right": (0.15, 0.65, 1.0)}
     titles = []
     for value, side in ((1, "femur_left"), (2, "femur_right")):
-        ijk = np.argwhere(labels == value)
-        if len(ijk) == 0:
+        pts = femur_points(labels, affine, Label(value), boxes)
+        if len(pts) == 0:
             continue
-        step = max(1, len(ijk) // 40000)
-        pts = ijk[::step] @ affine[:3, :3].T + affine[:3, 3]
         # patient's right on the viewer's left, as radiologists look at a scan
         front.scatter(-pts[:, 0], pts[:, 2], s=0.3, c="0.8", rasterized=True)
         axial.scatter(-pts[:, 0], pts[:, 1], s=0.3, c="0.8", rasterized=True)
