@@ -162,10 +162,10 @@ def test_figure_points_searched_in_the_label_boxes_match_a_whole_map_search() ->
     boxes = {
         side: mask_index_range(labels == side) for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
     }
+    whole = femur_points(labels, affine)
+    boxed = femur_points(labels, affine, boxes)
     for side in boxes:
-        whole = femur_points(labels, affine, side)
-        boxed = femur_points(labels, affine, side, boxes)
-        assert len(whole) == int((labels == side).sum()) > 0
-        np.testing.assert_allclose(np.sort(boxed, axis=0), np.sort(whole, axis=0))
+        assert len(whole[side]) == int((labels == side).sum()) > 0
+        np.testing.assert_allclose(np.sort(boxed[side], axis=0), np.sort(whole[side], axis=0))
     # a side the boxes say is absent has no points, and none is searched for
-    assert len(femur_points(labels, affine, Label.FEMUR_LEFT, {Label.FEMUR_LEFT: None})) == 0
+    assert len(femur_points(labels, affine, {Label.FEMUR_LEFT: None})[Label.FEMUR_LEFT]) == 0

@@ -27,8 +27,9 @@ import numpy.typing as npt
 
 from femurseg.atomic import atomic_write
 from femurseg.io.orient import points_ras_to_lps
+from femurseg.measure.geometry import FloatArray, voxel_points
 from femurseg.measure.landmarks import LANDMARKS
-from femurseg.measure.quality import IndexBoxes
+from femurseg.measure.quality import IndexBoxes, label_crops
 from femurseg.types import SIDE_NAMES, Label
 
 SCHEMA = (
@@ -111,22 +112,21 @@ def left_right(measurements: dict[str, Any]) -> dict[str, Any]:
 def femur_points(
     labels: npt.NDArray[np.uint8],
     affine: npt.NDArray[np.float64],
-    label: Label,
     boxes: IndexBoxes | None = None,
     most: int = 40000,
-) -> npt.NDArray[np.float64]:
-    """World RAS+ mm points of one label (every n-th voxel, at most about ``most``), searched
-    only inside its index box when ``boxes`` gives one (a side absent from ``boxes`` has no
-    voxels)."""
-    if boxes is not None and boxes.get(label) is None:
-        return np.zeros((0, 3))
-    box = None if boxes is None else boxes[label]
-    window = labels if box is None else labels[box]
-    ijk = np.stack(np.nonzero(window == label), axis=1)
-    if box is not None and len(ijk):
-        ijk += np.array([sl.start or 0 for sl in box])
-    step = max(1, len(ijk) // most)
-    return np.asarray(ijk[::step] @ affine[:3, :3].T + affine[:3, 3], dtype=np.float64)
+) -> dict[Label, FloatArray]:
+    """World RAS+ mm points of each femur side (every n-th voxel, at most about ``most``),
+    searched only inside each side's box (``label_crops``: the given ``boxes``, else one
+    search of the map); an empty side has no points."""
+    out: dict[Label, FloatArray] = {}
+    for side, crop in label_crops(labels, affine, 0, boxes).items():
+        if crop is None:
+            out[side] = np.zeros((0, 3))
+            continue
+        box, crop_affine = crop
+        pts = voxel_points(labels[box] == side, crop_affine)
+        out[side] = pts[:: max(1, len(pts) // most)]
+    return out
 
 
 def write_landmark_figure(
@@ -151,8 +151,9 @@ def write_landmark_figure(
     # the preview's colours: left orange, right blue
     colours = {"femur_left": (1.0, 0.55, 0.0), "femur_right": (0.15, 0.65, 1.0)}
     titles = []
+    points = femur_points(labels, affine, boxes)
     for value, side in ((1, "femur_left"), (2, "femur_right")):
-        pts = femur_points(labels, affine, Label(value), boxes)
+        pts = points[Label(value)]
         if len(pts) == 0:
             continue
         # patient's right on the viewer's left, as radiologists look at a scan
