@@ -135,6 +135,13 @@ def test_quality_flags_on_phantom(phantom: Phantom) -> None:
     strict = QualityConfig(min_metal_voxels=int(stem.sum()) + 1)
     assert not quality_flags(lab, affine, hu=hu2, config=strict)["femur_left"]
     assert not quality_flags(lab, affine)["femur_left"]  # no HU: no metal check
+    # a metal-bright voxel in the femur's box but outside the bone (a corner of the box): not
+    # inside the femur, no flag (a box with no metal-bright voxel at all is not searched)
+    corner = tuple(np.argwhere(labels == Label.FEMUR_LEFT).min(axis=0))
+    assert labels[corner] == 0
+    hu4 = hu.copy()
+    hu4[corner] = 3000.0
+    assert not quality_flags(labels, affine, hu=hu4)["femur_left"]
 
 
 def test_quality_flags_cut_ends_and_not_found(phantom: Phantom) -> None:

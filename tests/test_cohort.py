@@ -440,3 +440,41 @@ def test_records_are_parsed_again_only_when_they_change(tmp_path, monkeypatch) -
     assert state.load_report(tmp_path, "c1") == {"case": "c1", "v": 22}
     path.unlink()
     assert state.load_report(tmp_path, "c1") is None
+
+
+def test_a_read_started_by_the_caller_is_used_only_for_its_own_case(weights, tmp_path) -> None:
+    """predict starts reading a lone scan before torch loads; run_cohort takes that read for
+    the case it belongs to, read with the same checks, and reads afresh otherwise."""
+    from femurseg.io import ReadAhead
+    from femurseg.io.validate import ReadChecks
+
+    a = tiny_scan(tmp_path / "a.nii.gz", seed=0)
+    b = tiny_scan(tmp_path / "b.nii.gz", seed=1)
+    spec = spec_of(weights)
+    used = []
+
+    class Spy(ReadAhead):
+        def result(self):  # type: ignore[no-untyped-def]
+            used.append(self.path.name)
+            return super().result()
+
+    # its own case, same checks: handed over
+    run_cohort(collect_cases([a]), tmp_path / "o1", spec, CohortOptions(workers=1), None,
+               Spy(a, spec.config.read_checks))  # fmt: skip
+    assert used == ["a.nii.gz"]
+    # another case's read, or the same case read with other checks: not used, a fresh read
+    for ahead in (Spy(b, spec.config.read_checks), Spy(a, ReadChecks(assume_orientation="LPS"))):
+        used.clear()
+        out = tmp_path / f"o{id(ahead)}"
+        res = run_cohort(collect_cases([a]), out, spec, CohortOptions(workers=1), None, ahead)
+        assert used == [] and res.done == 1
+        assert np.array_equal(
+            np.asarray(nib_load(out / "a_femur.nii.gz").dataobj),
+            np.asarray(nib_load(tmp_path / "o1" / "a_femur.nii.gz").dataobj),
+        )
+
+
+def nib_load(path: Path):  # type: ignore[no-untyped-def]
+    import nibabel as nib
+
+    return nib.load(path)

@@ -28,3 +28,24 @@ def test_preview_panels_and_no_white_margins() -> None:
     orange = (px[..., 0] > 200) & (px[..., 1] > 100) & (px[..., 1] < 180) & (px[..., 2] < 80)
     blue = (px[..., 2] > 200) & (px[..., 0] < 100)
     assert orange.sum() > 20 and blue.sum() > 20
+
+
+def test_preview_from_known_boxes_equals_the_whole_map_search() -> None:
+    """The pipeline hands the femur boxes over instead of searching the map: same picture,
+    whatever the map's memory order."""
+    from scipy import ndimage
+
+    from femurseg.types import Label
+
+    image, labels, affine = synth_case(seed=2)
+    vol = Volume(image, affine)
+    found = ndimage.find_objects(labels)
+    boxes = {Label.FEMUR_LEFT: found[0], Label.FEMUR_RIGHT: found[1]}
+    searched = render_preview(vol, labels)
+    assert render_preview(vol, labels, boxes) == searched
+    assert render_preview(vol, np.asfortranarray(labels)) == searched
+    one = labels.copy()
+    one[one == 2] = 0
+    assert render_preview(vol, one, {Label.FEMUR_LEFT: found[0], Label.FEMUR_RIGHT: None}) == (
+        render_preview(vol, one)
+    )

@@ -444,7 +444,7 @@ def predict_case(
         from femurseg.export.preview import write_preview
 
         with _timed(seconds, "preview"):
-            write_preview(volume, pred.labels, files["preview"])
+            write_preview(volume, pred.labels, files["preview"], pred.mask_index)
     else:
         files.pop("preview")
     measured: dict[str, Any] = {}

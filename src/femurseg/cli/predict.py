@@ -146,8 +146,6 @@ def predict(
 
         check_output_dir(out)
 
-        dev = as_device(device)
-        prec = as_precision(precision)
         read_checks = ReadChecks(assume_orientation=assume_orientation)
         cases = collect_cases(inputs)
         if series is not None and len(cases) != 1:
@@ -156,6 +154,15 @@ def predict(
                 "folder with it; predict the other inputs in a separate run"
             )
         shard_of = parse_shard(shard)
+        # a lone scan is read on a thread from here on, while torch and the networks load
+        # (seconds each); should the case turn out done already, the read is left unused
+        ahead = None
+        if len(cases) == 1 and dask is None and shard_of is None:
+            from femurseg.io import ReadAhead
+
+            ahead = ReadAhead(cases[0].path, read_checks, series)
+        dev = as_device(device)
+        prec = as_precision(precision)
         from femurseg.cohort import CohortOptions, PredictorSpec, run_cohort
         from femurseg.config import with_settings_file
         from femurseg.pipeline import PredictConfig
@@ -208,7 +215,7 @@ def predict(
                     if side["status"] != "found" and reasons:
                         typer.echo(f"note: {report['case']}: {'; '.join(reasons)}", err=True)
 
-            result = run_cohort(cases, out, spec, options, on_case)
+            result = run_cohort(cases, out, spec, options, on_case, ahead)
         failed = result.failed
         kinds = [r.kind for r in failed] + [k for k, _ in result.failed_before.values()]
         if result.skipped:

@@ -47,6 +47,7 @@ from femurseg.cohort.state import (
 from femurseg.cohort.summary import write_run_json, write_summary
 from femurseg.config import to_dict
 from femurseg.errors import FemursegError, OutputError
+from femurseg.io import ReadAhead
 from femurseg.resources import available_memory_gb
 
 if TYPE_CHECKING:
@@ -291,14 +292,25 @@ def _predict_one(predictor: Predictor, case: Case, job: _Job, ahead: Any, t0: fl
 
 
 def _in_process(
-    spec: PredictorSpec, todo: Sequence[Case], job: _Job, done: Callable[[CaseResult], None]
+    spec: PredictorSpec,
+    todo: Sequence[Case],
+    job: _Job,
+    done: Callable[[CaseResult], None],
+    started: ReadAhead | None = None,
 ) -> None:
-    from femurseg.io import ReadAhead
-
     def read(case: Case) -> ReadAhead:
         return ReadAhead(case.path, spec.config.read_checks, spec.config.series_uid)
 
-    ahead: ReadAhead | None = read(todo[0])  # overlaps loading the networks
+    # the first read overlaps loading the networks (and, when the caller started it, importing
+    # torch); a read started for another case than the first to do is left to end unused
+    first = None
+    if started is not None and (started.path, started.checks, started.series_uid) == (
+        Path(todo[0].path),
+        spec.config.read_checks,
+        spec.config.series_uid,
+    ):
+        first = started
+    ahead: ReadAhead | None = first or read(todo[0])
     predictor = spec.build()
     for i, case in enumerate(todo):
         current = ahead
@@ -499,6 +511,7 @@ def run_cohort(
     spec: PredictorSpec,
     options: CohortOptions | None = None,
     on_case: Callable[[CaseResult], None] | None = None,
+    read_ahead: ReadAhead | None = None,
 ) -> CohortResult:
     """Predict every case that is not done yet; write cohort.csv, cohort.html and run.json.
 
@@ -508,6 +521,9 @@ def run_cohort(
         spec: the networks and settings.
         options: workers, resume and sharding choices.
         on_case: called as each case finishes (e.g. to print it).
+        read_ahead: a read of one of ``cases`` that the caller has already started (with
+            ``spec``'s read checks and series), e.g. before importing torch; used when that
+            case is the first this process predicts, otherwise left to end unused.
 
     Raises:
         OutputError: cases in ``out`` were made with other weights or settings (without
@@ -598,7 +614,7 @@ def run_cohort(
         elif workers > 1:
             _processes(spec, todo, job, done, workers)
         else:
-            _in_process(spec, todo, job, done)
+            _in_process(spec, todo, job, done, read_ahead)
     refresh(True)
     before = {}
     for cid in skipped:

@@ -203,6 +203,8 @@ def _metal_voxels(mask: npt.NDArray[np.bool_], hu: npt.NDArray[Any], metal_hu: f
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[:, :, 1] = ndi.generate_binary_structure(2, 1)
     box = ndi.find_objects(mask.astype(np.uint8))[0]
+    if not np.any(hu[box] >= metal_hu):
+        return 0  # nothing metal-bright in the femur's box: no hole filling needed to know
     inside = ndi.binary_fill_holes(mask[box], structure=in_plane)
     return int(np.count_nonzero(hu[box][inside] >= metal_hu))
 
