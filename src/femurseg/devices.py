@@ -1,4 +1,8 @@
-"""Choosing the torch device and the inference precision."""
+"""Choosing the torch device and the inference precision.
+
+Parsing the choices (:func:`parse_device`, :class:`Precision`) does not import torch, so that
+the command line can check its options before the seconds that importing torch takes.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import contextlib
 import enum
 import functools
 import logging
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from femurseg.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ def resolve_device(device: Device | str) -> torch.device:
     Raises:
         InputError: CUDA was asked for but torch sees no CUDA device, or not that many.
     """
+    import torch
+
     choice = parse_device(device.value if isinstance(device, Device) else device)
     wants_cuda = choice is Device.CUDA or isinstance(choice, str) and choice.startswith("cuda:")
     if wants_cuda and not torch.cuda.is_available():
@@ -100,6 +107,8 @@ def effective_dtype(
     device: torch.device, precision: Precision | str = Precision.AUTO
 ) -> torch.dtype:
     """The arithmetic inference really uses on ``device`` for the ``precision`` asked for."""
+    import torch
+
     choice = Precision(precision)
     if choice is Precision.FLOAT32:
         return torch.float32
@@ -113,6 +122,8 @@ def effective_dtype(
 
 def inference_autocast(device: torch.device, precision: Precision | str = Precision.AUTO) -> Any:
     """The autocast context for network inference on ``device`` at ``precision``."""
+    import torch
+
     dtype = effective_dtype(device, precision)
     if dtype == torch.float32:
         return contextlib.nullcontext()

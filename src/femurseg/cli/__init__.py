@@ -208,15 +208,15 @@ def _choice(option: str, text: str, kind: type[E]) -> E:
 
 
 def as_device(text: str) -> Device | str:
-    """The ``--device`` option: a :class:`~femurseg.devices.Device`, or ``cuda:N`` (imports
-    torch)."""
+    """The ``--device`` option: a :class:`~femurseg.devices.Device`, or ``cuda:N`` (checked
+    without importing torch; whether CUDA is there is found out when the networks load)."""
     from femurseg.devices import parse_device
 
     return parse_device(text)
 
 
 def as_precision(text: str) -> Precision:
-    """The ``--precision`` option as a :class:`~femurseg.devices.Precision` (imports torch)."""
+    """The ``--precision`` option as a :class:`~femurseg.devices.Precision`."""
     from femurseg.devices import Precision
 
     return _choice("--precision", text, Precision)

@@ -146,6 +146,8 @@ def predict(
 
         check_output_dir(out)
 
+        dev = as_device(device)
+        prec = as_precision(precision)
         read_checks = ReadChecks(assume_orientation=assume_orientation)
         cases = collect_cases(inputs)
         if series is not None and len(cases) != 1:
@@ -161,8 +163,6 @@ def predict(
             from femurseg.io import ReadAhead
 
             ahead = ReadAhead(cases[0].path, read_checks, series)
-        dev = as_device(device)
-        prec = as_precision(precision)
         from femurseg.cohort import CohortOptions, PredictorSpec, run_cohort
         from femurseg.config import with_settings_file
         from femurseg.pipeline import PredictConfig
