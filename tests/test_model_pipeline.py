@@ -303,3 +303,51 @@ def test_memory_estimate_follows_the_measured_peaks() -> None:
     assert check_memory((512, 512, 1000), "c", available_gb=100.0) > 2.0
     with pytest.raises(ResourceError, match=r"c: a 512 x 512 x 4000 scan needs about"):
         check_memory((512, 512, 4000), "c", available_gb=0.5)
+
+
+def test_metal_is_never_femur(weights) -> None:
+    """Voxels at or above ``metal_hu`` leave the femur label whatever the network says (the
+    networks see a bone window, in which a stem looks like cortex); ``metal_hu=None`` keeps
+    them. Stage 2 at a near-zero threshold labels most of its crop, metal included."""
+    from femurseg.detection import BoxRules
+    from femurseg.pipeline import PredictConfig, remove_metal
+    from femurseg.segmentation import SegmentRules
+    from femurseg.segmentation.checks import FemurCheckRules
+    from femurseg.types import Volume
+
+    image, truth, affine = synth_case(seed=5)
+    stem = np.zeros(truth.shape, dtype=bool)
+    core = np.argwhere(truth == int(Label.FEMUR_LEFT))
+    centre = np.round(core.mean(axis=0)).astype(int)
+    stem[tuple(slice(c - 2, c + 3) for c in centre)] = True
+    image = image.copy()
+    image[stem] = 4000.0
+    vol = Volume(image, affine)
+
+    def labels_with(metal_hu: float | None) -> np.ndarray:
+        config = PredictConfig(
+            device="cpu",
+            box_rules=BoxRules(threshold=0.01, min_score=0.0, min_volume_ml=0.0),
+            segment_rules=SegmentRules(threshold=0.01, metal_hu=metal_hu),
+            femur_checks=FemurCheckRules(enabled=False),
+        )
+        return Predictor(*weights, config).predict(vol).labels
+
+    kept = labels_with(None)
+    assert np.count_nonzero(kept[stem]) > 0  # the network does call the metal femur
+    cleaned = labels_with(3000.0)
+    assert np.count_nonzero(cleaned[image >= 3000.0]) == 0
+    # nothing else changes
+    assert np.array_equal(cleaned[~stem], kept[~stem])
+
+    # remove_metal on its own: only that side, only at or above the threshold, counted
+    lab = np.zeros((4, 4, 4), dtype=np.uint8)
+    lab[:2] = 1
+    lab[2:] = 2
+    hu = np.full(lab.shape, 3500.0)
+    hu[:, :, :2] = 2999.0
+    whole = (slice(0, 4),) * 3
+    assert remove_metal(lab, hu, whole, Label.FEMUR_LEFT, 3000.0) == 16
+    assert np.all(lab[:2, :, :2] == 1) and np.all(lab[:2, :, 2:] == 0) and np.all(lab[2:] == 2)
+    with pytest.raises(ConfigError):
+        SegmentRules(metal_hu=500.0)

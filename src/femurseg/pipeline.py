@@ -212,6 +212,11 @@ class Predictor:
                 self.config.segment_rules.threshold,
                 "F" if volume.array.flags.f_contiguous else "C",
             )
+            metal_hu = self.config.segment_rules.metal_hu
+            if metal_hu is not None:
+                for side, p in pasted.items():
+                    if p is not None:
+                        remove_metal(labels, volume.array, p.index, side, metal_hu)
             extents = {
                 side: _label_extent(labels, pasted.get(side), side, target) for side in SIDES
             }
@@ -266,6 +271,24 @@ class Predictor:
             origin = (index[0].start, index[1].start, index[2].start)
             out[side] = check_femur(side, mask, origin, grid, midline, rules, prob)
         return out
+
+
+def remove_metal(
+    labels: npt.NDArray[np.uint8],
+    hu: npt.NDArray[Any],
+    index: tuple[slice, slice, slice],
+    side: Label,
+    metal_hu: float,
+) -> int:
+    """Take voxels of ``side`` at or above ``metal_hu`` out of ``labels`` within ``index``.
+
+    Returns:
+        how many voxels were taken out.
+    """
+    region = labels[index]
+    metal = (region == int(side)) & (hu[index] >= metal_hu)
+    region[metal] = 0
+    return int(np.count_nonzero(metal))
 
 
 def assemble_labels(

@@ -127,6 +127,11 @@ class SegmentRules:
             with its margin at 1.5 mm (128 x 128 x 480); one window of 6 M voxels adds about
             0.9 GB at bfloat16 and runs in 4 s on one thread (a 3 M-voxel crop cut into
             windows took 5 s, in one piece 2 s).
+        metal_hu: voxels at or above this HU never become femur, whatever the network says
+            (the convention: metal is not femur). The networks see HU through a bone window
+            that ends far below metal, so a stem or nail looks like cortex to them; cortical
+            bone stays under about 2500 HU and a 12-bit scanner clips metal at 3071. None
+            keeps every voxel the network calls femur.
     """
 
     overlap: float = 0.25
@@ -137,8 +142,11 @@ class SegmentRules:
     max_regrow: int = 1
     regrow_mm: float = 40.0
     whole_crop_voxels: int = 8_000_000
+    metal_hu: float | None = 3000.0
 
     def __post_init__(self) -> None:
+        if self.metal_hu is not None:
+            check_range("metal_hu", self.metal_hu, 2000.0, 40000.0)
         check_range("overlap", self.overlap, 0.0, 0.9)
         check_range("whole_crop_voxels", self.whole_crop_voxels, 0, 10**9)
         check_range("sw_batch_size", self.sw_batch_size, 1, 64)
