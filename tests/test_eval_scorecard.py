@@ -30,7 +30,7 @@ def _layout(root: Path) -> None:
         d = root / rel
         write_image(img, aff, d / "ct.nii.gz")
         if masks:
-            for name in ("femur_left", "femur_right"):
+            for name in ("femur_left", "femur_right", "hip_left"):
                 write_image(img.astype(np.uint8), aff, d / "segmentations" / f"{name}.nii.gz")
 
 
@@ -39,6 +39,8 @@ def test_find_real_cases(tmp_path: Path) -> None:
     cases, notes = find_real_cases(tmp_path)
     kinds = {c.name: c.masks is not None for c in cases}
     assert kinds == {"ts/s1": True, "real_negatives/n1": False}
+    labelled = next(c for c in cases if c.name == "ts/s1")
+    assert set(labelled.others) == {"hip_left"}  # the femur masks are not "other" structures
     assert len(notes) == 1 and "other/x" in notes[0]
 
 
@@ -75,6 +77,36 @@ def test_score_labelled_analytic() -> None:
     tb = boxes_from_labels(truth, Grid.of(vol))
     out = score_labelled(vol, pred, truth, tb)
     assert out["femur_right"]["box_iou_stage1"] == pytest.approx(1.0)
+
+
+def test_femur_on_the_references_other_bones() -> None:
+    """A prediction that runs past the femur into the reference's pelvis is counted there, per
+    side and per structure; a side that stays on the femur scores 0 ml."""
+    shape = (40, 20, 60)
+    vol = _volume(shape)  # 2 mm voxels: 0.008 ml each
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[5:15, 5:15, 0:40] = int(Label.FEMUR_LEFT)
+    truth[25:35, 5:15, 0:40] = int(Label.FEMUR_RIGHT)
+    hip_left = np.zeros(shape, dtype=bool)
+    hip_left[5:15, 5:15, 42:60] = True  # the "acetabulum" above the left femur
+    hip_right = np.zeros(shape, dtype=bool)
+    hip_right[25:35, 5:15, 42:60] = True
+    pred = truth.copy()
+    pred[5:15, 5:15, 40:45] = int(Label.FEMUR_LEFT)  # 2 slices of gap, then 3 into the hip
+    out = score_labelled(
+        vol,
+        pred,
+        truth,
+        {Label.FEMUR_LEFT: None, Label.FEMUR_RIGHT: None},
+        surface=False,
+        others={"hip_left": hip_left, "hip_right": hip_right},
+    )
+    assert out["femur_left"]["other_ml"] == pytest.approx(10 * 10 * 3 * 0.008)
+    assert out["femur_left"]["other_ml_by_structure"] == {"hip_left": pytest.approx(2.4)}
+    assert out["femur_right"]["other_ml"] == 0.0
+    assert out["femur_right"]["other_ml_by_structure"] == {}
+    plain = score_labelled(vol, pred, truth, {Label.FEMUR_LEFT: None, Label.FEMUR_RIGHT: None})
+    assert "other_ml" not in plain["femur_left"]  # no other masks: nothing claimed
 
 
 def test_head_coverage_without_metal_on_an_implant_side() -> None:

@@ -7,8 +7,10 @@ folder per case with ``ct.nii.gz``:
 * a case with ``segmentations/femur_left.nii.gz`` and ``femur_right.nii.gz`` is scored against
   them per side: Dice, HD95 (MONAI, mm), stage-1 box IoU, the final mask's box IoU, femoral head
   coverage (the share of the reference's top :data:`HEAD_MM` mm that the prediction covers),
-  and, where the scan holds metal, Dice with voxels above :data:`METAL_HU` HU left out of both
-  masks (metal is not femur);
+  the ml of predicted femur lying on the reference's other structures (every other mask in
+  ``segmentations/``, e.g. ``hip_left``: a femur mask that reaches into the acetabulum shows
+  there), and, where the scan holds metal, Dice with voxels above :data:`METAL_HU` HU left
+  out of both masks (metal is not femur);
 * a case under a folder whose name contains ``negative`` (no femur in view) is scored by the
   ml labelled femur per side and whether both sides are ``not_found``;
 * each labelled case also gives derived views whose right answer its reference fixes
@@ -60,6 +62,8 @@ class RealCase:
     name: str
     image: Path
     masks: dict[Label, Path] | None
+    #: the reference's other masks (structure name -> path), where the case has them
+    others: dict[str, Path] = field(default_factory=dict)
 
 
 def find_real_cases(root: str | Path) -> tuple[list[RealCase], list[str]]:
@@ -78,7 +82,13 @@ def find_real_cases(root: str | Path) -> tuple[list[RealCase], list[str]]:
         seg = folder / "segmentations"
         masks = {s: seg / f"{LABELS[s]}.nii.gz" for s in SIDES}
         if all(p.is_file() for p in masks.values()):
-            cases.append(RealCase(str(rel), ct, masks))
+            femur_names = {f"{LABELS[s]}.nii.gz" for s in SIDES}
+            others = {
+                p.name.removesuffix(".nii.gz"): p
+                for p in sorted(seg.glob("*.nii.gz"))
+                if p.name not in femur_names
+            }
+            cases.append(RealCase(str(rel), ct, masks, others))
         elif any("negative" in part for part in rel.parts):
             cases.append(RealCase(str(rel), ct, None))
         else:
@@ -104,8 +114,14 @@ def score_labelled(
     truth: npt.NDArray[np.uint8],
     stage1_boxes: dict[Label, Any],
     surface: bool = True,
+    others: dict[str, npt.NDArray[np.bool_]] | None = None,
 ) -> dict[str, Any]:
-    """Per-side scores of one labelled case (see the module docstring)."""
+    """Per-side scores of one labelled case (see the module docstring).
+
+    ``others`` maps the reference's other structures (e.g. ``hip_left``) to their masks on the
+    same grid; each side then also gets ``other_ml`` (its predicted voxels on any of them) and
+    ``other_ml_by_structure`` (the structures it reaches, ml each).
+    """
     grid = Grid.of(volume)
     metal = volume.array > METAL_HU
     truth_boxes = boxes_from_labels(truth, grid)
@@ -123,6 +139,11 @@ def score_labelled(
             "box_iou_mask": side_box_iou(pred_boxes[side], truth_boxes[side]),
             "head_coverage": _head_coverage(p, t, grid),
         }
+        if others:
+            by = {k: float(np.count_nonzero(p & o)) * grid.voxel_ml for k, o in others.items()}
+            on_any = np.logical_or.reduce([o for o in others.values()]) & p
+            entry["other_ml"] = float(np.count_nonzero(on_any)) * grid.voxel_ml
+            entry["other_ml_by_structure"] = {k: v for k, v in by.items() if v > 0}
         if bool((metal & (p | t)).any()):
             entry["dice_no_metal"] = segmentation_metrics(
                 p & ~metal, t & ~metal, volume.spacing, surface=False
@@ -177,10 +198,14 @@ def _score_negative(pred: Any, vol: Volume) -> dict[str, Any]:
 
 
 def _score_reference(
-    pred: Any, vol: Volume, truth: npt.NDArray[np.uint8], surface: bool
+    pred: Any,
+    vol: Volume,
+    truth: npt.NDArray[np.uint8],
+    surface: bool,
+    others: dict[str, npt.NDArray[np.bool_]] | None = None,
 ) -> dict[str, Any]:
     status = _statuses(pred)
-    entry = score_labelled(vol, pred.labels, truth, _stage1_boxes(pred), surface)
+    entry = score_labelled(vol, pred.labels, truth, _stage1_boxes(pred), surface, others)
     for side in SIDES:
         entry[LABELS[side]]["status"] = status[LABELS[side]]
     return {"kind": "labelled", **entry}
@@ -259,7 +284,8 @@ def score_model(
         for side, path in case.masks.items():
             mask, _ = read_labels(path, like=vol)
             truth[(mask > 0) & (truth == 0)] = int(side)
-        scores.real[case.name] = _score_reference(pred, vol, truth, surface)
+        others = {k: read_labels(p, like=vol)[0] > 0 for k, p in case.others.items()}
+        scores.real[case.name] = _score_reference(pred, vol, truth, surface, others)
         if not derived:
             continue
         for suffix, view, view_truth in derived_views(vol, truth):
@@ -340,11 +366,13 @@ def markdown(models: Sequence[ModelScores]) -> str:
         "Labelled real scans (reference masks as shipped with the data): per side Dice, Dice "
         f"without voxels above {METAL_HU:g} HU in both masks (where there is metal), HD95 mm, "
         f"stage-1 box IoU, final-mask box IoU, coverage of the reference's top {HEAD_MM:g} mm "
-        "(head; after the slash without metal voxels where there is metal), status.",
+        "(head; after the slash without metal voxels where there is metal), ml of predicted "
+        "femur on the reference's other structures (e.g. the acetabulum in hip_left; - where "
+        "the reference has none), status.",
         "",
         "| model | case | side | Dice | Dice no metal | HD95 | box IoU s1 | box IoU mask "
-        "| head cov. | status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| head cov. | on other bones ml | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         for case, r in m.real.items():
@@ -356,7 +384,7 @@ def markdown(models: Sequence[ModelScores]) -> str:
                     f"| {m.name} | {case} | {side} | {_f(e['dice'])} | "
                     f"{_f(e.get('dice_no_metal'))} | {_f(e['hd95_mm'], 1)} | "
                     f"{_f(e['box_iou_stage1'])} | {_f(e['box_iou_mask'])} | "
-                    f"{_head_cell(e)} | {e['status']} |"
+                    f"{_head_cell(e)} | {_f(e.get('other_ml'), 1)} | {e['status']} |"
                 )
     lines += [
         "",
