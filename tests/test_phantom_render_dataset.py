@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +16,7 @@ from femurseg.datasets.layout import split_cases
 from femurseg.errors import ConfigError, OutputError
 from femurseg.io.read import read_labels, read_volume
 from femurseg.io.write import write_image
-from femurseg.phantoms.dataset import write_dataset
+from femurseg.phantoms.dataset import make_case, write_dataset
 from femurseg.phantoms.generate import generate_case
 from femurseg.phantoms.params import FovKind, PhantomConfig, ScannerParams
 
@@ -110,6 +111,7 @@ def test_orientation_variants_read_back_to_same_world_labels(tmp_path: Path, cod
         ["--workers", "0"],
         ["--shapes", "/no/such/folder"],
         ["--hip-implants", "2"],
+        ["--resume", "--overwrite"],
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str]) -> None:
@@ -123,6 +125,13 @@ def test_cli_refuses_non_empty_output(dataset: Path) -> None:
     result = runner.invoke(app, ["phantom", "--n", "1", "-o", str(dataset)])
     assert result.exit_code == 2
     assert "--overwrite" in result.output
+    # a finished dataset is not an interrupted run: nothing is touched
+    before = (dataset / "dataset.json").read_bytes()
+    result = runner.invoke(
+        app, ["phantom", "--n", "2", "--seed", "7", "-o", str(dataset), "--resume"]
+    )
+    assert result.exit_code == 2 and "finished dataset" in result.output, result.output
+    assert (dataset / "dataset.json").read_bytes() == before
 
 
 def test_cli_writes_a_dataset(tmp_path: Path) -> None:
@@ -136,3 +145,84 @@ def test_cli_writes_a_dataset(tmp_path: Path) -> None:
     meta = doc["case_info"][doc["cases"][0]]
     assert meta["fov"]["kind"] == "knee"
     assert meta["spacing"] == [5.0, 5.0, 5.0]
+
+
+_REAL_MAKE_CASE = make_case
+
+
+def _dies_at_case_1(args):
+    """Workers end without a word at case 1, as the kernel's out-of-memory killer ends them."""
+    if args[0] == 1:
+        os._exit(9)
+    return _REAL_MAKE_CASE(args)
+
+
+def _fail_at(index: int):
+    """A make_case that stops the run at case ``index`` (as a kill or an out-of-memory would)."""
+    import femurseg.phantoms.dataset as ds
+
+    real = ds.make_case
+
+    def make(args):
+        if args[0] == index:
+            raise KeyboardInterrupt("stopped")
+        return real(args)
+
+    return make
+
+
+def test_an_interrupted_run_resumes_to_the_same_files(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import femurseg.phantoms.dataset as ds
+
+    out = tmp_path / "r"
+    real = ds.make_case
+    monkeypatch.setattr(ds, "make_case", _fail_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(out, 2, 7, SMALL)
+    assert not (out / "dataset.json").exists()
+    assert (out / "images" / "phantom_0000.nii.gz").is_file()
+    assert not (out / "images" / "phantom_0001.nii.gz").exists()
+    # the same command again refuses the folder; with resume only case 1 is made
+    with pytest.raises(OutputError, match="not empty"):
+        write_dataset(out, 2, 7, SMALL)
+    with pytest.raises(ConfigError, match="seed"):
+        write_dataset(out, 2, 8, SMALL, resume=True)
+    made: list[tuple[int, ...]] = []
+
+    def counting(args):
+        made.append((args[0],))
+        return real(args)
+
+    monkeypatch.setattr(ds, "make_case", counting)
+    seen: list[str] = []
+    write_dataset(out, 2, 7, SMALL, resume=True, on_case=seen.append)
+    assert made == [(1,)] and sorted(seen) == ["phantom_0000", "phantom_0001"]
+    for rel in ("dataset.json", "images/phantom_0000.nii.gz", "labels/phantom_0001.nii.gz"):
+        assert (out / rel).read_bytes() == (dataset / rel).read_bytes(), rel
+    assert not (out / ".progress").exists()
+    # a finished dataset has nothing to resume; overwrite and resume contradict each other
+    with pytest.raises(OutputError, match="finished"):
+        write_dataset(out, 2, 7, SMALL, resume=True)
+    with pytest.raises(ConfigError, match="overwrite"):
+        write_dataset(out, 2, 7, SMALL, resume=True, overwrite=True)
+
+
+def test_a_dead_worker_is_one_clear_error_and_keeps_the_finished_cases(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    import femurseg.phantoms.dataset as ds
+    from femurseg.errors import FemursegError
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("needs forked workers to see the patched case maker")
+    monkeypatch.setattr(ds, "make_case", _dies_at_case_1)
+    out = tmp_path / "w"
+    with pytest.raises(FemursegError, match="--resume"):
+        write_dataset(out, 2, 7, SMALL, workers=2)
+    monkeypatch.setattr(ds, "make_case", _REAL_MAKE_CASE)
+    write_dataset(out, 2, 7, SMALL, resume=True)
+    assert (out / "dataset.json").read_bytes() == (dataset / "dataset.json").read_bytes()

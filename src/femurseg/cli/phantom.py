@@ -130,6 +130,13 @@ def phantom(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty dataset folder.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Finish an interrupted run in --out (same options): only missing cases are made.",
+        ),
+    ] = False,
 ) -> None:
     """Write a synthetic lower-limb CT dataset (images, labels, dataset.json with a split)."""
 
@@ -184,6 +191,7 @@ def phantom(
                 workers,
                 overwrite,
                 on_case=lambda name: update(advance=1, info=name),
+                resume=resume,
             )
         typer.echo(f"wrote {n} cases and {path}")
 
