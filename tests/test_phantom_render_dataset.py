@@ -226,3 +226,36 @@ def test_a_dead_worker_is_one_clear_error_and_keeps_the_finished_cases(
     monkeypatch.setattr(ds, "make_case", _REAL_MAKE_CASE)
     write_dataset(out, 2, 7, SMALL, resume=True)
     assert (out / "dataset.json").read_bytes() == (dataset / "dataset.json").read_bytes()
+
+
+def test_a_case_over_the_voxel_cap_keeps_its_view_at_a_coarser_spacing() -> None:
+    """A grid over max_voxels_m is coarsened (as a scanner's matrix limits it) with the same
+    draws otherwise: same field of view and anatomy; a case under the cap is unchanged."""
+    import dataclasses
+
+    from femurseg.phantoms.scanner.fov import capped_spacing
+
+    base = generate_case(SMALL, np.random.default_rng(3))
+    n = int(np.prod(base.image.shape))
+    again = generate_case(
+        dataclasses.replace(SMALL, max_voxels_m=n / 1e6), np.random.default_rng(3)
+    )
+    assert np.array_equal(again.image.array, base.image.array)  # at the cap: untouched
+    capped = generate_case(
+        dataclasses.replace(SMALL, max_voxels_m=n / 3e6), np.random.default_rng(3)
+    )
+    assert np.prod(capped.image.shape) <= n / 3 * 1.05
+    sp_b, sp_c = np.asarray(base.meta["spacing"]), np.asarray(capped.meta["spacing"])
+    assert np.all(sp_c >= sp_b) and np.any(sp_c > sp_b)
+    ext_b = np.asarray(base.image.shape) * sp_b
+    ext_c = np.asarray(capped.image.shape) * sp_c
+    np.testing.assert_allclose(ext_c, ext_b, atol=float(sp_c.max()))
+    assert capped.meta["subjects"] == base.meta["subjects"]
+    ml_b = [float((base.labels == k).sum() * np.prod(sp_b)) / 1000 for k in (1, 2)]
+    ml_c = [float((capped.labels == k).sum() * np.prod(sp_c)) / 1000 for k in (1, 2)]
+    np.testing.assert_allclose(ml_c, ml_b, rtol=0.1)
+    # the full-leg view that ended a run: 974 x 974 x 1804 at 0.604 mm and 0.625 mm slices
+    sp = capped_spacing((974, 974, 1804), (0.6044, 0.6044, 0.625), 1000e6)
+    assert sp[0] == sp[1] == pytest.approx(974 * 0.6044 / 768, abs=1e-3)
+    voxels = np.prod(np.ceil(np.array([974 * 0.6044, 974 * 0.6044, 1804 * 0.625]) / sp))
+    assert voxels <= 1000e6 * 1.01

@@ -7,6 +7,7 @@ does not reshuffle the others.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ from femurseg.phantoms.anatomy.shapes import BoneSet, list_subjects, load_subjec
 from femurseg.phantoms.anatomy.truth import femur_truth
 from femurseg.phantoms.params import PhantomConfig
 from femurseg.phantoms.scanner.acquisition import draw_scan
-from femurseg.phantoms.scanner.fov import choose_fov, choose_kind, choose_spacing
+from femurseg.phantoms.scanner.fov import (
+    capped_spacing,
+    choose_fov,
+    choose_kind,
+    choose_spacing,
+)
 from femurseg.phantoms.scanner.render import Rendered, render_ct, timings_meta
 from femurseg.phantoms.tissues.body import build_body
 from femurseg.phantoms.tissues.implants import draw_implants
@@ -163,18 +169,35 @@ def generate_case(
     spacing = choose_spacing(cfg, r_fov)
     scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
     sc = cfg.scanner
-    fov = choose_fov(
-        kind,
-        anatomy,
-        body,
-        spacing,
-        sc.air_gap_mm,
-        scan.padding is not None,
-        r_fov,
-        spine,
-        cfg.abdomen_probability,
-        (sc.tight_fov_probability, *sc.tight_fov_cut_mm),
-    )
+    # the same draws again if the first grid is too large (only the spacing changes)
+    r_fov_again = copy.deepcopy(r_fov)
+
+    def field(rng: np.random.Generator, step: tuple[float, float, float]) -> Any:
+        return choose_fov(
+            kind,
+            anatomy,
+            body,
+            step,
+            sc.air_gap_mm,
+            scan.padding is not None,
+            rng,
+            spine,
+            cfg.abdomen_probability,
+            (sc.tight_fov_probability, *sc.tight_fov_cut_mm),
+        )
+
+    fov = field(r_fov, spacing)
+    coarser = capped_spacing(fov.grid.shape, spacing, cfg.max_voxels_m * 1e6)
+    if coarser != spacing:
+        log.info(
+            "grid %s at %s mm is over %g M voxels; spacing %s mm instead",
+            fov.grid.shape,
+            spacing,
+            cfg.max_voxels_m,
+            coarser,
+        )
+        spacing = coarser
+        fov = field(r_fov_again, spacing)
     implants = draw_implants(cfg.implants, r_imp)
     rendered = render_ct(anatomy, body, tissues, implants, fov, scan, cfg, r_render, keep_clean)
     orientation = str(cfg.orientations[int(r_misc.integers(len(cfg.orientations)))])

@@ -336,6 +336,10 @@ class PhantomConfig:
             this range, degrees (None: the source bone's own, varied by the deformation).
         femur_length_mm: impose a femoral length drawn per femur from this range, mm.
         femur_truth: measure each posed femur mesh and record the truth in ``dataset.json``.
+        max_voxels_m: largest output grid, million voxels. A drawn spacing that would make
+            more (a full-leg view at 0.6 mm pixels and 0.625 mm slices is about 1700 M, over
+            20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
+            768 matrix first, then thicker slices. Cases under it are unchanged.
         tissues, table, trunk, implants, scanner: the render-side parameter groups.
     """
 
@@ -362,6 +366,7 @@ class PhantomConfig:
     exclude_subjects: tuple[str, ...] = ()
     recon_circle: bool = True
     abdomen_probability: float = 0.4
+    max_voxels_m: float = 1000.0
     femur_torsion_deg: Range | None = None
     femur_length_mm: Range | None = None
     femur_truth: bool = True
@@ -389,6 +394,7 @@ class PhantomConfig:
             for i, s in enumerate(self.spacing):
                 check_range(f"spacing[{i}]", float(s), 0.2, 10.0)
         check_range("abdomen_probability", self.abdomen_probability, 0.0, 1.0)
+        check_range("max_voxels_m", self.max_voxels_m, 0.001, 20000.0)
         _check_range_pair("inplane_spacing_mm", self.inplane_spacing_mm, 0.2, 10.0)
         if self.femur_torsion_deg is not None:
             _check_range_pair("femur_torsion_deg", self.femur_torsion_deg, -40.0, 70.0)

@@ -86,6 +86,29 @@ def choose_spacing(cfg: PhantomConfig, rng: np.random.Generator) -> tuple[float,
     return (s, s, float(rng.choice(cfg.slice_spacing_choices)))
 
 
+#: the finest in-plane matrix a capped case keeps (scanners reconstruct 512, 768 or 1024).
+CAPPED_MATRIX = 768
+
+
+def capped_spacing(
+    shape: tuple[int, int, int], spacing: tuple[float, float, float], max_voxels: float
+) -> tuple[float, float, float]:
+    """``spacing``, coarsened so that the same extent holds at most ``max_voxels`` voxels.
+
+    In-plane pixels first grow to the larger in-plane extent over :data:`CAPPED_MATRIX`; if
+    that is not enough, slices thicken. A grid already within the cap keeps its spacing.
+    """
+    if float(np.prod(shape)) <= max_voxels:
+        return spacing
+    ext = np.asarray(shape, dtype=np.float64) * np.asarray(spacing)
+    s_in = max(spacing[0], spacing[1], max(ext[0], ext[1]) / CAPPED_MATRIX)
+    slices = max_voxels / ((ext[0] / s_in) * (ext[1] / s_in))
+    s_z = max(spacing[2], ext[2] / max(slices, 1.0))
+    if (ext[0] / s_in) * (ext[1] / s_in) > max_voxels:  # a tiny cap: grow all three alike
+        s_in = s_z = max(s_in, s_z, float(np.cbrt(np.prod(ext) / max_voxels)))
+    return (float(np.round(s_in, 4)), float(np.round(s_in, 4)), float(np.round(s_z, 4)))
+
+
 def _z(anatomy: Anatomy, name: str) -> float:
     return float(np.asarray(anatomy.landmarks[name])[2])
 
