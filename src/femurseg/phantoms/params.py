@@ -339,7 +339,8 @@ class PhantomConfig:
         max_voxels_m: largest output grid, million voxels. A drawn spacing that would make
             more (a full-leg view at 0.6 mm pixels and 0.625 mm slices is about 1700 M, over
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
-            768 matrix first, then thicker slices. Cases under it are unchanged.
+            768 matrix first, then thicker slices. Cases under it are unchanged; a case at
+            the default 600 M peaks at about 10 GB.
         tissues, table, trunk, implants, scanner: the render-side parameter groups.
     """
 
@@ -366,7 +367,7 @@ class PhantomConfig:
     exclude_subjects: tuple[str, ...] = ()
     recon_circle: bool = True
     abdomen_probability: float = 0.4
-    max_voxels_m: float = 1000.0
+    max_voxels_m: float = 600.0
     femur_torsion_deg: Range | None = None
     femur_length_mm: Range | None = None
     femur_truth: bool = True
