@@ -199,3 +199,35 @@ def test_derived_views_mirror_sides_and_cut_above_the_heads() -> None:
     # a reference reaching the top slice gives no above-heads view
     truth[5:15, 5:15, :] = int(Label.FEMUR_LEFT)
     assert [n for n, _, _ in derived_views(vol, truth)] == ["mirrored", "slices_x2"]
+
+
+def test_scorecard_scores_the_same_weights_under_other_settings(tmp_path: Path) -> None:
+    """--settings NAME=FILE runs that model under a PredictConfig settings file; the JSON
+    records the settings; a settings option naming no model is one line and exit 2."""
+    from model_synth import synth_case
+
+    from femurseg.cli import app
+
+    image, labels, affine = synth_case()
+    case = tmp_path / "real" / "ts" / "s1"
+    write_image(image.astype(np.int16), affine, case / "ct.nii.gz")
+    for name, value in (("femur_left", 1), ("femur_right", 2)):
+        write_image(
+            (labels == value).astype(np.uint8), affine, case / "segmentations" / f"{name}.nii.gz"
+        )
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({"box_rules": {"min_volume_ml": 5000}}))
+    out = tmp_path / "sc"
+    args = ["scorecard", "-o", str(out), "--real", str(tmp_path / "real"), "--no-surface"]
+    args += ["--no-derived", "--model", "a=shipped:shipped", "--model", "b=shipped:shipped"]
+    res = CliRunner().invoke(app, [*args, "--settings", f"b={strict}"])
+    assert res.exit_code == 0, res.output
+    a, b = json.loads((out / "scorecard.json").read_text())
+    assert a["settings"] is None and b["settings"] == {"box_rules": {"min_volume_ml": 5000}}
+    for side in ("femur_left", "femur_right"):  # nothing passes a 5000 ml minimum
+        assert b["real"]["ts/s1"][side]["status"] == "not_found"
+        assert b["real"]["ts/s1"][side]["pred_ml"] == 0.0
+    for bad in (f"c={strict}", "b", f"b={tmp_path / 'missing.json'}"):
+        res = CliRunner().invoke(app, [*args, "--settings", bad])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and "--settings" in lines[0], res.output

@@ -204,6 +204,28 @@ def _model_option(items: list[str]) -> list[tuple[str, Path | None, Path | None]
     return out
 
 
+def _settings_option(items: list[str], names: list[str]) -> dict[str, Path]:
+    """``NAME=FILE`` options, each naming one of the ``--model`` names."""
+    from femurseg.errors import InputError
+
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"--settings {item!r} is malformed; expected NAME=FILE")
+        if name not in names:
+            raise InputError(
+                f"--settings {item!r} names no model; expected one of {', '.join(names)} "
+                "(the NAME of a --model)"
+            )
+        if not Path(file).is_file():
+            raise InputError(
+                f"--settings {name}: {file} does not exist; expected a JSON or TOML file"
+            )
+        out[name] = Path(file)
+    return out
+
+
 @app.command()
 def scorecard(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for scorecard.md / .json.")],
@@ -232,6 +254,14 @@ def scorecard(
             "above the femoral heads (must be not_found) and at twice its slice thickness."
         ),
     ] = True,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inference settings for one --model, NAME=FILE (JSON or TOML of PredictConfig "
+            'keys, as predict --config; e.g. {"box_rules": {"min_volume_ml": 10}}), so that '
+            "the same weights under other rules score side by side; repeatable."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         str, typer.Option(help="Inference arithmetic: auto, float32, bfloat16.")
@@ -257,11 +287,21 @@ def scorecard(
                 f"no real case (a folder with ct.nii.gz) under {real}; expected the "
                 "TotalSegmentator layout"
             )
+        from femurseg.config import read_config_file, with_settings_file
+
         dev = as_device(device)
         prec = as_precision(precision)
+        models = _model_option(model or ["shipped"])
+        files = _settings_option(settings or [], [name for name, _, _ in models])
+        configs = {
+            name: with_settings_file(
+                PredictConfig(device=dev, precision=prec, preview=False), files.get(name)
+            )
+            for name, _, _ in models
+        }  # every settings file is read and checked before any model runs
         scored = []
-        for name, s1, s2 in _model_option(model or ["shipped"]):
-            predictor = Predictor(s1, s2, PredictConfig(device=dev, precision=prec, preview=False))
+        for name, s1, s2 in models:
+            predictor = Predictor(s1, s2, configs[name])
             scored.append(
                 score_model(
                     name,
@@ -279,7 +319,13 @@ def scorecard(
         out.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(
             [
-                {"name": m.name, "real": m.real, "phantoms": m.phantoms, "seconds": m.seconds}
+                {
+                    "name": m.name,
+                    "settings": read_config_file(files[m.name]) if m.name in files else None,
+                    "real": m.real,
+                    "phantoms": m.phantoms,
+                    "seconds": m.seconds,
+                }
                 for m in scored
             ],
             indent=2,
