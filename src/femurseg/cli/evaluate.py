@@ -287,18 +287,21 @@ def scorecard(
                 f"no real case (a folder with ct.nii.gz) under {real}; expected the "
                 "TotalSegmentator layout"
             )
-        from femurseg.config import read_config_file, with_settings_file
+        from femurseg.config import apply_overrides, read_config_file
 
         dev = as_device(device)
         prec = as_precision(precision)
         models = _model_option(model or ["shipped"])
         files = _settings_option(settings or [], [name for name, _, _ in models])
+        # every settings file is read once and checked before any model runs
+        read = {name: read_config_file(path) for name, path in files.items()}
+        base = PredictConfig(device=dev, precision=prec, preview=False)
         configs = {
-            name: with_settings_file(
-                PredictConfig(device=dev, precision=prec, preview=False), files.get(name)
-            )
+            name: apply_overrides(base, read[name], f"--settings {files[name]}")
+            if name in read
+            else base
             for name, _, _ in models
-        }  # every settings file is read and checked before any model runs
+        }
         scored = []
         for name, s1, s2 in models:
             predictor = Predictor(s1, s2, configs[name])
@@ -321,7 +324,7 @@ def scorecard(
             [
                 {
                     "name": m.name,
-                    "settings": read_config_file(files[m.name]) if m.name in files else None,
+                    "settings": read.get(m.name),
                     "real": m.real,
                     "phantoms": m.phantoms,
                     "seconds": m.seconds,

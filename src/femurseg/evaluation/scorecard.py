@@ -126,6 +126,8 @@ def score_labelled(
     metal = volume.array > METAL_HU
     truth_boxes = boxes_from_labels(truth, grid)
     pred_boxes = boxes_from_labels(labels, grid)
+    # the union of the other structures, once for both sides
+    other_any = np.logical_or.reduce(list(others.values())) if others else None
     out: dict[str, Any] = {}
     for side in SIDES:
         p, t = labels == int(side), truth == int(side)
@@ -139,10 +141,9 @@ def score_labelled(
             "box_iou_mask": side_box_iou(pred_boxes[side], truth_boxes[side]),
             "head_coverage": _head_coverage(p, t, grid),
         }
-        if others:
+        if others and other_any is not None:
             by = {k: float(np.count_nonzero(p & o)) * grid.voxel_ml for k, o in others.items()}
-            on_any = np.logical_or.reduce([o for o in others.values()]) & p
-            entry["other_ml"] = float(np.count_nonzero(on_any)) * grid.voxel_ml
+            entry["other_ml"] = float(np.count_nonzero(other_any & p)) * grid.voxel_ml
             entry["other_ml_by_structure"] = {k: v for k, v in by.items() if v > 0}
         if bool((metal & (p | t)).any()):
             entry["dice_no_metal"] = segmentation_metrics(

@@ -104,7 +104,7 @@ def capped_spacing(
     s_in = max(spacing[0], spacing[1], max(ext[0], ext[1]) / CAPPED_MATRIX)
     slices = max_voxels / ((ext[0] / s_in) * (ext[1] / s_in))
     s_z = max(spacing[2], ext[2] / max(slices, 1.0))
-    if (ext[0] / s_in) * (ext[1] / s_in) > max_voxels:  # a tiny cap: grow all three alike
+    if slices < 1.0:  # one slice at that matrix is already too many: grow all three alike
         s_in = s_z = max(s_in, s_z, float(np.cbrt(np.prod(ext) / max_voxels)))
     return (float(np.round(s_in, 4)), float(np.round(s_in, 4)), float(np.round(s_z, 4)))
 
