@@ -37,6 +37,12 @@ from femurseg.phantoms.tissues.implants import draw_implants
 from femurseg.phantoms.tissues.materials import draw_case_tissues
 from femurseg.phantoms.tissues.organs import place_organs
 from femurseg.phantoms.tissues.spine import place_spine
+from femurseg.phantoms.tissues.vessels import (
+    aorta_at_l4,
+    build_vessels,
+    draw_vessels,
+    enhance_tissues,
+)
 from femurseg.types import Volume
 
 log = logging.getLogger(__name__)
@@ -158,13 +164,17 @@ def generate_case(
         on-disk orientation drawn for writing it.
     """
     t_start = time.perf_counter()
-    r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk = rng.spawn(9)
+    # a tenth child keeps the first nine (and so every earlier seed's case) unchanged
+    r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk, r_vessel = rng.spawn(10)
     anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
     spine = place_spine(anatomy, cfg.trunk, r_trunk)
     organs = place_organs(spine, float(anatomy.landmarks["pelvis_top"][2]), cfg.trunk, r_trunk)
     t_anat = time.perf_counter() - t_start
     tissues = draw_case_tissues(cfg.tissues, r_tis)
     body = build_body(anatomy, tissues, r_body, cfg.table, spine, organs)
+    vessels = draw_vessels(cfg.vessels, r_vessel)
+    tissues = enhance_tissues(tissues, vessels, cfg.vessels, r_vessel)
+    body.vessels = build_vessels(anatomy, aorta_at_l4(spine, organs), vessels, r_vessel)
     kind = choose_kind(cfg, r_fov)
     spacing = choose_spacing(cfg, r_fov)
     scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
@@ -214,6 +224,7 @@ def generate_case(
         "table": _jsonable(body.table.__dict__),
         "spine": {"s1_top": spine.s1_top, "l1_top_z": spine.top_z},
         "organs": organs.to_meta(),
+        "vessels": vessels.to_meta(),
         "scanner": scan.to_meta(),
         "label_voxels": {"femur_left": int(counts[1]), "femur_right": int(counts[2])},
         "femur_truth": femur_truth(anatomy.meshes) if cfg.femur_truth else None,

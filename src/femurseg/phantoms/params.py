@@ -316,6 +316,60 @@ class ScannerParams:
 
 
 @dataclass(frozen=True)
+class VesselParams:
+    """Intravenous contrast and the arteries of the pelvis and legs (HU, mm), drawn per case.
+
+    Many lower-limb CTs are contrast-enhanced: a run-off angiogram (arterial phase) puts
+    arteries of 250-550 HU beside the femur from the groin to the popliteal fossa, a portal
+    venous abdomen-pelvis scan enhances kidneys, liver, spleen and veins, and a delayed scan
+    fills the bladder with excreted contrast. Older patients' arteries also carry calcified
+    plaques (bright specks on the wall) with or without contrast. All default to off, so the
+    documented phantom sets stay reproducible; ``configs/phantom_vessels.json`` turns them on.
+
+    Attributes:
+        contrast_probability: chance per case of intravenous contrast.
+        arterial_share: of the contrast cases, the share in arterial phase (the rest portal
+            venous).
+        artery_arterial_hu, artery_venous_hu: arterial lumen HU in each phase (the aorta too).
+        vein_venous_hu: venous lumen HU in the portal venous phase (unenhanced in arterial).
+        kidney_enhanced_hu, liver_venous_hu, spleen_enhanced_hu: enhanced organ HU.
+        excretion_probability: chance, given contrast, of excreted contrast in the bladder.
+        bladder_excreted_hu: HU of such a bladder.
+        calcification_probability: chance per case of calcified arterial plaques.
+        plaque_fraction: share of the arteries' length carrying plaque, in such a case.
+        calcification_hu: plaque HU.
+        artery_scale: per-case factor on the arteries' radii (common femoral about 4 mm).
+    """
+
+    contrast_probability: float = 0.0
+    arterial_share: float = 0.5
+    artery_arterial_hu: Range = (250.0, 550.0)
+    artery_venous_hu: Range = (130.0, 220.0)
+    vein_venous_hu: Range = (120.0, 200.0)
+    kidney_enhanced_hu: Range = (140.0, 260.0)
+    liver_venous_hu: Range = (95.0, 135.0)
+    spleen_enhanced_hu: Range = (95.0, 150.0)
+    excretion_probability: float = 0.15
+    bladder_excreted_hu: Range = (150.0, 700.0)
+    calcification_probability: float = 0.0
+    plaque_fraction: Range = (0.03, 0.2)
+    calcification_hu: Range = (400.0, 1100.0)
+    artery_scale: Range = (0.8, 1.2)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "contrast_probability",
+            "arterial_share",
+            "excretion_probability",
+            "calcification_probability",
+        ):
+            check_range(name, getattr(self, name), 0.0, 1.0)
+        _check_range_pair("plaque_fraction", self.plaque_fraction, 0.0, 1.0)
+        _check_range_pair("artery_scale", self.artery_scale, 0.3, 3.0)
+        _check_ranges(self, 0.0, 3000.0)
+
+
+@dataclass(frozen=True)
 class PhantomConfig:
     """Everything :func:`femurseg.phantoms.generate.generate_case` needs, frozen and validated.
 
@@ -341,7 +395,7 @@ class PhantomConfig:
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
             768 matrix first, then thicker slices. Cases under it are unchanged; a case at
             the default 600 M peaks at about 10 GB.
-        tissues, table, trunk, implants, scanner: the render-side parameter groups.
+        tissues, table, trunk, implants, scanner, vessels: the render-side parameter groups.
     """
 
     fov: FovKind = FovKind.MIXED
@@ -376,6 +430,7 @@ class PhantomConfig:
     trunk: TrunkParams = field(default_factory=TrunkParams)
     implants: ImplantParams = field(default_factory=ImplantParams)
     scanner: ScannerParams = field(default_factory=ScannerParams)
+    vessels: VesselParams = field(default_factory=VesselParams)
 
     def __post_init__(self) -> None:
         try:

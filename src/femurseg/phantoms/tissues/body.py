@@ -23,6 +23,7 @@ from femurseg.phantoms.params import TableParams
 from femurseg.phantoms.tissues.materials import CaseTissues, draw
 from femurseg.phantoms.tissues.organs import Organs
 from femurseg.phantoms.tissues.spine import Spine
+from femurseg.phantoms.tissues.vessels import VesselTree
 
 A = npt.NDArray[np.float64]
 
@@ -105,6 +106,8 @@ class BodyModel:
     table: Table
     spine: Spine | None = None
     organs: Organs | None = None
+    #: contrast-filled or calcified vessels painted inside the body, or None
+    vessels: VesselTree | None = None
 
     def at(self, prof: Profile, z: float) -> tuple[float, float, float, float, float]:
         """(cx, cy, a, b, fat) of ``prof`` interpolated at height ``z`` (mm)."""

@@ -239,6 +239,9 @@ class SoftTissueRenderer:
         np.copyto(cw, np.uint8(Tissue.FAT), where=fascia)
         if trunk is not None and z > self.body.pelvis_bottom_z:
             self._pelvic_cavity(k, z, trunk, win, m, hw, cw)
+        if self.body.vessels is not None:
+            inner = body & (b <= -t.skin_mm)
+            self.body.vessels.paint(z, self.x[i0:i1, 0], self.y[0, j0:j1], inner, hw, cw)
         skin = body & (b > -t.skin_mm)
         np.copyto(hw, t.skin, where=skin)
         np.copyto(cw, np.uint8(Tissue.SKIN), where=skin)
