@@ -132,6 +132,7 @@ class SingleStageTask(TaskBase):
             step_rng(self.cfg.seed, rank, step),
             self.cfg.shape_aug,
             self.cfg.domain_rand,
+            self.cfg.noise_aug,
         )
 
     @torch.inference_mode()

@@ -68,6 +68,13 @@ def train(
             "(random intensity curve, bias field, sharpening)."
         ),
     ] = None,
+    noise_aug: Annotated[
+        float | None,
+        typer.Option(
+            help="Stage 1, stage 2, segresnet: chance per sample of correlated CT-like "
+            "noise (up to about 80 HU), as in low-dose scans."
+        ),
+    ] = None,
 ) -> None:
     """Train a network on a dataset folder; resumable; torchrun for several GPUs."""
 
@@ -116,6 +123,7 @@ def train(
                 "shape_aug": shape_aug,
                 "negative_crops": negative_crops,
                 "domain_rand": domain_rand,
+                "noise_aug": noise_aug,
             }.items()
             if v is not None
         }

@@ -141,6 +141,31 @@ def domain_randomize(
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+#: SD range (window units: 0.045 is about 80 HU of the 1800 HU window) and grain (voxels) of
+#: :func:`correlated_noise`.
+NOISE_SD = (0.005, 0.045)
+NOISE_GRAIN = (0.5, 1.5)
+
+
+def correlated_noise(
+    x: npt.NDArray[np.float32], rng: np.random.Generator, prob: float
+) -> npt.NDArray[np.float32]:
+    """With probability ``prob``, add CT-like noise to a windowed patch (C, X, Y, Z): white
+    noise smoothed over :data:`NOISE_GRAIN` voxels (a reconstruction kernel's grain) scaled
+    to an SD drawn from :data:`NOISE_SD`, as a low-dose or large patient's scan has. The
+    phantoms' own noise (12-32 HU at 1 mm, less on thick slices) and the white noise of
+    :func:`intensity_augment` leave real noisy scans out of range. ``prob`` 0 draws nothing."""
+    if prob <= 0.0 or rng.random() >= prob:
+        return x
+    from scipy import ndimage as ndi
+
+    sd = rng.uniform(*NOISE_SD)
+    grain = rng.uniform(*NOISE_GRAIN)
+    n = ndi.gaussian_filter(rng.normal(size=x.shape).astype(np.float32), (0, grain, grain, grain))
+    n *= np.float32(sd / max(float(n.std()), 1e-6))
+    return (x + n).astype(np.float32)
+
+
 def extract_patch(
     arrays: list[npt.NDArray[Any]],
     centre: npt.NDArray[np.int_],
@@ -190,13 +215,15 @@ def draw_patches(
     rng: np.random.Generator,
     shape_prob: float = 0.0,
     domain_prob: float = 0.0,
+    noise_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch of patches from (image, label) arrays, augmented.
 
     Each patch comes from a random case; with probability ``fg_fraction`` it is centred on a
     random label voxel (``foreground[k]`` holds case k's flat label indices), else anywhere.
     Each patch gets :func:`shape_augment` (with ``shape_prob``), then
-    :func:`domain_randomize` (with ``domain_prob``), then intensity augmentation.
+    :func:`domain_randomize` (with ``domain_prob``), then :func:`correlated_noise` (with
+    ``noise_prob``), then intensity augmentation.
 
     Returns:
         float32 images (B, 1, *size) and int64 labels (B, 1, *size).
@@ -214,6 +241,7 @@ def draw_patches(
         xa, ya = shape_augment(x.astype(np.float32)[None], y[None], rng, shape_prob)
         if domain_prob > 0.0:
             xa = domain_randomize(xa, rng, domain_prob)
+        xa = correlated_noise(xa, rng, noise_prob)
         xs.append(intensity_augment(xa, rng))
         ys.append(ya.astype(np.int64))
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

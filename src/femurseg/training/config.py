@@ -39,6 +39,9 @@ class TrainConfig:
             (a random intensity transfer curve, bias field, sharpening; see
             ``augment.domain_randomize``), so that the network must use shape, not the
             phantoms' exact HU.
+        noise_aug: stage 1, stage 2 and segresnet: chance per sample of correlated CT-like
+            noise of up to about 80 HU (``augment.correlated_noise``), for low-dose and large
+            patients' scans.
         val_every: steps between validations (each writes ``last.pt``; the best also
             ``best.pt``).
         val_cases: at most this many validation cases (to keep validation quick).
@@ -61,6 +64,7 @@ class TrainConfig:
     shape_aug: float = 0.3
     negative_crops: int = 0
     domain_rand: float = 0.0
+    noise_aug: float = 0.0
     val_every: int = 100
     val_cases: int = 6
     seed: int = 0
@@ -87,6 +91,7 @@ class TrainConfig:
         check_range("shape_aug", self.shape_aug, 0.0, 1.0)
         check_range("negative_crops", self.negative_crops, 0, 16)
         check_range("domain_rand", self.domain_rand, 0.0, 1.0)
+        check_range("noise_aug", self.noise_aug, 0.0, 1.0)
         check_range("val_every", self.val_every, 1, 10_000_000)
         check_range("val_cases", self.val_cases, 1, 100_000)
         check_range("seed", self.seed, 0, 2**31 - 1)

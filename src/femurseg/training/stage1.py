@@ -20,7 +20,7 @@ from femurseg.io import read_labels, read_volume
 from femurseg.preprocessing.boxes import Box, box_iou
 from femurseg.preprocessing.crop import pad_to_multiple
 from femurseg.preprocessing.grid import Grid
-from femurseg.training.augment import intensity_augment, pad_batch, step_rng
+from femurseg.training.augment import correlated_noise, intensity_augment, pad_batch, step_rng
 from femurseg.training.config import TrainConfig
 from femurseg.training.data import CaseEntry
 from femurseg.training.tasks import TaskBase
@@ -106,7 +106,8 @@ class Stage1Task(TaskBase):
             y = y[::-1].copy()
             left, right = y == int(Label.FEMUR_LEFT), y == int(Label.FEMUR_RIGHT)
             y[left], y[right] = int(Label.FEMUR_RIGHT), int(Label.FEMUR_LEFT)
-        x = intensity_augment(x[None], rng)[0]
+        x = correlated_noise(x[None], rng, self.cfg.noise_aug)
+        x = intensity_augment(x, rng)[0]
         return x, y
 
     def batch(self, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -185,6 +185,7 @@ class Stage2Task(TaskBase):
             step_rng(self.cfg.seed, rank, step),
             self.cfg.shape_aug,
             self.cfg.domain_rand,
+            self.cfg.noise_aug,
         )
 
     @torch.inference_mode()
