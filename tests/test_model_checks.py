@@ -1,5 +1,5 @@
-"""The femur checks: size, side of the body midline, thickness, confidence; and the pipeline
-removing a side that fails them."""
+"""The femur checks: size, side of the body midline, thickness, bone density, confidence; and
+the pipeline removing a side that fails them."""
 
 from __future__ import annotations
 
@@ -95,6 +95,27 @@ def test_low_confidence_keeps_the_mask_with_a_reason() -> None:
         Label.FEMUR_RIGHT, rod, (0, 0, 0), g, 0.0, FemurCheckRules(enabled=False), prob
     )
     assert off.status is FemurStatus.FOUND
+
+
+def test_mask_without_bone_dense_voxels_is_not_found() -> None:
+    # A thick rod of enhanced soft tissue (a kidney: 150-300 HU) passes size, side and
+    # thickness, but holds no voxel as dense as cortex; the same rod with a cortical shell
+    # (osteoporotic, 600 HU) is a femur.
+    shape = (40, 40, 60)
+    g = _grid(shape, origin_x=60.0)
+    rod = _cylinder(shape, 20, 14.0)
+    kidney = np.where(rod, 240.0, 40.0).astype(np.float32)
+    chk = check_femur(Label.FEMUR_RIGHT, rod, (0, 0, 0), g, None, FemurCheckRules(), hu=kidney)
+    assert chk.status is FemurStatus.NOT_FOUND
+    assert "HU" in chk.reasons[0] and chk.bone_hu == pytest.approx(240.0)
+    shell = rod & ~_cylinder(shape, 20, 10.0)
+    bone = np.where(shell, 600.0, kidney).astype(np.float32)
+    chk = check_femur(Label.FEMUR_RIGHT, rod, (0, 0, 0), g, None, FemurCheckRules(), hu=bone)
+    assert chk.status is FemurStatus.FOUND, chk.reasons
+    off = FemurCheckRules(min_bone_hu=None)
+    chk = check_femur(Label.FEMUR_RIGHT, rod, (0, 0, 0), g, None, off, hu=kidney)
+    assert chk.status is FemurStatus.FOUND, chk.reasons
+    assert chk.to_dict()["bone_hu"] == 240.0
 
 
 def test_rules_validate() -> None:

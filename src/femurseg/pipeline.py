@@ -269,7 +269,8 @@ class Predictor:
                 )
                 prob = np.asarray(p.values[sl], dtype=np.float32)
             origin = (index[0].start, index[1].start, index[2].start)
-            out[side] = check_femur(side, mask, origin, grid, midline, rules, prob)
+            hu = np.asarray(volume.array[index])
+            out[side] = check_femur(side, mask, origin, grid, midline, rules, prob, hu)
         return out
 
 

@@ -16,6 +16,12 @@ that do not depend on the networks:
   the mask (its largest inscribed radius, from the distance transform) must reach
   ``min_thickness_mm``; a thin plate such as an iliac wing (3-8 mm thick) does not.
   Such a mask is ``not_found``.
+* **Bone density**: a femur has cortex, which reads 500 HU or more even on 5 mm slices of
+  osteoporotic bone (the cortex runs along the slices in the shaft, and a head or condyle
+  has a shell); enhanced soft tissue does not reach that: a kidney's cortex in the
+  corticomedullary phase reads 150-300 HU. A mask whose brightest ``bone_percentile`` %
+  reads under ``min_bone_hu`` holds no bone-dense voxel and is ``not_found`` (an enhanced
+  kidney with its fat-filled sinus looks to both networks like a bone ring around marrow).
 * **Confidence**: a mask that passes but is small (under ``low_volume_ml``), or whose mean
   stage-2 probability is under ``min_mean_probability``, is kept and reported
   ``low_confidence`` with the reason.
@@ -67,6 +73,13 @@ class FemurCheckRules:
             room for all of these and still rejects a bone of the other side.
         thickness_step_mm: the thickness is measured on the mask resampled to at least this
             voxel size (faster; a 2 mm step changes a 10 mm radius by well under 2 mm).
+        min_bone_hu: least HU of the mask's brightest ``bone_percentile`` % (None: no
+            density check, e.g. for images not in HU). The lowest of 95 femurs of 10 ml or
+            more in the validation phantoms read 349 HU there (an 11 ml porotic condyle tip
+            on 2.5 mm slices), the top 20 mm of the real right femoral head on 3 mm slices
+            399 HU; enhanced phantom kidneys 244 HU, the real negative's kidney labelled femur
+            when that scan was shifted 40 HU brighter 292 HU.
+        bone_percentile: that percentile.
     """
 
     enabled: bool = True
@@ -77,6 +90,8 @@ class FemurCheckRules:
     body_hu: float = -400.0
     midline_margin_mm: float = 30.0
     thickness_step_mm: float = 2.0
+    min_bone_hu: float | None = 300.0
+    bone_percentile: float = 98.0
 
     def __post_init__(self) -> None:
         check_range("min_volume_ml", self.min_volume_ml, 0.0, 5000.0)
@@ -86,6 +101,9 @@ class FemurCheckRules:
         check_range("body_hu", self.body_hu, -1000.0, 500.0)
         check_range("midline_margin_mm", self.midline_margin_mm, -200.0, 200.0)
         check_range("thickness_step_mm", self.thickness_step_mm, 0.1, 10.0)
+        if self.min_bone_hu is not None:
+            check_range("min_bone_hu", self.min_bone_hu, -1000.0, 3000.0)
+        check_range("bone_percentile", self.bone_percentile, 50.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class FemurCheck:
         volume_ml: mask volume before the verdict.
         thickness_mm: largest inscribed-ball radius of the mask, mm (None when not measured).
         mean_probability: mean stage-2 probability over the mask (None when not known).
+        bone_hu: HU of the mask's brightest ``bone_percentile`` % (None when not measured).
         centre_x_mm: world x of the mask's centre (RAS+, mm).
         midline_x_mm: world x of the body's midline, None when it could not be told.
     """
@@ -111,6 +130,7 @@ class FemurCheck:
     mean_probability: float | None = None
     centre_x_mm: float | None = None
     midline_x_mm: float | None = None
+    bone_hu: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -126,6 +146,7 @@ class FemurCheck:
             "mean_probability": r(self.mean_probability, 3),
             "centre_x_mm": r(self.centre_x_mm, 1),
             "midline_x_mm": r(self.midline_x_mm, 1),
+            "bone_hu": r(self.bone_hu, 0),
         }
 
 
@@ -187,6 +208,7 @@ def check_femur(
     midline_x: float | None,
     rules: FemurCheckRules,
     probability: npt.NDArray[np.float32] | None = None,
+    hu: npt.NDArray[Any] | None = None,
 ) -> FemurCheck:
     """Judge one side's final mask.
 
@@ -198,6 +220,7 @@ def check_femur(
         midline_x: world x of the body's midline (mm), None when unknown.
         rules: thresholds.
         probability: stage-2 femur probability on the same crop, or None.
+        hu: the scan's HU on the same crop, or None (no density check).
     """
     name = LABELS[side]
     n = int(np.count_nonzero(mask))
@@ -210,6 +233,7 @@ def check_femur(
     cx = float(grid.index_to_world(idx)[0])
     thick = mask_thickness_mm(mask, grid.spacing, rules.thickness_step_mm)
     mean_p = float(probability[mask].mean()) if probability is not None else None
+    bone = float(np.percentile(hu[mask], rules.bone_percentile)) if hu is not None else None
     hard: list[str] = []
     soft: list[str] = []
     if ml < rules.min_volume_ml:
@@ -232,9 +256,15 @@ def check_femur(
             f"{thick:.1f} mm < {rules.min_thickness_mm:g} mm); a thin plate such as an iliac "
             "wing, not a femur"
         )
+    if bone is not None and rules.min_bone_hu is not None and bone < rules.min_bone_hu:
+        hard.append(
+            f"{name}: the mask's brightest {100 - rules.bone_percentile:g} % reads {bone:.0f} HU "
+            f"< {rules.min_bone_hu:g} HU: no bone-dense voxel (enhanced soft tissue such as a "
+            "kidney), not a femur"
+        )
     if hard:
         return FemurCheck(
-            side, FemurStatus.NOT_FOUND, tuple(hard), ml, thick, mean_p, cx, midline_x
+            side, FemurStatus.NOT_FOUND, tuple(hard), ml, thick, mean_p, cx, midline_x, bone
         )
     if ml < rules.low_volume_ml:
         soft.append(f"{name}: small mask ({ml:.1f} ml < {rules.low_volume_ml:g} ml)")
@@ -243,4 +273,4 @@ def check_femur(
             f"{name}: mean stage-2 probability {mean_p:.2f} < {rules.min_mean_probability:g}"
         )
     status = FemurStatus.LOW_CONFIDENCE if soft else FemurStatus.FOUND
-    return FemurCheck(side, status, tuple(soft), ml, thick, mean_p, cx, midline_x)
+    return FemurCheck(side, status, tuple(soft), ml, thick, mean_p, cx, midline_x, bone)
