@@ -15,12 +15,14 @@ Where to change what (paths under ``femurseg/phantoms/``):
 - the true femur measurements recorded per case: ``anatomy/truth.py``
 - HU of each tissue, per-case draws, texture fields: ``tissues/materials.py``
 - cortex thickness, marrow, trabecular texture, osteoporosis: ``tissues/bone.py``
-- body outline, legs, trunk, table: ``tissues/body.py``
+- body outline, legs, trunk, table: ``tissues/body.py``; position along a leg and the bone
+  vertices at a height, shared with the vessels: ``tissues/slabs.py``
 - muscles, fat, skin, pelvic organs (slice painter): ``tissues/softtissue.py``
 - where the abdominal organs sit: ``tissues/organs.py``; how they are painted:
   ``tissues/abdomen.py``
 - lumbar spine: ``tissues/spine.py``
 - hip / knee replacements, fracture fixation (metal): ``tissues/implants.py``
+- intravenous contrast, arteries and veins, calcified plaques: ``tissues/vessels.py``
 - fields of view (full leg, hip, knee, legs only, abdomen): ``scanner/fov.py``
 - blur, slice profile, noise, metal streaks, stored values: ``scanner/acquisition.py``
 - the render order and the label map (metal is not femur): ``scanner/render.py``

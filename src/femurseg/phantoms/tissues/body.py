@@ -22,6 +22,7 @@ from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.params import TableParams
 from femurseg.phantoms.tissues.materials import CaseTissues, draw
 from femurseg.phantoms.tissues.organs import Organs
+from femurseg.phantoms.tissues.slabs import binned, leg_position
 from femurseg.phantoms.tissues.spine import Spine
 from femurseg.phantoms.tissues.vessels import VesselTree
 
@@ -31,8 +32,6 @@ A = npt.NDArray[np.float64]
 Z_STEP_MM = 2.0
 #: smoothing of the profiles along z, mm (Gaussian sigma).
 Z_SMOOTH_MM = 12.0
-#: half-height of the slab of bone vertices used to size each cross-section, mm.
-BIN_HALF_MM = 4.0
 #: distance over which the trunk rounds off below the ischial tuberosities (buttocks), mm.
 BUTTOCK_FADE_MM = 45.0
 #: anterior abdominal wall muscle thickness, mm.
@@ -151,15 +150,6 @@ def _verts(anatomy: Anatomy, names: list[str]) -> A:
     return np.concatenate(vs + tc) if vs else np.zeros((0, 3))
 
 
-def _binned(zs: A, v: A) -> list[A]:
-    """Vertices of ``v`` (N, 3) within +-BIN_HALF_MM of each z sample."""
-    order = np.argsort(v[:, 2])
-    vz = v[order, 2]
-    lo = np.searchsorted(vz, zs - BIN_HALF_MM)
-    hi = np.searchsorted(vz, zs + BIN_HALF_MM)
-    return [v[order[a:b]] for a, b in zip(lo, hi, strict=True)]
-
-
 def _smooth(v: A, grow: bool = False) -> A:
     s = Z_SMOOTH_MM / Z_STEP_MM
     if grow:  # keep the enlarged sizes after smoothing: max over the smoothing window first
@@ -221,11 +211,7 @@ def _leg(anatomy: Anatomy, side: str, zs: A, t: CaseTissues, rng: np.random.Gene
     cx = np.interp(zs, poly[order, 2], poly[order, 0])
     cy = np.interp(zs, poly[order, 2], poly[order, 1])
     # Position along the leg: 0 at the hip, 1 at the knee, 2 at the ankle.
-    u = np.where(
-        zs >= knee[2],
-        (hip[2] - zs) / max(hip[2] - knee[2], 1.0),
-        1.0 + (knee[2] - zs) / max(knee[2] - ankle[2], 1.0),
-    )
+    u = leg_position(zs, hip, knee, ankle)
     uk = np.array([-0.5, 0.0, 0.15, 0.5, 0.85, 1.0, 1.12, 1.35, 1.7, 2.0, 2.5])
     ml = np.array([1.05, 1.05, 1.0, 0.85, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]) * t.thigh_ml_mm
     ml += np.array([0, 0, 0, 0, 1.15, 1.0, 1.05, 0, 0, 0, 0]) * t.knee_mm
@@ -238,7 +224,7 @@ def _leg(anatomy: Anatomy, side: str, zs: A, t: CaseTissues, rng: np.random.Gene
     # Centre on the bones: the bone centroid per slab, with the muscle mass medial and
     # posterior of the femur in the thigh, posterior of the tibia in the calf.
     bones = _verts(anatomy, [f"femur_{side}", f"tibfib_{side}", f"patella_{side}"])
-    bins = _binned(zs, bones)
+    bins = binned(zs, bones)
     has = np.array([len(v) > 0 for v in bins])
     bc = np.array(
         [
@@ -293,7 +279,7 @@ def _trunk(
 ) -> tuple[Profile, float]:
     pv = _verts(anatomy, ["pelvis"])
     cx0 = float(anatomy.landmarks["pelvis_centre"][0])
-    bins = _binned(zs, pv)
+    bins = binned(zs, pv)
     has = np.array([len(v) > 0 for v in bins])
     idx = np.nonzero(has)[0]
     n = len(zs)
@@ -326,7 +312,7 @@ def _trunk(
     )
     a[top + 1 :], b[top + 1 :] = a[top] * 0.95, b[top]
     if len(spine_pts):  # the lumbar spine inside the back muscles
-        sb = _binned(zs, spine_pts)
+        sb = binned(zs, spine_pts)
         a, b = _contain(sb, np.full(n, cx0), cy, a, b, ABDOMINAL_WALL_MM, smooth=False)
     cy[:bot] = cy[bot]
     # Buttocks: round off below the lowest pelvis point.

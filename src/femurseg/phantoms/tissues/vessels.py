@@ -34,14 +34,14 @@ from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.params import VesselParams
 from femurseg.phantoms.tissues.materials import CaseTissues, Tissue, draw
 from femurseg.phantoms.tissues.organs import Organs
+from femurseg.phantoms.tissues.slabs import binned, leg_position
 from femurseg.phantoms.tissues.spine import Spine
 
 A = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 
-#: z step of the vessel paths, mm; half height of the bone slabs their course follows, mm.
+#: z step of the vessel paths, mm.
 STEP_MM = 2.0
-BIN_HALF_MM = 4.0
 #: course of the femoral / popliteal artery around the bone: position along the leg (0 hip,
 #: 1 knee, 2 ankle) -> angle from anterior towards medial (degrees) and gap outside the bone's
 #: bounding ellipse (mm).
@@ -130,7 +130,7 @@ def enhance_tissues(
         draw(rng, p.spleen_enhanced_hu),
         draw(rng, p.bladder_excreted_hu),
     )
-    if d.phase == "none" or d.artery_hu is None:
+    if d.artery_hu is None:  # unenhanced
         return t
     return dataclasses.replace(
         t,
@@ -232,20 +232,16 @@ def _disc(
 
 def _bone_frame(anatomy: Anatomy, side: str, zs: A) -> tuple[A, A, A, A]:
     """Centre (x, y) and half extents (x, y) of the leg's bones (femur, tibia and fibula) in
-    slabs at ``zs``; gaps (no bone vertex in a slab) are interpolated."""
+    the body model's slabs at ``zs`` (:func:`~femurseg.phantoms.tissues.slabs.binned`); gaps
+    (no bone vertex in a slab) are interpolated."""
     names = [f"femur_{side}", f"tibfib_{side}"]
     v = np.concatenate(
         [np.asarray(anatomy.meshes[n].vertices) for n in names if n in anatomy.meshes]
     )
-    order = np.argsort(v[:, 2])
-    vz = v[order, 2]
-    lo = np.searchsorted(vz, zs - BIN_HALF_MM)
-    hi = np.searchsorted(vz, zs + BIN_HALF_MM)
     out = np.full((len(zs), 4), np.nan)
-    for k, (a, b) in enumerate(zip(lo, hi, strict=True)):
-        if b > a:
-            pts = v[order[a:b], :2]
-            mn, mx = pts.min(axis=0), pts.max(axis=0)
+    for k, pts in enumerate(binned(zs, v)):
+        if len(pts):
+            mn, mx = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
             out[k] = [*(0.5 * (mn + mx)), *(0.5 * (mx - mn))]
     ok = ~np.isnan(out[:, 0])
     if not ok.any():
@@ -319,11 +315,7 @@ def build_vessels(
         if len(zs) < 4:
             continue
         cx, cy, hx, hy = _bone_frame(anatomy, side, zs)
-        u = np.where(
-            zs >= knee[2],
-            (hip[2] - zs) / max(hip[2] - knee[2], 1.0),
-            1.0 + (knee[2] - zs) / max(knee[2] - ankle[2], 1.0),
-        )
+        u = leg_position(zs, hip, knee, ankle)
         phi = np.deg2rad(np.interp(u, COURSE_U, COURSE_DEG) + rng.normal(0.0, 5.0))
         gap = np.interp(u, COURSE_U, COURSE_GAP_MM) * rng.uniform(0.8, 1.2)
         ax = cx + med * np.sin(phi) * (hx + gap)
