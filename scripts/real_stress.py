@@ -32,13 +32,22 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from femurseg.evaluation.scorecard import METAL_HU, MIN_TRUTH_ML, find_real_cases
-from femurseg.io import read_labels, read_volume
+from femurseg.cli.evaluate import _model_option
+from femurseg.detection.boxes import SIDES
+from femurseg.evaluation.metrics import segmentation_metrics
+from femurseg.evaluation.scorecard import (
+    METAL_HU,
+    MIN_TRUTH_ML,
+    find_real_cases,
+    read_truth,
+    side_statuses,
+    slices_from,
+)
+from femurseg.io import read_volume
 from femurseg.pipeline import Predictor
 from femurseg.preprocessing.grid import Grid
-from femurseg.types import LABELS, Label, Volume
+from femurseg.types import LABELS, Volume
 
-SIDES = (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
 F32 = npt.NDArray[np.float32]
 
 
@@ -85,16 +94,13 @@ def _views(
     if truth is None:
         return
     k_any = np.flatnonzero(truth.any(axis=(0, 1)))
-    grid = Grid.of(vol)
     for mm in HEAD_TOPS_MM:
         start = int(k_any.max()) + 1 - int(round(mm / vol.spacing[2]))
         if start <= 0:
             continue
-        affine = vol.affine.copy()
-        affine[:3, 3] = grid.index_to_world([0, 0, start])
         yield (
             f"head_top{mm:.0f}",
-            Volume(np.ascontiguousarray(vol.array[:, :, start:]), affine),
+            slices_from(vol, start),
             np.ascontiguousarray(truth[:, :, start:]),
         )
 
@@ -118,8 +124,7 @@ def _cell(
             out.append(f"(ref {t.sum() * ml:.0f} ml) {st} {p.sum() * ml:.1f} ml")
             continue
         keep = vol.array <= METAL_HU
-        pk, tk = p & keep, t & keep
-        dice = 2.0 * (pk & tk).sum() / max(pk.sum() + tk.sum(), 1)
+        dice = segmentation_metrics(p & keep, t & keep, vol.spacing, surface=False)["dice"]
         out.append(f"{dice:.3f}")
     return " / ".join(out)
 
@@ -134,33 +139,17 @@ def main() -> None:
     cases, notes = find_real_cases(args.data)
     if not cases:
         raise SystemExit(f"no real scans under {args.data}; expected folders with ct.nii.gz")
-    models = []
-    for item in args.model or ["shipped=shipped:shipped"]:
-        name, _, pair = item.partition("=")
-        s1, _, s2 = pair.partition(":")
-        models.append((name, None if s1 == "shipped" else s1, None if s2 == "shipped" else s2))
+    models = [
+        (name, Predictor(s1, s2)) for name, s1, s2 in _model_option(args.model or ["shipped"])
+    ]
     rows: dict[str, dict[str, str]] = {}
     for case in cases:
         vol = read_volume(case.image)
-        truth = None
-        if case.masks is not None:
-            truth = np.zeros(vol.shape, dtype=np.uint8)
-            for side, path in case.masks.items():
-                m, _ = read_labels(path, like=vol)
-                truth[(m > 0) & (truth == 0)] = int(side)
-        for name, s1, s2 in models:
-            pred = Predictor(s1, s2)
+        truth = read_truth(case.masks, vol) if case.masks is not None else None
+        for name, pred in models:
             for view, v, t in _views(vol, truth):
                 r = pred.predict(v)
-                status = {}
-                for side in SIDES:
-                    chk = r.checks.get(side) if r.checks else None
-                    found = r.detections[side].found
-                    status[LABELS[side]] = (
-                        chk.status.value
-                        if (chk is not None and found)
-                        else ("found" if found else "not_found")
-                    )
+                status = side_statuses(r)
                 rows.setdefault(f"{case.name} {view}", {})[name] = _cell(r.labels, status, v, t)
                 print(f"{case.name} {view} {name}: {rows[f'{case.name} {view}'][name]}", flush=True)
     names = [m[0] for m in models]

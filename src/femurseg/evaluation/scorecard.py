@@ -167,7 +167,9 @@ class ModelScores:
     seconds: float = 0.0
 
 
-def _statuses(pred: Any) -> dict[str, str]:
+def side_statuses(pred: Any) -> dict[str, str]:
+    """Each side's reported status: the femur check's verdict where stage 1 found it, else
+    found / not_found as stage 1 said."""
     out = {}
     for side in SIDES:
         chk = pred.checks.get(side) if getattr(pred, "checks", None) else None
@@ -184,7 +186,7 @@ def _stage1_boxes(pred: Any) -> dict[Label, Any]:
 
 
 def _score_negative(pred: Any, vol: Volume) -> dict[str, Any]:
-    status = _statuses(pred)
+    status = side_statuses(pred)
     ml = {
         LABELS[s]: float(np.count_nonzero(pred.labels == int(s))) * Grid.of(vol).voxel_ml
         for s in SIDES
@@ -205,11 +207,29 @@ def _score_reference(
     surface: bool,
     others: dict[str, npt.NDArray[np.bool_]] | None = None,
 ) -> dict[str, Any]:
-    status = _statuses(pred)
+    status = side_statuses(pred)
     entry = score_labelled(vol, pred.labels, truth, _stage1_boxes(pred), surface, others)
     for side in SIDES:
         entry[LABELS[side]]["status"] = status[LABELS[side]]
     return {"kind": "labelled", **entry}
+
+
+def read_truth(masks: dict[Label, Path], vol: Volume) -> npt.NDArray[np.uint8]:
+    """One label map on ``vol``'s grid from a case's per-side reference masks (a voxel in
+    both keeps the first side's label)."""
+    truth = np.zeros(vol.shape, dtype=np.uint8)
+    for side, path in masks.items():
+        mask, _ = read_labels(path, like=vol)
+        truth[(mask > 0) & (truth == 0)] = int(side)
+    return truth
+
+
+def slices_from(vol: Volume, start: int) -> Volume:
+    """The axial slices of a canonical volume from index ``start`` up, in place in world
+    space (the same scan with its lower slices cut away)."""
+    affine = vol.affine.copy()
+    affine[:3, 3] = Grid.of(vol).index_to_world([0, 0, start])
+    return Volume(np.ascontiguousarray(vol.array[:, :, start:]), affine)
 
 
 def derived_views(
@@ -239,14 +259,10 @@ def derived_views(
     # canonical arrays run to patient right along i: reversing i mirrors the body in world x
     views.append(("mirrored", Volume(np.ascontiguousarray(vol.array[::-1]), vol.affine), swapped))
     k_any = np.flatnonzero(truth.any(axis=(0, 1)))
-    grid = Grid.of(vol)
     # canonical k runs superior; start one slice above the highest femur voxel
     start = int(k_any.max()) + 2 if k_any.size else 0
     if k_any.size and start < vol.shape[2] - 4:
-        affine = vol.affine.copy()
-        affine[:3, 3] = grid.index_to_world([0, 0, start])
-        above = Volume(np.ascontiguousarray(vol.array[:, :, start:]), affine)
-        views.append(("above_heads", above, None))
+        views.append(("above_heads", slices_from(vol, start), None))
     nz = vol.shape[2] // 2 * 2
     if nz >= 8:
         x, y = vol.shape[0], vol.shape[1]
@@ -281,10 +297,7 @@ def score_model(
         if case.masks is None:
             scores.real[case.name] = _score_negative(pred, vol)
             continue
-        truth = np.zeros(vol.shape, dtype=np.uint8)
-        for side, path in case.masks.items():
-            mask, _ = read_labels(path, like=vol)
-            truth[(mask > 0) & (truth == 0)] = int(side)
+        truth = read_truth(case.masks, vol)
         others = {k: read_labels(p, like=vol)[0] > 0 for k, p in case.others.items()}
         scores.real[case.name] = _score_reference(pred, vol, truth, surface, others)
         if not derived:
