@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,47 @@ def test_overwrite_removes_stale_outputs_and_a_locked_case_is_left_alone(weights
     status = {r.case: r.status for r in res.results}
     assert status == {"a": "done", "b": "busy"}
     assert not list(out.glob(".*.lock"))
+
+
+def test_a_case_done_meanwhile_counts_as_done_and_a_lock_freed_soon_is_taken(
+    weights, tmp_path
+) -> None:
+    """What a Dask task rerun after its worker died finds: the dead worker may have written
+    the report already (the case is done, not busy), or may still hold the lock a moment."""
+    import threading
+
+    from femurseg.cohort.run import _Job, run_case
+    from femurseg.cohort.state import case_lock
+
+    scans = tmp_path / "scans"
+    tiny_scan(scans / "a.nii.gz", 1)
+    out = tmp_path / "out"
+    cases = collect_cases([scans])
+    run_cohort(cases, out, spec_of(weights, preview=False), CohortOptions(workers=1))
+    run = json.loads((out / "run.json").read_text())
+    job = _Job(out, run["key"], run["settings"])
+    before = (out / "a_report.json").stat().st_mtime_ns
+    again = run_case(spec_of(weights, preview=False).build(), cases[0], job)
+    assert again.status == "done" and again.report is not None
+    assert again.report["run"]["key"] == run["key"]
+    assert (out / "a_report.json").stat().st_mtime_ns == before  # not predicted twice
+
+    held = threading.Event()
+
+    def hold_briefly() -> None:
+        with case_lock(out, "a") as mine:
+            assert mine
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    held.wait()
+    with case_lock(out, "a", wait_s=5.0) as mine:
+        assert mine  # taken once the holder let go, well within the wait
+    holder.join()
+    with case_lock(out, "a") as mine, case_lock(out, "a", wait_s=0.2) as second:
+        assert mine and not second
 
 
 def test_unusable_output_paths_are_refused_before_any_work(tmp_path) -> None:

@@ -38,6 +38,7 @@ from femurseg.cohort.state import (
     case_state,
     error_path,
     load_error,
+    load_report,
     remove_leftovers,
     remove_outputs,
     remove_summary_leftovers,
@@ -251,8 +252,12 @@ def run_case(predictor: Predictor, case: Case, job: _Job, ahead: Any = None) -> 
             return CaseResult(case.id, "busy", 0.0, "being predicted by another run right now")
         state = case_state(out, case.id, job.key)
         if state is CaseState.DONE and not job.redo:
-            # another run finished it between this run's listing and now
-            return CaseResult(case.id, "busy", 0.0, "finished by another run meanwhile")
+            # finished between this run's listing and now with the same settings: by another
+            # run, or by this run's own worker that died after writing the report but before
+            # its result came back (Dask then runs the task again). Either way it is done.
+            return CaseResult(
+                case.id, "done", time.perf_counter() - t0, report=load_report(out, case.id)
+            )
         remove_leftovers(out, case.id)
         if state is CaseState.STALE or job.redo:
             remove_outputs(out, case.id)

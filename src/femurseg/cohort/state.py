@@ -179,17 +179,26 @@ def remove_outputs(out: Path, case_id: str) -> int:
 
 
 @contextlib.contextmanager
-def case_lock(out: Path, case_id: str) -> Iterator[bool]:
+def case_lock(out: Path, case_id: str, wait_s: float = 2.0) -> Iterator[bool]:
     """Hold an exclusive lock on one case of an output folder; yields False when another
-    process holds it (the case is then left alone)."""
+    process still holds it after ``wait_s`` seconds (the case is then left alone).
+
+    The short wait covers a worker killed while it held the lock: its scheduler may hand the
+    case to another worker before the dying process's files are all closed.
+    """
     path = out / f".{case_id}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
         try:
             yield True
         finally:
