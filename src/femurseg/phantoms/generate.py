@@ -11,6 +11,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from femurseg.phantoms.tissues.implants import draw_implants
 from femurseg.phantoms.tissues.materials import draw_case_tissues
 from femurseg.phantoms.tissues.organs import place_organs
 from femurseg.phantoms.tissues.spine import place_spine
+from femurseg.phantoms.tissues.thorax import place_thorax
 from femurseg.phantoms.tissues.vessels import (
     aorta_at_l4,
     build_vessels,
@@ -164,8 +166,10 @@ def generate_case(
         on-disk orientation drawn for writing it.
     """
     t_start = time.perf_counter()
-    # a tenth child keeps the first nine (and so every earlier seed's case) unchanged
-    r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk, r_vessel = rng.spawn(10)
+    # later children (the tenth, vessels; the eleventh, the chest) keep the earlier ones, and so
+    # every earlier seed's case, unchanged
+    (r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk, r_vessel,
+     r_thorax) = rng.spawn(11)  # fmt: skip
     anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
     spine = place_spine(anatomy, cfg.trunk, r_trunk)
     organs = place_organs(spine, float(anatomy.landmarks["pelvis_top"][2]), cfg.trunk, r_trunk)
@@ -175,6 +179,7 @@ def generate_case(
     vessels = draw_vessels(cfg.vessels, r_vessel)
     tissues = enhance_tissues(tissues, vessels, cfg.vessels, r_vessel)
     body.vessels = build_vessels(anatomy, aorta_at_l4(spine, organs), vessels, r_vessel)
+    body.thorax = place_thorax(spine, partial(body.at, body.trunk), cfg.thorax, r_thorax)
     kind = choose_kind(cfg, r_fov)
     spacing = choose_spacing(cfg, r_fov)
     scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
@@ -234,6 +239,8 @@ def generate_case(
             "total": round(time.perf_counter() - t_start, 3),
         },
     }
+    if body.thorax is not None:  # absent otherwise, so earlier sets' records stay the same
+        meta["thorax"] = _jsonable(body.thorax.to_meta())
     log.info("case %s %s in %.1f s", kind.value, fov.grid.shape, meta["timings_s"]["total"])
     return Case(image, rendered.labels, _jsonable(meta), rendered, anatomy)
 

@@ -370,6 +370,47 @@ class VesselParams:
 
 
 @dataclass(frozen=True)
+class ThoraxParams:
+    """The lower chest above the lumbar spine (mm, HU), drawn per case.
+
+    Many lower-limb CTs start high: a run-off angiogram from the diaphragm, a trauma or
+    chest-abdomen-pelvis scan. Above L1 come the lower thoracic vertebrae with their ribs, the
+    lung bases behind and beside the diaphragm's domes, and the heart on top of them. Off by
+    default, so the documented phantom sets stay reproducible; ``configs/phantom_thorax.json``
+    turns it on.
+
+    Attributes:
+        probability: chance per case that the trunk continues into the lower chest; such a
+            case's views that reach above the pelvis may end up to ``reach_mm`` above L1.
+        reach_mm: how far above L1's top such a view may end.
+        rib_radius_mm: rib cross-section radius (the rib is half again as tall as thick).
+        rib_drop: how far a rib falls from its head to the front of the chest, in vertebral
+            levels (about 27 mm each).
+        dome_above_l1_mm: height of the right diaphragm dome above L1's top.
+        left_dome_lower_mm: how much lower the left dome sits.
+        lung_hu: lung base HU (denser by up to 100 HU towards the back, the dependent side).
+        heart_mm: heart length (base to apex); its width and depth follow from it.
+    """
+
+    probability: float = 0.0
+    reach_mm: Range = (40.0, 200.0)
+    rib_radius_mm: Range = (4.0, 5.5)
+    rib_drop: Range = (2.2, 3.6)
+    dome_above_l1_mm: Range = (25.0, 90.0)
+    left_dome_lower_mm: Range = (5.0, 20.0)
+    lung_hu: Range = (-900.0, -780.0)
+    heart_mm: Range = (110.0, 140.0)
+
+    def __post_init__(self) -> None:
+        check_range("probability", self.probability, 0.0, 1.0)
+        _check_range_pair("lung_hu", self.lung_hu, -1000.0, -300.0)
+        _check_range_pair("rib_drop", self.rib_drop, 0.0, 6.0)
+        for name in ("reach_mm", "rib_radius_mm", "dome_above_l1_mm", "left_dome_lower_mm"):
+            _check_range_pair(name, getattr(self, name), 0.0, 400.0)
+        _check_range_pair("heart_mm", self.heart_mm, 50.0, 200.0)
+
+
+@dataclass(frozen=True)
 class PhantomConfig:
     """Everything :func:`femurseg.phantoms.generate.generate_case` needs, frozen and validated.
 
@@ -395,7 +436,8 @@ class PhantomConfig:
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
             768 matrix first, then thicker slices. Cases under it are unchanged; a case at
             the default 600 M peaks at about 10 GB.
-        tissues, table, trunk, implants, scanner, vessels: the render-side parameter groups.
+        tissues, table, trunk, implants, scanner, vessels, thorax: the render-side parameter
+            groups.
     """
 
     fov: FovKind = FovKind.MIXED
@@ -431,6 +473,7 @@ class PhantomConfig:
     implants: ImplantParams = field(default_factory=ImplantParams)
     scanner: ScannerParams = field(default_factory=ScannerParams)
     vessels: VesselParams = field(default_factory=VesselParams)
+    thorax: ThoraxParams = field(default_factory=ThoraxParams)
 
     def __post_init__(self) -> None:
         try:

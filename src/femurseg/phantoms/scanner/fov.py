@@ -204,7 +204,9 @@ def choose_fov(
         kind is FovKind.ABDOMEN
         or (kind in (FovKind.HIP, FovKind.FULL) and rng.uniform() < abdomen_probability)
     ):
-        top = rng.uniform(float(spine.vertebrae[2].centre[2]), spine.top_z + ABOVE_L1_MM)
+        chest = body.thorax
+        above = ABOVE_L1_MM if chest is None else chest.reach_mm
+        top = rng.uniform(float(spine.vertebrae[2].centre[2]), spine.top_z + above)
     z_lo, z_hi = z_range(kind, anatomy, rng, top)
     lo, hi = body.extent(z_lo, z_hi)
     gap = rng.uniform(*gap_mm)

@@ -123,6 +123,12 @@ def render_clean(
     spine = body.spine
     if spine is not None and grid.axis(2)[-1] > spine.s1_top[2]:
         crops = {"spine": spine.rasterize(grid), **crops}  # painted first: the sacrum wins
+    chest = body.thorax
+    if chest is not None and spine is not None and grid.axis(2)[-1] > spine.top_z:
+        # last, so the other bones' texture draws (and every case without a chest) stay as
+        # they were
+        crops["thoracic_spine"] = chest.spine_crop(grid)
+        crops["ribs"] = chest.rib_crop(grid)
     timings["voxelize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     r_soft, r_bone = rng.spawn(2)

@@ -24,6 +24,7 @@ from femurseg.phantoms.tissues.materials import CaseTissues, draw
 from femurseg.phantoms.tissues.organs import Organs
 from femurseg.phantoms.tissues.slabs import binned, leg_position
 from femurseg.phantoms.tissues.spine import Spine
+from femurseg.phantoms.tissues.thorax import Thorax
 from femurseg.phantoms.tissues.vessels import VesselTree
 
 A = npt.NDArray[np.float64]
@@ -107,6 +108,8 @@ class BodyModel:
     organs: Organs | None = None
     #: contrast-filled or calcified vessels painted inside the body, or None
     vessels: VesselTree | None = None
+    #: the lower chest above the lumbar spine (ribs, lungs, heart), or None
+    thorax: Thorax | None = None
 
     def at(self, prof: Profile, z: float) -> tuple[float, float, float, float, float]:
         """(cx, cy, a, b, fat) of ``prof`` interpolated at height ``z`` (mm)."""

@@ -11,6 +11,8 @@ over this afterwards (:mod:`femurseg.phantoms.tissues.bone`).
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
@@ -21,6 +23,7 @@ from femurseg.phantoms.tissues.abdomen import STOOL_STEP, AbdomenPainter
 from femurseg.phantoms.tissues.body import BodyModel, Profile
 from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue
 from femurseg.phantoms.tissues.organs import reaches
+from femurseg.phantoms.tissues.thorax import LUNG_VESSEL_STEP, ThoraxPainter
 
 F32 = npt.NDArray[np.float32]
 
@@ -104,6 +107,12 @@ class SoftTissueRenderer:
         if sp_ is not None and org_ is not None and reaches(sp_, org_, float(self.z[-1])):
             stool = SliceField(rng, org, sp, grid.shape, STOOL_STEP)
             self.abdomen = AbdomenPainter(body, sp_, org_, t, stool)
+        self.thorax: ThoraxPainter | None = None
+        chest = body.thorax
+        if chest is not None and self.abdomen is not None and float(self.z[-1]) > chest.bottom_z:
+            # drawn after every other field, so cases without a chest are unchanged
+            lung = SliceField(rng, org, sp, grid.shape, LUNG_VESSEL_STEP)
+            self.thorax = ThoraxPainter(chest, partial(body.at, body.trunk), t, lung)
         self.rest = body.table.rest(self.x.astype(np.float64)).astype(np.float32)
         # Muscle stops a skin and a compressed fat layer above the support.
         self.rest_m = self.rest + np.float32(t.skin_mm + body.table.contact_fat)
@@ -340,6 +349,8 @@ class SoftTissueRenderer:
         np.copyto(cls_s, np.uint8(Tissue.FLUID), where=bladder)
         if self.abdomen is not None and self.abdomen.reaches(z):
             self.abdomen.paint(k, z, x, y, cav, m[sl] < 0, hu_s, cls_s, (*gi, *gj))
+        if self.thorax is not None and self.thorax.reaches(z):
+            self.thorax.paint(k, z, x, y, cav, hu_s, cls_s, (*gi, *gj))
 
     def _near_pelvis(self, k: int) -> npt.NDArray[np.bool_] | None:
         """Pixels of slice k within PELVIC_MUSCLE_MM of the pelvic bones (2D distance)."""
