@@ -23,10 +23,10 @@ from femurseg.types import Label
 pytestmark = pytest.mark.slow
 
 #: Dice floor per side on the procedural full lower-limb phantom (seed 21, 1.5 x 1.5 x 2 mm, no
-#: implant). The shipped v8 weights score 0.958 left / 0.969 right on it (v6 0.964 / 0.970,
-#: v5 0.951, v4 0.952 left, both 0.970 right); v3 scored 0.929 / 0.962 (it missed part of the fatty,
-#: coarse-grained left condyles) and v2 0.938 / 0.960. The floor guards against regressions
-#: below the v2-v3 level.
+#: implant). The shipped v9 weights score 0.959 left / 0.967 right on it (v8 0.958 / 0.969,
+#: v6 0.964 / 0.970, v5 0.951, v4 0.952 left, both 0.970 right); v3 scored 0.929 / 0.962 (it
+#: missed part of the fatty, coarse-grained left condyles) and v2 0.938 / 0.960. The floor
+#: guards against regressions below the v2-v3 level.
 PHANTOM_DICE_FLOOR = 0.88
 
 
@@ -102,15 +102,15 @@ def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
             assert case["ok"], (name, case)
 
 
-#: floors on ../shared/data/totalseg_example (v8 scores: right 0.903, left without metal 0.589,
-#: head coverage 0.69 left / 0.89 right; v6: 0.901, 0.581, 0.67 / 0.89; v5: 0.886, 0.583,
-#: 0.61 / 0.84; v4: 0.885, 0.590, 0.60 / 0.84; v3: 0.867, 0.600, 0.67 / 0.81; the left
-#: target 0.85 is not met). The left floor sits 0.02 under v5-v6 so that float32 instead of
-#: bfloat16 (a CPU without native bfloat16) does not trip it.
+#: floors on ../shared/data/totalseg_example (v9 scores: right 0.901, left without metal 0.596,
+#: head coverage 0.69 left / 0.89 right; v8: 0.903, 0.589, 0.69 / 0.89; v6: 0.901, 0.581,
+#: 0.67 / 0.89; v5: 0.886, 0.583, 0.61 / 0.84; v4: 0.885, 0.590, 0.60 / 0.84; v3: 0.867,
+#: 0.600, 0.67 / 0.81; the left target 0.85 is not met). The left floor sits 0.02 under
+#: v5-v6 so that float32 instead of bfloat16 (a CPU without native bfloat16) does not trip it.
 REAL_RIGHT_FLOOR = 0.84
 REAL_LEFT_NO_METAL_FLOOR = 0.56
 REAL_HEAD_COVERAGE_FLOOR = 0.55
-#: ceilings on the ml of femur labelled on the reference's hip and sacrum masks (v8: 15.9 left,
-#: 6.8 right; v6: 12.0 left, 6.4 right, all in the acetabular roof over the head); a model
-#: that leaks further into the pelvis trips them.
+#: ceilings on the ml of femur labelled on the reference's hip and sacrum masks (v9: 15.0 left,
+#: 7.0 right; v8: 15.9 left, 6.8 right; v6: 12.0 left, 6.4 right, all in the acetabular roof
+#: over the head); a model that leaks further into the pelvis trips them.
 REAL_ON_PELVIS_CEILING_ML = {"femur_left": 18.0, "femur_right": 12.0}
