@@ -25,7 +25,8 @@ from femurseg.phantoms.tissues.organs import (
     Organs,
     reaches,
 )
-from femurseg.phantoms.tissues.spine import Spine
+from femurseg.phantoms.tissues.slabs import ellipse as _ellipse
+from femurseg.phantoms.tissues.spine import Spine, disc_mask
 
 F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]
@@ -60,10 +61,6 @@ STOOL_STEP = (4.0, 4.0, 4.0)
 STOOL_GAS = 0.8
 #: cavity wall (abdominal muscles) between the trunk outline and the cavity, mm.
 WALL_MM = 12.0
-
-
-def _ellipse(x: F32, y: F32, cx: float, cy: float, a: float, b: float) -> F32:
-    return ((x - np.float32(cx)) / np.float32(a)) ** 2 + ((y - np.float32(cy)) / np.float32(b)) ** 2
 
 
 class AbdomenPainter:
@@ -246,13 +243,7 @@ class AbdomenPainter:
         put(wall, t.bowel + 10.0, Tissue.BOWEL)
 
     def _discs(self, z: float, x: F32, y: F32, inside: B, put: Put) -> None:
-        for (c, up, hh), v in zip(self.spine.discs, self.spine.vertebrae, strict=True):
-            if abs(z - c[2]) > hh + v.ry:
-                continue
-            # In the disc's frame: y' along its anterior axis, height along up.
-            ant = np.array([0.0, up[2], -up[1]])
-            dy, dz = y - np.float32(c[1]), np.float32(z - c[2])
-            qu = dy * np.float32(up[1]) + dz * np.float32(up[2])
-            qa = dy * np.float32(ant[1]) + dz * np.float32(ant[2])
-            q = ((x - np.float32(c[0])) / np.float32(v.rx)) ** 2 + (qa / np.float32(v.ry)) ** 2
-            put(inside & (q < 1.0) & (np.abs(qu) < np.float32(hh + 1.0)), self.t.disc, Tissue.ORGAN)
+        for disc, v in zip(self.spine.discs, self.spine.vertebrae, strict=True):
+            m = disc_mask(disc, v, z, x, y)
+            if m is not None:
+                put(inside & m, self.t.disc, Tissue.ORGAN)

@@ -1,8 +1,9 @@
-"""Where along a posed leg a height lies, and which bone vertices lie at it (world RAS+ mm).
+"""Where along a posed leg a height lies, which bone vertices lie at it, and the in-slice
+ellipse the painters draw with (world RAS+ mm).
 
 Shared by the body model (:mod:`~femurseg.phantoms.tissues.body`), which sizes each leg's
-cross-sections from them, and the vessels (:mod:`~femurseg.phantoms.tissues.vessels`), which
-run their course around the same bones.
+cross-sections from them, the vessels (:mod:`~femurseg.phantoms.tissues.vessels`), which
+run their course around the same bones, and the abdomen and chest painters.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 A = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 
 #: half-height of the slab of bone vertices used to size each cross-section, mm.
 BIN_HALF_MM = 4.0
@@ -33,3 +35,9 @@ def leg_position(zs: A, hip: A, knee: A, ankle: A) -> A:
         (hip[2] - zs) / max(hip[2] - knee[2], 1.0),
         1.0 + (knee[2] - zs) / max(knee[2] - ankle[2], 1.0),
     )
+
+
+def ellipse(x: F32, y: F32, cx: float, cy: float, a: float, b: float) -> F32:
+    """Squared normalised distance of x (n, 1), y (1, m) (mm) from an ellipse's centre:
+    under 1 inside the ellipse of semi-axes a, b centred at (cx, cy)."""
+    return ((x - np.float32(cx)) / np.float32(a)) ** 2 + ((y - np.float32(cy)) / np.float32(b)) ** 2

@@ -99,44 +99,74 @@ class Spine:
 
     def outline_points(self) -> A:
         """(N, 3) points on the outer extent of every vertebra (body rim, process tips)."""
-        pts = []
-        for v in self.vertebrae:
-            for du in (-v.half_height, v.half_height):
-                for th in np.linspace(0.0, 2.0 * np.pi, 12, endpoint=False):
-                    pts.append(v.at(v.rx * math.cos(th), v.ry * math.sin(th), du))
-            back = -v.ry - ARCH_MM
-            for s in (-1.0, 1.0):
-                pts.append(v.at(s * (0.55 * v.rx + v.transverse), -v.ry - PEDICLE_MM, 0.0))
-            pts.append(v.at(0.0, back - v.spinous, -0.35 * v.half_height))
-        return np.array(pts)
-
-    def primitives(self) -> list[tuple[list[Primitive], float]]:
-        """Per vertebra, its primitives and their blend radius (mm)."""
-        return [(_vertebra(v), BLEND_MM) for v in self.vertebrae]
+        return vertebra_outline(self.vertebrae)
 
     def rasterize(self, grid: RenderGrid) -> MaskCrop:
         """The vertebrae as a voxel mask on ``grid`` (voxel centres inside a primitive blend)."""
-        pts = self.outline_points()
-        lo = pts.min(axis=0) - 10.0
-        hi = pts.max(axis=0) + 10.0
-        sl = []
-        for d in range(3):
-            ax = grid.axis(d)
-            a = int(np.searchsorted(ax, lo[d]))
-            b = int(np.searchsorted(ax, hi[d]))
-            sl.append(slice(a, max(a, b)))
-        slices = (sl[0], sl[1], sl[2])
-        shape = tuple(s.stop - s.start for s in slices)
-        mask = np.zeros(shape, dtype=bool)
-        if min(shape) == 0:
-            return MaskCrop(mask, slices, grid.shape)
-        axes = [grid.axis(d)[slices[d]].astype(np.float32) for d in range(3)]
-        for prims, k in self.primitives():
-            field = _evaluate(prims, axes, k)
-            if field is not None:
-                sub, vals = field
-                mask[sub] |= vals < 0
-        return MaskCrop(mask, slices, grid.shape)
+        return rasterize_vertebrae(self.vertebrae, grid)
+
+
+def vertebra_outline(vertebrae: tuple[Vertebra, ...]) -> A:
+    """(N, 3) points on the outer extent of the vertebrae (body rim, process tips)."""
+    pts = []
+    for v in vertebrae:
+        for du in (-v.half_height, v.half_height):
+            for th in np.linspace(0.0, 2.0 * np.pi, 12, endpoint=False):
+                pts.append(v.at(v.rx * math.cos(th), v.ry * math.sin(th), du))
+        back = -v.ry - ARCH_MM
+        for s in (-1.0, 1.0):
+            pts.append(v.at(s * (0.55 * v.rx + v.transverse), -v.ry - PEDICLE_MM, 0.0))
+        pts.append(v.at(0.0, back - v.spinous, -0.35 * v.half_height))
+    return np.array(pts)
+
+
+def rasterize_vertebrae(
+    vertebrae: tuple[Vertebra, ...], grid: RenderGrid, outline: A | None = None
+) -> MaskCrop:
+    """Vertebrae as a voxel mask on ``grid`` (voxel centres inside a primitive blend), over
+    the part of the grid within 10 mm of ``outline`` (default :func:`vertebra_outline`)."""
+    pts = vertebra_outline(vertebrae) if outline is None else outline
+    crop = empty_crop(grid, pts.min(axis=0) - 10.0, pts.max(axis=0) + 10.0)
+    if min(crop.mask.shape) == 0:
+        return crop
+    axes = [grid.axis(d)[crop.slices[d]].astype(np.float32) for d in range(3)]
+    for v in vertebrae:
+        field = _evaluate(_vertebra(v), axes, BLEND_MM)
+        if field is not None:
+            sub, vals = field
+            crop.mask[sub] |= vals < 0
+    return crop
+
+
+def empty_crop(grid: RenderGrid, lo: A, hi: A) -> MaskCrop:
+    """An all-False mask over the part of ``grid`` between world points lo and hi (mm)."""
+    sl = []
+    for d in range(3):
+        ax = grid.axis(d)
+        a = int(np.searchsorted(ax, lo[d]))
+        b = int(np.searchsorted(ax, hi[d]))
+        sl.append(slice(a, max(a, b)))
+    slices = (sl[0], sl[1], sl[2])
+    shape = tuple(s.stop - s.start for s in slices)
+    return MaskCrop(np.zeros(shape, dtype=bool), slices, grid.shape)
+
+
+def disc_mask(
+    disc: tuple[A, A, float], v: Vertebra, z: float, x: Points, y: Points
+) -> npt.NDArray[np.bool_] | None:
+    """Where slice height z (mm) cuts the disc ``(centre, up, half height)`` below vertebra
+    ``v`` (its cross-section is the vertebral body's), over x (n, 1) and y (1, m) world mm;
+    None when the slice misses it."""
+    c, up, hh = disc
+    if abs(z - c[2]) > hh + v.ry:
+        return None
+    # In the disc's frame: y' along its anterior axis, height along up.
+    ant = np.array([0.0, up[2], -up[1]])
+    dy, dz = y - np.float32(c[1]), np.float32(z - c[2])
+    qu = dy * np.float32(up[1]) + dz * np.float32(up[2])
+    qa = dy * np.float32(ant[1]) + dz * np.float32(ant[2])
+    q = ((x - np.float32(c[0])) / np.float32(v.rx)) ** 2 + (qa / np.float32(v.ry)) ** 2
+    return (q < 1.0) & (np.abs(qu) < np.float32(hh + 1.0))
 
 
 def _evaluate(

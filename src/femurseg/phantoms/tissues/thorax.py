@@ -36,13 +36,15 @@ from femurseg.phantoms.anatomy.sdf import capsule
 from femurseg.phantoms.anatomy.voxelize import MaskCrop
 from femurseg.phantoms.params import ThoraxParams
 from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue, draw
+from femurseg.phantoms.tissues.slabs import ellipse as _ellipse
 from femurseg.phantoms.tissues.spine import (
-    BLEND_MM,
     PEDICLE_MM,
     Spine,
     Vertebra,
     _evaluate,
-    _vertebra,
+    disc_mask,
+    empty_crop,
+    rasterize_vertebrae,
 )
 
 A = npt.NDArray[np.float64]
@@ -133,14 +135,13 @@ class Thorax:
 
     def spine_crop(self, grid: RenderGrid) -> MaskCrop:
         """The thoracic vertebrae as a voxel mask on ``grid``."""
-        prims = [(_vertebra(v), BLEND_MM) for v in self.vertebrae]
-        return _rasterize(grid, prims, _outline(self.vertebrae))
+        return rasterize_vertebrae(self.vertebrae, grid, _outline(self.vertebrae))
 
     def rib_crop(self, grid: RenderGrid) -> MaskCrop:
         """The ribs as a voxel mask on ``grid`` (each capsule evaluated on its own box)."""
         pts = np.concatenate([r.path for r in self.ribs])
         r_max = max(r.radius for r in self.ribs) * RIB_TALL
-        crop = _empty_crop(grid, pts.min(axis=0) - r_max - 2.0, pts.max(axis=0) + r_max + 2.0)
+        crop = empty_crop(grid, pts.min(axis=0) - r_max - 2.0, pts.max(axis=0) + r_max + 2.0)
         if crop.mask.size == 0:
             return crop
         axes = [grid.axis(d)[crop.slices[d]].astype(np.float32) for d in range(3)]
@@ -155,6 +156,7 @@ class Thorax:
 
 
 def _outline(vs: tuple[Vertebra, ...]) -> A:
+    """Points beyond each thoracic vertebra's body and processes (its crop's extent)."""
     pts = []
     for v in vs:
         for du in (-v.half_height, v.half_height):
@@ -162,31 +164,6 @@ def _outline(vs: tuple[Vertebra, ...]) -> A:
                 pts.append(v.at(s * (0.55 * v.rx + v.transverse + 6.0), v.ry + 3.0, du))
                 pts.append(v.at(s * (v.rx + 3.0), -v.ry - 35.0 - v.spinous, du - 15.0))
     return np.array(pts)
-
-
-def _empty_crop(grid: RenderGrid, lo: A, hi: A) -> MaskCrop:
-    sl = []
-    for d in range(3):
-        ax = grid.axis(d)
-        a = int(np.searchsorted(ax, lo[d]))
-        b = int(np.searchsorted(ax, hi[d]))
-        sl.append(slice(a, max(a, b)))
-    slices = (sl[0], sl[1], sl[2])
-    shape = tuple(s.stop - s.start for s in slices)
-    return MaskCrop(np.zeros(shape, dtype=bool), slices, grid.shape)
-
-
-def _rasterize(grid: RenderGrid, prims: list, outline: A) -> MaskCrop:  # type: ignore[type-arg]
-    crop = _empty_crop(grid, outline.min(axis=0) - 10.0, outline.max(axis=0) + 10.0)
-    if min(crop.mask.shape) == 0:
-        return crop
-    axes = [grid.axis(d)[crop.slices[d]].astype(np.float32) for d in range(3)]
-    for ps, k in prims:
-        field = _evaluate(ps, axes, k)
-        if field is not None:
-            sub, vals = field
-            crop.mask[sub] |= vals < 0
-    return crop
 
 
 def place_thorax(
@@ -274,10 +251,6 @@ def place_thorax(
         draw(rng, p.lung_hu),
         draw(rng, p.reach_mm),
     )
-
-
-def _ellipse(x: F32, y: F32, cx: float, cy: float, a: float, b: float) -> F32:
-    return ((x - np.float32(cx)) / np.float32(a)) ** 2 + ((y - np.float32(cy)) / np.float32(b)) ** 2
 
 
 class ThoraxPainter:
@@ -374,14 +347,8 @@ class ThoraxPainter:
             np.copyto(hu, np.float32(t.blood), where=heart & (q < 0.45))
             np.copyto(cls, np.uint8(Tissue.ORGAN), where=heart & (q < 0.45))
         # discs between the thoracic vertebrae (the bodies are painted later as bone)
-        for (c, up, hh), v in zip(th.discs, th.vertebrae, strict=True):
-            if abs(z - c[2]) > hh + v.ry:
-                continue
-            ant = np.array([0.0, up[2], -up[1]])
-            dy, dz = y - np.float32(c[1]), np.float32(z - c[2])
-            qu = dy * np.float32(up[1]) + dz * np.float32(up[2])
-            qa = dy * np.float32(ant[1]) + dz * np.float32(ant[2])
-            qd = ((x - np.float32(c[0])) / np.float32(v.rx)) ** 2 + (qa / np.float32(v.ry)) ** 2
-            disc = (qd < 1.0) & (np.abs(qu) < np.float32(hh + 1.0))
-            np.copyto(hu, np.float32(t.disc), where=disc)
-            np.copyto(cls, np.uint8(Tissue.ORGAN), where=disc)
+        for disc, v in zip(th.discs, th.vertebrae, strict=True):
+            m = disc_mask(disc, v, z, x, y)
+            if m is not None:
+                np.copyto(hu, np.float32(t.disc), where=m)
+                np.copyto(cls, np.uint8(Tissue.ORGAN), where=m)
