@@ -265,6 +265,10 @@ def test_dask_cluster_runs_the_cohort_despite_a_broken_scan_and_a_killed_worker(
 
         opts = CohortOptions(dask=cluster.scheduler_address)
         res = run_cohort(cases, out, spec_of(weights), opts, kill_one)
+        # the run used this process's client on that scheduler (a second client runs its own
+        # event loop, and futures then fail with "bound to a different event loop") and left
+        # it open
+        assert client.status == "running" and client.run(os.getpid)
     assert killed
     assert sorted(r.case for r in res.results if r.status == "done") == [
         f"case{i}" for i in range(4)

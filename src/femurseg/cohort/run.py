@@ -475,13 +475,19 @@ def _dask(
             "run `pip install 'femurseg[cohort]'`"
         ) from err
     cluster = None
+    own = True
     if address == "local":
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
         client = Client(cluster)
     else:
-        client = Client(address)
+        # a client this process already holds on that scheduler (e.g. a notebook's) is used,
+        # not a second one: two clients in one process run separate event loops, and a
+        # future of one can then fail with "bound to a different event loop"
+        found = _client_of(address)
+        own = found is None
+        client = found if found is not None else Client(address)
     try:
         futures = {
             client.submit(
@@ -502,9 +508,21 @@ def _dask(
                 msg = f"Dask could not run this case ({type(err).__name__}: {err})"
                 done(job.fail(case, msg, type(err).__name__, 0.0))
     finally:
-        client.close()
+        if own:
+            client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _client_of(address: str) -> Any:
+    """This process's current Dask client if it is connected to ``address``, else None."""
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:  # no client in this process
+        return None
+    return client if client.scheduler.address == address else None
 
 
 # ---------------------------------------------------------------- the run
