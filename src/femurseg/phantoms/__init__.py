@@ -13,14 +13,16 @@ Where to change what (paths under ``femurseg/phantoms/``):
 - pose, hip / knee joint spaces, legs touching: ``anatomy/assemble.py``, ``contact.py``
 - landmarks (head centre, condyles, pelvis top): ``anatomy/landmarks.py``
 - the true femur measurements recorded per case: ``anatomy/truth.py``
-- HU of each tissue, per-case draws, texture fields: ``tissues/materials.py``
+- HU of each tissue, per-case draws, texture fields, the slice painters' ``put``:
+  ``tissues/materials.py``
 - cortex thickness, marrow, trabecular texture, osteoporosis: ``tissues/bone.py``
 - body outline, legs, trunk, table: ``tissues/body.py``; position along a leg and the bone
   vertices at a height, shared with the vessels: ``tissues/slabs.py``
 - muscles, fat, skin, pelvic organs (slice painter): ``tissues/softtissue.py``
 - where the abdominal organs sit: ``tissues/organs.py``; how they are painted:
   ``tissues/abdomen.py``
-- lumbar spine: ``tissues/spine.py``
+- lumbar spine: ``tissues/spine.py``; the lower chest (thoracic spine, ribs, lungs, heart):
+  ``tissues/thorax.py``
 - hip / knee replacements, fracture fixation (metal): ``tissues/implants.py``
 - intravenous contrast, arteries and veins, calcified plaques: ``tissues/vessels.py``
 - fields of view (full leg, hip, knee, legs only, abdomen): ``scanner/fov.py``

@@ -12,13 +12,11 @@ stool and gas, and the intervertebral discs. World RAS+ mm: +x is the patient's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import numpy.typing as npt
 
 from femurseg.phantoms.tissues.body import BodyModel
-from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue
+from femurseg.phantoms.tissues.materials import CaseTissues, Put, SliceField, Tissue, painter
 from femurseg.phantoms.tissues.organs import (
     COLON_BELOW_CREST_MM,
     PSOAS_BELOW_S1_MM,
@@ -30,7 +28,6 @@ from femurseg.phantoms.tissues.spine import Spine, disc_mask
 
 F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]
-Put = Callable[[B, "float | F32", Tissue], None]
 
 #: the psoas moves laterally and anteriorly by these fractions of its drop below S1.
 PSOAS_DRIFT = (0.45, 0.35)
@@ -111,9 +108,7 @@ class AbdomenPainter:
         else:
             cy, rx, ry = float(self.vy[0]), float(self.vrx[0]), float(self.vry[0])
 
-        def put(where: B, value: float | F32, c: Tissue) -> None:
-            np.copyto(hu, np.float32(value) if isinstance(value, float) else value, where=where)
-            np.copyto(cls, np.uint8(c), where=where)
+        put = painter(hu, cls)
 
         frac = np.clip((self.spine.top_z - z) / max(self.spine.top_z - self.s1[2], 1.0), 0, 1)
         r_ps = o.psoas_mm * (PSOAS_TOP_FRACTION + (1 - PSOAS_TOP_FRACTION) * frac)

@@ -8,6 +8,7 @@ every tissue parameter from :class:`~femurseg.phantoms.params.TissueParams`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -36,6 +37,21 @@ class Tissue(enum.IntEnum):
     MARROW = 11
     METAL = 12
     ORGAN = 13  # liver, spleen, kidneys, great vessels, intervertebral discs
+
+
+#: ``put(where, value, tissue)``: paint a HU value (a number or a per-pixel array) and a
+#: :class:`Tissue` class into the pixels of a slice where ``where`` holds.
+Put = Callable[[npt.NDArray[np.bool_], "float | F32", Tissue], None]
+
+
+def painter(hu: F32, cls: npt.NDArray[np.uint8]) -> Put:
+    """A :data:`Put` writing into one slice's HU and tissue-class arrays (in place)."""
+
+    def put(where: npt.NDArray[np.bool_], value: float | F32, c: Tissue) -> None:
+        np.copyto(hu, np.float32(value) if isinstance(value, float) else value, where=where)
+        np.copyto(cls, np.uint8(c), where=where)
+
+    return put
 
 
 def draw(rng: np.random.Generator, r: Range) -> float:

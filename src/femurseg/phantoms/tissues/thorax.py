@@ -35,7 +35,7 @@ from femurseg.phantoms.anatomy.grid import RenderGrid
 from femurseg.phantoms.anatomy.sdf import capsule
 from femurseg.phantoms.anatomy.voxelize import MaskCrop
 from femurseg.phantoms.params import ThoraxParams
-from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue, draw
+from femurseg.phantoms.tissues.materials import CaseTissues, SliceField, Tissue, draw, painter
 from femurseg.phantoms.tissues.slabs import ellipse as _ellipse
 from femurseg.phantoms.tissues.spine import (
     PEDICLE_MM,
@@ -183,7 +183,6 @@ def place_thorax(
     """
     if not rng.uniform() < p.probability:
         return None
-    at = trunk_at
     l1 = spine.vertebrae[-1]
     disc = 0.8 * float(spine.discs[-1][2]) * 2.0
     verts: list[Vertebra] = []
@@ -197,7 +196,7 @@ def place_thorax(
         z = float(prev[2]) + rise
         # the thoracic bodies sit close to the back, their spinous processes under the back
         # muscles: from L1's depth the column moves there over the first two levels
-        _, cy, _, b, _ = at(z)
+        _, cy, _, b, _ = trunk_at(z)
         back = cy - b + BACK_TO_BODY_MM + l1.ry * w + l1.spinous * 1.1
         pull = min(1.0, (i + 1) / 2.0)
         y = float(prev[1]) + pull * (back - float(prev[1]))
@@ -217,7 +216,7 @@ def place_thorax(
                 l1.ry * w,
                 l1.transverse * 0.7,
                 l1.spinous * 1.1,
-            )  # fmt: skip
+            )
         )
         prev, top = centre, hh
     radius = draw(rng, p.rib_radius_mm)
@@ -231,14 +230,14 @@ def place_thorax(
             for phi in np.linspace(RIB_ANGLE_RAD, end, RIB_SEGMENTS):
                 f = (phi - RIB_ANGLE_RAD) / (math.pi - RIB_ANGLE_RAD)
                 z = float(v.centre[2]) - drop * f
-                cx, cy, a, b, _ = at(z)
+                cx, cy, a, b, _ = trunk_at(z)
                 ax, by = max(a - RIB_INSET_MM, 10.0), max(b - RIB_INSET_MM, 10.0)
                 pts.append(np.array([cx + s * ax * math.sin(phi), cy - by * math.cos(phi), z]))
             ribs.append(Rib(np.array(pts), radius))
     dome_r = spine.top_z + draw(rng, p.dome_above_l1_mm)
     dome_l = dome_r - draw(rng, p.left_dome_lower_mm)
     length = draw(rng, p.heart_mm)
-    cx, cy, a, b, _ = at(dome_l)
+    cx, cy, a, b, _ = trunk_at(dome_l)
     axes = np.array([0.36 * length, 0.33 * length, 0.5 * length])
     hc = np.array([cx - 0.18 * a, cy + 0.3 * b, dome_l + 0.45 * axes[2]])
     return Thorax(
@@ -289,6 +288,7 @@ class ThoraxPainter:
         cavity mask, HU and class arrays (n, m), modified in place; ``win`` is the window's
         (i0, i1, j0, j1) on the grid (for the vessel texture)."""
         th, t = self.th, self.t
+        put = painter(hu, cls)
         cx, cy, a, b, _ = self.at(z)
         hw, hb = max(a - WALL_MM, 1.0), max(b - WALL_MM, 1.0)
         ux = (x - np.float32(cx)) / np.float32(hw)
@@ -317,38 +317,29 @@ class ThoraxPainter:
         )
         mediastinum = above & ~back & (np.abs(x - np.float32(sx)) < mw) & (y > np.float32(sy - sry))
         lung = above & ~mediastinum & ~back
-        np.copyto(hu, np.float32(t.muscle), where=back)
-        np.copyto(cls, np.uint8(Tissue.MUSCLE), where=back)
+        put(back, t.muscle, Tissue.MUSCLE)
         i0, i1, j0, j1 = win
         f = self.vessels.slice(k, i0, i1, j0, j1)
         dep = np.clip(-uy, 0.0, 1.0) * np.float32(DEPENDENT_HU)
-        np.copyto(hu, np.float32(th.lung_hu) + dep, where=lung)
-        np.copyto(cls, np.uint8(Tissue.GAS), where=lung)
+        put(lung, np.float32(th.lung_hu) + dep, Tissue.GAS)
         vessel = lung & (f > np.float32(self.vessel_thr))
-        np.copyto(hu, np.float32(t.blood if t.blood > t.muscle else t.muscle), where=vessel)
-        np.copyto(cls, np.uint8(Tissue.ORGAN), where=vessel)
+        put(vessel, t.blood if t.blood > t.muscle else t.muscle, Tissue.ORGAN)
         # mediastinum: fat around the descending aorta, beside the spine on the left
-        np.copyto(hu, np.float32(t.fat), where=mediastinum)
-        np.copyto(cls, np.uint8(Tissue.FAT), where=mediastinum)
+        put(mediastinum, t.fat, Tissue.FAT)
         ao = _ellipse(x, y, sx - 0.7 * srx, sy + 0.6 * sry, 11.0, 11.0) < 1
-        np.copyto(hu, np.float32(t.blood), where=above & ao)
-        np.copyto(cls, np.uint8(Tissue.ORGAN), where=above & ao)
+        put(above & ao, t.blood, Tissue.ORGAN)
         # heart on the left dome: pericardial fat, myocardium, blood
         hc, ha = th.heart_centre, th.heart_axes
         dz2 = np.float32(((z - hc[2]) / ha[2]) ** 2)
         if dz2 < 1.0:
             q = _ellipse(x, y, float(hc[0]), float(hc[1]), float(ha[0]), float(ha[1])) + dz2
             heart = above & (q < 1.0)
-            myo = np.float32(t.muscle + 0.3 * max(t.blood - t.muscle, 0.0))
-            np.copyto(hu, np.float32(t.fat), where=heart)
-            np.copyto(cls, np.uint8(Tissue.FAT), where=heart)
-            np.copyto(hu, myo, where=heart & (q < 0.8))
-            np.copyto(cls, np.uint8(Tissue.MUSCLE), where=heart & (q < 0.8))
-            np.copyto(hu, np.float32(t.blood), where=heart & (q < 0.45))
-            np.copyto(cls, np.uint8(Tissue.ORGAN), where=heart & (q < 0.45))
+            myo = t.muscle + 0.3 * max(t.blood - t.muscle, 0.0)
+            put(heart, t.fat, Tissue.FAT)
+            put(heart & (q < 0.8), myo, Tissue.MUSCLE)
+            put(heart & (q < 0.45), t.blood, Tissue.ORGAN)
         # discs between the thoracic vertebrae (the bodies are painted later as bone)
         for disc, v in zip(th.discs, th.vertebrae, strict=True):
             m = disc_mask(disc, v, z, x, y)
             if m is not None:
-                np.copyto(hu, np.float32(t.disc), where=m)
-                np.copyto(cls, np.uint8(Tissue.ORGAN), where=m)
+                put(m, t.disc, Tissue.ORGAN)
