@@ -41,6 +41,7 @@ from femurseg.segmentation.checks import (
     FemurCheck,
     FemurCheckRules,
     FemurStatus,
+    Surround,
     body_midline,
     check_femur,
 )
@@ -270,7 +271,23 @@ class Predictor:
                 prob = np.asarray(p.values[sl], dtype=np.float32)
             origin = (index[0].start, index[1].start, index[2].start)
             hu = np.asarray(volume.array[index])
-            out[side] = check_femur(side, mask, origin, grid, midline, rules, prob, hu)
+            surround = None
+            if rules.enabled:
+                # the region around the mask in x and y, as far as a fibula may lie
+                wide = tuple(
+                    slice(max(0, i.start - pad), min(n, i.stop + pad))
+                    for i, n, pad in zip(
+                        index[:2],
+                        labels.shape[:2],
+                        (int(np.ceil(rules.companion_gap_mm / sp)) + 2 for sp in grid.spacing),
+                        strict=False,
+                    )
+                ) + (index[2],)
+                region = labels[wide]
+                surround = Surround(
+                    np.asarray(volume.array[wide]), region == int(side), region != 0
+                )
+            out[side] = check_femur(side, mask, origin, grid, midline, rules, prob, hu, surround)
         return out
 
 

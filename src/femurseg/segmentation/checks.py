@@ -22,6 +22,22 @@ that do not depend on the networks:
   corticomedullary phase reads 150-300 HU. A mask whose brightest ``bone_percentile`` %
   reads under ``min_bone_hu`` holds no bone-dense voxel and is ``not_found`` (an enhanced
   kidney with its fat-filled sinus looks to both networks like a bone ring around marrow).
+* **No fibula beside it**: the femur is the thigh's only bone; the tibia has the fibula on its
+  lateral, slightly posterior side, 3-30 mm from its surface, along nearly all of its length.
+  A mask with a slender bone-dense companion beside its lateral side is a tibia, and is
+  ``not_found``: in at least ``companion_min_mm`` of its length and ``companion_min_fraction``
+  of its slices, a piece of bone not labelled femur (or of the mask apart from its main
+  cross-section, where stage 2 took the fibula in too) of ``companion_area_mm2``, peaking at
+  ``companion_peak_hu`` or more, ``companion_min_gap_mm`` to ``companion_gap_mm`` from the
+  mask's main cross-section, ``companion_angle_deg`` from lateral towards posterior (so
+  never the patella in front), with no metal that near (a fixation plate lies just there).
+  Nothing else lies beside a femur like that for long: the trochanter, the condyles and the
+  acetabulum have no slender bone on their lateral side, a patella, a fabella, the greater
+  trochanter beside the head's top or a tibia beside flexed condyles spans a few cm at most,
+  bone closer than 3 mm is the mask's own cortex that stage 2 left out, and enhanced vessels
+  (the popliteal artery behind the condyles) do not reach ``companion_peak_hu``. Measured
+  with ``scripts/companion_rule.py``: true phantom femurs at most 0.03 of their slices, true
+  tibiae 0.73-0.88 (README, "Femur checks").
 * **Confidence**: a mask that passes but is small (under ``low_volume_ml``), or whose mean
   stage-2 probability is under ``min_mean_probability``, is kept and reported
   ``low_confidence`` with the reason.
@@ -80,6 +96,28 @@ class FemurCheckRules:
             399 HU; enhanced phantom kidneys 244 HU, the real negative's kidney labelled femur
             when that scan was shifted 40 HU brighter 292 HU.
         bone_percentile: that percentile.
+        companion_gap_mm: the farthest a fibula's cross-section lies from the mask, mm (the
+            LLP26 legs: up to 28 mm from the tibia over its shaft, touching at the ankle and
+            knee).
+        companion_min_gap_mm: the nearest it may lie: bone closer to the mask is the mask's
+            own bone left out of it (a cortex stage 2 missed), not a separate one; a fibula
+            is 3 mm or more from the tibia but at its two joints.
+        companion_min_mm: the least length of mask (mm along z) that must have a companion
+            for the mask to be called a tibia.
+        companion_min_fraction: and the least fraction of the mask's slices.
+        companion_area_mm2: the companion's cross-section (mm^2, above ``companion_hu``),
+            low and high; also at most half of the mask's cross-section in that slice.
+        companion_hu: HU above which a voxel counts as bone for the companion rule.
+        companion_peak_hu: least HU of a companion's brightest voxel (fibular cortex; an
+            enhanced artery or a vein stays below).
+        companion_metal_hu: a slice with a voxel this bright within ``companion_gap_mm`` of the
+            mask never counts as having a companion (a fixation plate on the lateral cortex, its
+            screws and its streaks look like a slender lateral bone).
+        companion_angle_deg: directions (from the mask's centre, degrees from lateral,
+            positive towards posterior) where a companion may lie: the LLP26 fibulae lie
+            22-70 degrees behind lateral, and a leg turned out 30 degrees moves that to 100.
+        companion_step_mm: the rule looks at slices about this far apart and subsamples
+            each slice to about ``companion_step_mm / 2`` (it need not see every voxel).
     """
 
     enabled: bool = True
@@ -92,6 +130,16 @@ class FemurCheckRules:
     thickness_step_mm: float = 2.0
     min_bone_hu: float | None = 300.0
     bone_percentile: float = 98.0
+    companion_gap_mm: float = 35.0
+    companion_min_gap_mm: float = 3.0
+    companion_min_mm: float = 50.0
+    companion_min_fraction: float = 0.5
+    companion_area_mm2: tuple[float, float] = (30.0, 900.0)
+    companion_hu: float = 250.0
+    companion_peak_hu: float = 500.0
+    companion_metal_hu: float = 2500.0
+    companion_angle_deg: tuple[float, float] = (-30.0, 100.0)
+    companion_step_mm: float = 2.0
 
     def __post_init__(self) -> None:
         check_range("min_volume_ml", self.min_volume_ml, 0.0, 5000.0)
@@ -104,6 +152,20 @@ class FemurCheckRules:
         if self.min_bone_hu is not None:
             check_range("min_bone_hu", self.min_bone_hu, -1000.0, 3000.0)
         check_range("bone_percentile", self.bone_percentile, 50.0, 100.0)
+        check_range("companion_gap_mm", self.companion_gap_mm, 0.0, 200.0)
+        check_range("companion_min_gap_mm", self.companion_min_gap_mm, 0.0, self.companion_gap_mm)
+        check_range("companion_min_mm", self.companion_min_mm, 0.0, 2000.0)
+        check_range("companion_min_fraction", self.companion_min_fraction, 0.0, 1.0)
+        lo, hi = self.companion_area_mm2
+        check_range("companion_area_mm2", lo, 0.0, 1e5)
+        check_range("companion_area_mm2", hi, lo, 1e5)
+        check_range("companion_hu", self.companion_hu, -1000.0, 3000.0)
+        check_range("companion_peak_hu", self.companion_peak_hu, -1000.0, 5000.0)
+        check_range("companion_metal_hu", self.companion_metal_hu, -1000.0, 1e5)
+        a, b = self.companion_angle_deg
+        check_range("companion_angle_deg", a, -180.0, 180.0)
+        check_range("companion_angle_deg", b, a, 180.0)
+        check_range("companion_step_mm", self.companion_step_mm, 0.1, 20.0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +180,9 @@ class FemurCheck:
         thickness_mm: largest inscribed-ball radius of the mask, mm (None when not measured).
         mean_probability: mean stage-2 probability over the mask (None when not known).
         bone_hu: HU of the mask's brightest ``bone_percentile`` % (None when not measured).
+        companion_mm: length of the mask (mm along z) with a fibula-like bone beside its
+            lateral side (None when not measured).
+        companion_fraction: that length's share of the mask's slices.
         centre_x_mm: world x of the mask's centre (RAS+, mm).
         midline_x_mm: world x of the body's midline, None when it could not be told.
     """
@@ -131,6 +196,8 @@ class FemurCheck:
     centre_x_mm: float | None = None
     midline_x_mm: float | None = None
     bone_hu: float | None = None
+    companion_mm: float | None = None
+    companion_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -147,6 +214,8 @@ class FemurCheck:
             "centre_x_mm": r(self.centre_x_mm, 1),
             "midline_x_mm": r(self.midline_x_mm, 1),
             "bone_hu": r(self.bone_hu, 0),
+            "companion_mm": r(self.companion_mm, 0),
+            "companion_fraction": r(self.companion_fraction),
         }
 
 
@@ -200,6 +269,99 @@ def mask_thickness_mm(
     return float(d.max())
 
 
+@dataclass(frozen=True)
+class Surround:
+    """The scan around one side's mask, wider than the mask in x and y, for the companion rule.
+
+    Attributes:
+        hu: HU (x, y, z) of the region.
+        mask: bool, the side's mask on the region.
+        labelled: bool, voxels of the region labelled any femur (either side).
+    """
+
+    hu: npt.NDArray[Any]
+    mask: npt.NDArray[np.bool_]
+    labelled: npt.NDArray[np.bool_]
+
+
+def companion_run(
+    s: Surround, spacing: tuple[float, ...], lateral: float, rules: FemurCheckRules
+) -> tuple[float, float]:
+    """How much of a mask has a fibula-like bone beside its lateral side.
+
+    Every slice about ``companion_step_mm`` apart (subsampled in-plane to half that) is
+    searched for a 2D piece of unlabelled bone (above ``companion_hu``), or of the mask apart
+    from its largest piece in that slice (its main cross-section), whose area lies in
+    ``companion_area_mm2`` and is at most half the main cross-section, whose brightest voxel
+    reaches ``companion_peak_hu``, whose nearest voxel lies ``companion_min_gap_mm`` to
+    ``companion_gap_mm`` from the main cross-section (closer is the mask's own bone left out),
+    and whose centre lies in ``companion_angle_deg`` from that section's centre (degrees from
+    ``lateral``, the sign of world x towards this side's outside, positive towards posterior).
+    A slice with metal (``companion_metal_hu``) that near the mask never counts.
+
+    Returns:
+        (mm of mask along z with such a companion, the fraction of the mask's slices that have one).
+    """
+    kz = max(1, int(round(rules.companion_step_mm / spacing[2])))
+    kx, ky = (max(1, int(rules.companion_step_mm / 2 // sp)) for sp in spacing[:2])
+    mask = s.mask[::kx, ::ky, ::kz]
+    have = mask.any(axis=(0, 1))
+    if not have.any():
+        return 0.0, 0.0
+    sx, sy, sz = spacing[0] * kx, spacing[1] * ky, spacing[2] * kz
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[:, :, 1] = True
+    # the mask's main cross-section per slice (its largest piece there); its other pieces
+    # there are candidates too (a stage 2 that labelled a tibia may have taken the fibula in)
+    parts, n_parts = ndi.label(mask, structure=in_plane)
+    part_ids = np.arange(1, n_parts + 1)
+    sizes = np.bincount(parts.ravel(), minlength=n_parts + 1)[1:]
+    zi = np.broadcast_to(np.arange(mask.shape[2], dtype=np.int64), mask.shape)
+    part_z = np.asarray(ndi.maximum(zi, parts, part_ids), dtype=np.int64)
+    order = np.argsort(sizes, kind="stable")
+    main = np.zeros(mask.shape[2], dtype=np.int64)
+    main[part_z[order]] = part_ids[order]  # the largest assigned last wins
+    core = (parts > 0) & (parts == main[None, None, :])
+    hu = s.hu[::kx, ::ky, ::kz]
+    bone = ((hu >= rules.companion_hu) & ~s.labelled[::kx, ::ky, ::kz]) | (mask & ~core)
+    bone[:, :, ~have] = False
+    # distance (mm) in-plane to the main cross-section, slice by slice (none across slices)
+    gap = ndi.distance_transform_edt(~core, sampling=(sx, sy, 1e6))
+    pieces, n = ndi.label(bone, structure=in_plane)
+    if n == 0:
+        return 0.0, 0.0
+    ids = np.arange(1, n + 1)
+    area = ndi.sum_labels(np.ones_like(hu, dtype=np.float32), pieces, ids) * (sx * sy)
+    peak = ndi.maximum(hu, pieces, ids)
+    near = ndi.minimum(gap, pieces, ids)
+    centre = np.asarray(ndi.center_of_mass(bone, pieces, ids), dtype=np.float64).reshape(-1, 3)
+    z = np.rint(centre[:, 2]).astype(int)
+    # the main cross-section per slice: area and centre
+    xs, ys = np.meshgrid(np.arange(mask.shape[0]), np.arange(mask.shape[1]), indexing="ij")
+    m_n = core.sum(axis=(0, 1)).astype(np.float64)
+    safe = np.maximum(m_n, 1.0)
+    m_x = np.tensordot(xs, core, axes=([0, 1], [0, 1])) / safe
+    m_y = np.tensordot(ys, core, axes=([0, 1], [0, 1])) / safe
+    dx = (centre[:, 0] - m_x[z]) * sx * lateral
+    dy = (m_y[z] - centre[:, 1]) * sy  # + towards posterior (world -y in RAS+)
+    angle = np.degrees(np.arctan2(dy, dx))
+    lo, hi = rules.companion_area_mm2
+    ok = (
+        (area >= lo)
+        & (area <= np.minimum(hi, 0.5 * m_n[z] * sx * sy))
+        & (peak >= rules.companion_peak_hu)
+        & (near >= rules.companion_min_gap_mm)
+        & (near <= rules.companion_gap_mm)
+        & (angle >= rules.companion_angle_deg[0])
+        & (angle <= rules.companion_angle_deg[1])
+    )
+    slices = np.zeros(mask.shape[2], dtype=bool)
+    slices[z[ok]] = True
+    metal = (hu >= rules.companion_metal_hu) & (gap <= rules.companion_gap_mm)
+    slices &= have & ~metal.any(axis=(0, 1))
+    return float(slices.sum() * sz), float(slices.sum() / have.sum())
+
+
 def check_femur(
     side: Label,
     mask: npt.NDArray[np.bool_],
@@ -209,6 +371,7 @@ def check_femur(
     rules: FemurCheckRules,
     probability: npt.NDArray[np.float32] | None = None,
     hu: npt.NDArray[Any] | None = None,
+    surround: Surround | None = None,
 ) -> FemurCheck:
     """Judge one side's final mask.
 
@@ -221,6 +384,7 @@ def check_femur(
         rules: thresholds.
         probability: stage-2 femur probability on the same crop, or None.
         hu: the scan's HU on the same crop, or None (no density check).
+        surround: the scan around the mask, or None (no companion rule).
     """
     name = LABELS[side]
     n = int(np.count_nonzero(mask))
@@ -234,6 +398,10 @@ def check_femur(
     thick = mask_thickness_mm(mask, grid.spacing, rules.thickness_step_mm)
     mean_p = float(probability[mask].mean()) if probability is not None else None
     bone = float(np.percentile(hu[mask], rules.bone_percentile)) if hu is not None else None
+    comp_mm = comp_frac = None
+    if surround is not None:
+        lateral = 1.0 if side == Label.FEMUR_RIGHT else -1.0  # patient right is +x in RAS+
+        comp_mm, comp_frac = companion_run(surround, grid.spacing, lateral, rules)
     hard: list[str] = []
     soft: list[str] = []
     if ml < rules.min_volume_ml:
@@ -262,10 +430,28 @@ def check_femur(
             f"< {rules.min_bone_hu:g} HU: no bone-dense voxel (enhanced soft tissue such as a "
             "kidney), not a femur"
         )
-    if hard:
-        return FemurCheck(
-            side, FemurStatus.NOT_FOUND, tuple(hard), ml, thick, mean_p, cx, midline_x, bone
+    if (
+        comp_mm is not None
+        and comp_frac is not None
+        and comp_mm >= rules.companion_min_mm
+        and comp_frac >= rules.companion_min_fraction
+    ):
+        hard.append(
+            f"{name}: a slender bone runs beside the mask's lateral side over {comp_mm:.0f} mm "
+            f"({100 * comp_frac:.0f} % of its slices), as the fibula does beside a tibia; "
+            "a tibia, not a femur"
         )
+    facts = dict(
+        thickness_mm=thick,
+        mean_probability=mean_p,
+        centre_x_mm=cx,
+        midline_x_mm=midline_x,
+        bone_hu=bone,
+        companion_mm=comp_mm,
+        companion_fraction=comp_frac,
+    )
+    if hard:
+        return FemurCheck(side, FemurStatus.NOT_FOUND, tuple(hard), ml, **facts)
     if ml < rules.low_volume_ml:
         soft.append(f"{name}: small mask ({ml:.1f} ml < {rules.low_volume_ml:g} ml)")
     if mean_p is not None and mean_p < rules.min_mean_probability:
@@ -273,4 +459,4 @@ def check_femur(
             f"{name}: mean stage-2 probability {mean_p:.2f} < {rules.min_mean_probability:g}"
         )
     status = FemurStatus.LOW_CONFIDENCE if soft else FemurStatus.FOUND
-    return FemurCheck(side, status, tuple(soft), ml, thick, mean_p, cx, midline_x, bone)
+    return FemurCheck(side, status, tuple(soft), ml, **facts)
