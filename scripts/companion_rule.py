@@ -11,7 +11,8 @@ each case and side:
 * the **true tibia** (the posed tibia-fibula mesh voxelized, and in each slice only its largest
   piece kept, so the fibula is left out as stage 2 would leave it): the same (should reach the
   limits: that is the tibia the rule must reject);
-* and the same tibia cut to its top half (a lower-leg view's mask of the proximal tibia).
+* and the same tibia cut to its top half or third (a lower-leg view's mask of the proximal
+  tibia).
 
 It also scores the true femurs of existing phantom folders (``--folders``; labels only, no
 network), which have every field of view the training sets have. Usage::
@@ -95,9 +96,10 @@ def phantoms(shapes: Path, n: int, seed: int) -> tuple[int, int, int]:
             if tibia.sum() * grid.voxel_ml < 10:
                 continue
             zs = np.flatnonzero(tibia.any(axis=(0, 1)))
-            top = tibia.copy()
-            top[:, :, : zs[len(zs) // 2]] = False
-            for what, m in (("tibia", tibia), ("tibia top half", top)):
+            half, third = tibia.copy(), tibia.copy()
+            half[:, :, : zs[len(zs) // 2]] = False
+            third[:, :, : zs[2 * len(zs) // 3]] = False
+            for what, m in (("tibia", tibia), ("tibia top half", half), ("tibia top third", third)):
                 mm, frac, rej = _score(hu, m, m | (case.labels != 0), sp, side)
                 tibiae += 1
                 tibiae_caught += rej

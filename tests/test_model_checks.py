@@ -1,5 +1,6 @@
 """The femur checks: size, side of the body midline, thickness, bone density, the fibula beside
-a tibia, confidence; and the pipeline removing a side that fails them."""
+a tibia, a mask above the other femur, confidence; and the pipeline removing a side that fails
+them."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import pytest
 from femurseg.errors import ConfigError
 from femurseg.preprocessing.grid import Grid
 from femurseg.segmentation.checks import (
+    FemurCheck,
     FemurCheckRules,
     FemurStatus,
     Surround,
     body_midline,
     check_femur,
+    check_pair,
     companion_run,
     mask_thickness_mm,
 )
@@ -201,6 +204,16 @@ def test_what_beside_a_femur_is_not_a_fibula(
     assert not any("fibula" in r for r in chk.reasons)
 
 
+def test_the_table_below_a_knee_is_not_a_fibula() -> None:
+    # the patient table's shell (a carbon skin, 300-800 HU) runs under the knee 30 mm behind
+    # the condyles, along the whole view; only the part inside the searched region is seen,
+    # a slender piece straight behind the mask, but it runs out of the region's side faces
+    hu, mask = _leg(None)
+    hu[:, 40 - (14 + 30) // 2 - 1, :] = 700.0  # 2 mm thick, the whole width
+    chk = _check_leg(hu[20:80], mask[20:80])  # a region 60 mm either side of the rod's centre
+    assert chk.status is FemurStatus.FOUND, chk.reasons
+
+
 def test_companion_on_a_part_of_the_mask_only() -> None:
     # a femur mask running on into 40 mm of tibia: the fibula beside that part is a quarter of
     # the mask's slices, so the mask stays a femur
@@ -341,3 +354,42 @@ def test_real_hip_screw_plate_is_not_a_fibula(totalseg_case) -> None:  # type: i
         surround=Surround(hu, mask, (truth != 0) & (hu < 3000)),
     )
     assert chk.companion_fraction is not None and chk.companion_fraction >= 0.45
+
+
+def _verdict(side: Label, ml: float, status: FemurStatus = FemurStatus.FOUND) -> FemurCheck:
+    return FemurCheck(side, status, (), ml)
+
+
+def test_a_mask_wholly_above_the_other_femur_is_not_a_femur() -> None:
+    # a view centred on the left hip: the left femur found (its head top at z = 0), and a
+    # small "femur_right" on the sacrum 60 mm above it
+    L, R = Label.FEMUR_LEFT, Label.FEMUR_RIGHT
+    checks = {L: _verdict(L, 320.0), R: _verdict(R, 25.0, FemurStatus.LOW_CONFIDENCE)}
+    out = check_pair(checks, {L: (-410.0, 0.0), R: (60.0, 95.0)}, FemurCheckRules())
+    assert out[L] == checks[L]
+    assert out[R].status is FemurStatus.NOT_FOUND
+    assert "above the top of femur_left" in out[R].reasons[-1]
+    # as large as the other: one of the two is wrong, and it is only flagged
+    big = {L: _verdict(L, 320.0), R: _verdict(R, 300.0)}
+    out = check_pair(big, {L: (-410.0, 0.0), R: (60.0, 400.0)}, FemurCheckRules())
+    assert out[R].status is FemurStatus.LOW_CONFIDENCE
+
+
+@pytest.mark.parametrize(
+    ("z_left", "z_right", "left_status", "why"),
+    [
+        ((-410.0, 0.0), (-420.0, 15.0), FemurStatus.FOUND, "both femurs, heads 15 mm apart"),
+        ((-410.0, 0.0), (30.0, 95.0), FemurStatus.FOUND, "30 mm above: within the margin"),
+        ((-60.0, 0.0), (60.0, 95.0), FemurStatus.FOUND, "the other mask too short to tell"),
+        ((-410.0, 0.0), (60.0, 95.0), FemurStatus.LOW_CONFIDENCE, "the other only low_confidence"),
+    ],
+)
+def test_what_is_not_above_the_other_femur(
+    z_left: tuple[float, float], z_right: tuple[float, float], left_status: FemurStatus, why: str
+) -> None:
+    L, R = Label.FEMUR_LEFT, Label.FEMUR_RIGHT
+    checks = {L: _verdict(L, 320.0, left_status), R: _verdict(R, 30.0)}
+    out = check_pair(checks, {L: z_left, R: z_right}, FemurCheckRules())
+    assert out == checks, why
+    off = FemurCheckRules(enabled=False)
+    assert check_pair(checks, {L: (-410.0, 0.0), R: (60.0, 95.0)}, off) == checks

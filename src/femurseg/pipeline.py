@@ -44,6 +44,7 @@ from femurseg.segmentation.checks import (
     Surround,
     body_midline,
     check_femur,
+    check_pair,
 )
 from femurseg.types import LABELS, Label, Volume
 
@@ -223,6 +224,11 @@ class Predictor:
             }
         with _timed(seconds, "checks"):
             checks = self._check_sides(volume, labels, pasted, extents, midline)
+            checks = check_pair(
+                checks,
+                {s: None if e[2] is None else (e[2].lo[2], e[2].hi[2]) for s, e in extents.items()},
+                rules,
+            )
             for side, chk in checks.items():
                 if chk.status is not FemurStatus.NOT_FOUND or extents[side][1] is None:
                     continue
@@ -273,13 +279,16 @@ class Predictor:
             hu = np.asarray(volume.array[index])
             surround = None
             if rules.enabled:
-                # the region around the mask in x and y, as far as a fibula may lie
+                # the region around the mask in x and y where a fibula would lie wholly
                 wide = tuple(
                     slice(max(0, i.start - pad), min(n, i.stop + pad))
                     for i, n, pad in zip(
                         index[:2],
                         labels.shape[:2],
-                        (int(np.ceil(rules.companion_gap_mm / sp)) + 2 for sp in grid.spacing),
+                        (
+                            int(np.ceil((rules.companion_gap_mm + rules.companion_margin_mm) / sp))
+                            for sp in grid.spacing
+                        ),
                         strict=False,
                     )
                 ) + (index[2],)

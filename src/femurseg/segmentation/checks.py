@@ -38,6 +38,13 @@ that do not depend on the networks:
   (the popliteal artery behind the condyles) do not reach ``companion_peak_hu``. Measured
   with ``scripts/companion_rule.py``: true phantom femurs at most 0.03 of their slices, true
   tibiae 0.73-0.88 (README, "Femur checks").
+* **Above the other femur**: nothing of a femur lies above the other femur's head: both
+  heads sit in the acetabula at nearly one height. Where the other side's mask is found and
+  at least ``above_other_min_length_mm`` long, a mask whose lowest voxel lies more than
+  ``above_other_mm`` above that mask's highest is the pelvis or spine (in a view centred on
+  one hip, the sacrum or the last lumbar vertebra at the top edge), and is ``not_found`` when
+  it holds under ``above_other_volume_ratio`` of the other mask's volume, else
+  ``low_confidence`` (one of the two is wrong, and the larger is not removed on this alone).
 * **Confidence**: a mask that passes but is small (under ``low_volume_ml``), or whose mean
   stage-2 probability is under ``min_mean_probability``, is kept and reported
   ``low_confidence`` with the reason.
@@ -48,7 +55,7 @@ Every decision carries a one-line reason for the report.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,8 +123,18 @@ class FemurCheckRules:
         companion_angle_deg: directions (from the mask's centre, degrees from lateral,
             positive towards posterior) where a companion may lie: the LLP26 fibulae lie
             22-70 degrees behind lateral, and a leg turned out 30 degrees moves that to 100.
+        above_other_mm: how far above the other side's found mask a mask may begin (its lowest
+            voxel above that mask's highest, mm): the femoral heads' heights differ by under
+            20 mm even with a tilted pelvis.
+        above_other_min_length_mm: the other mask must be at least this long (mm along z).
+        above_other_volume_ratio: a mask above the other is ``not_found`` when it holds less
+            than this share of the other's volume, else ``low_confidence``.
         companion_step_mm: the rule looks at slices about this far apart and subsamples
             each slice to about ``companion_step_mm / 2`` (it need not see every voxel).
+        companion_margin_mm: the region searched reaches this far past ``companion_gap_mm``
+            (a fibula lies wholly inside it), and a piece touching its side faces is not a
+            companion: something that large or long (the patient table's shell below the
+            knee, a plate of bone running out of the region) is no fibula.
     """
 
     enabled: bool = True
@@ -139,7 +156,11 @@ class FemurCheckRules:
     companion_peak_hu: float = 500.0
     companion_metal_hu: float = 2500.0
     companion_angle_deg: tuple[float, float] = (-30.0, 100.0)
-    companion_step_mm: float = 2.0
+    companion_step_mm: float = 3.0
+    companion_margin_mm: float = 30.0
+    above_other_mm: float = 40.0
+    above_other_min_length_mm: float = 100.0
+    above_other_volume_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         check_range("min_volume_ml", self.min_volume_ml, 0.0, 5000.0)
@@ -166,6 +187,10 @@ class FemurCheckRules:
         check_range("companion_angle_deg", a, -180.0, 180.0)
         check_range("companion_angle_deg", b, a, 180.0)
         check_range("companion_step_mm", self.companion_step_mm, 0.1, 20.0)
+        check_range("companion_margin_mm", self.companion_margin_mm, 0.0, 500.0)
+        check_range("above_other_mm", self.above_other_mm, 0.0, 2000.0)
+        check_range("above_other_min_length_mm", self.above_other_min_length_mm, 0.0, 2000.0)
+        check_range("above_other_volume_ratio", self.above_other_volume_ratio, 0.0, 1e3)
 
 
 @dataclass(frozen=True)
@@ -297,7 +322,9 @@ def companion_run(
     ``companion_gap_mm`` from the main cross-section (closer is the mask's own bone left out),
     and whose centre lies in ``companion_angle_deg`` from that section's centre (degrees from
     ``lateral``, the sign of world x towards this side's outside, positive towards posterior).
-    A slice with metal (``companion_metal_hu``) that near the mask never counts.
+    A slice with metal (``companion_metal_hu``) that near the mask never counts, nor does a
+    piece touching the region's side faces (``s`` should reach ``companion_gap_mm +
+    companion_margin_mm`` past the mask in x and y).
 
     Returns:
         (mm of mask along z with such a companion, the fraction of the mask's slices that have one).
@@ -332,6 +359,10 @@ def companion_run(
         return 0.0, 0.0
     ids = np.arange(1, n + 1)
     area = ndi.sum_labels(np.ones_like(hu, dtype=np.float32), pieces, ids) * (sx * sy)
+    border = np.zeros(hu.shape, dtype=bool)
+    border[[0, -1], :, :] = True
+    border[:, [0, -1], :] = True
+    touches = ndi.maximum(border, pieces, ids).astype(bool)
     peak = ndi.maximum(hu, pieces, ids)
     near = ndi.minimum(gap, pieces, ids)
     centre = np.asarray(ndi.center_of_mass(bone, pieces, ids), dtype=np.float64).reshape(-1, 3)
@@ -349,6 +380,7 @@ def companion_run(
     ok = (
         (area >= lo)
         & (area <= np.minimum(hi, 0.5 * m_n[z] * sx * sy))
+        & ~touches
         & (peak >= rules.companion_peak_hu)
         & (near >= rules.companion_min_gap_mm)
         & (near <= rules.companion_gap_mm)
@@ -460,3 +492,45 @@ def check_femur(
         )
     status = FemurStatus.LOW_CONFIDENCE if soft else FemurStatus.FOUND
     return FemurCheck(side, status, tuple(soft), ml, **facts)
+
+
+def check_pair(
+    checks: dict[Label, FemurCheck],
+    z_ranges: dict[Label, tuple[float, float] | None],
+    rules: FemurCheckRules,
+) -> dict[Label, FemurCheck]:
+    """The rule between the two sides: a mask above the other femur is not a femur.
+
+    Args:
+        checks: each side's verdict from :func:`check_femur`.
+        z_ranges: each side's mask extent along world z (its box's bottom and top, mm), or
+            None for no mask.
+        rules: thresholds (``above_other_*``).
+
+    Returns:
+        The verdicts, with a side found wholly above the other's found mask (see the module
+        notes) turned ``not_found`` or ``low_confidence`` with the reason.
+    """
+    out = dict(checks)
+    if not rules.enabled:
+        return out
+    sides = (Label.FEMUR_LEFT, Label.FEMUR_RIGHT)
+    for side, other in zip(sides, sides[::-1], strict=True):
+        a, b = checks[side], checks[other]
+        za, zb = z_ranges.get(side), z_ranges.get(other)
+        if a.status is FemurStatus.NOT_FOUND or b.status is not FemurStatus.FOUND:
+            continue
+        if za is None or zb is None or zb[1] - zb[0] < rules.above_other_min_length_mm:
+            continue
+        gap = za[0] - zb[1]
+        if gap <= rules.above_other_mm:
+            continue
+        reason = (
+            f"{LABELS[side]}: the mask lies wholly {gap:.0f} mm above the top of "
+            f"{LABELS[other]} (found, {zb[1] - zb[0]:.0f} mm long); no part of a femur lies "
+            "above the other femur's head: the pelvis or the spine"
+        )
+        small = a.volume_ml < rules.above_other_volume_ratio * b.volume_ml
+        status = FemurStatus.NOT_FOUND if small else FemurStatus.LOW_CONFIDENCE
+        out[side] = replace(a, status=status, reasons=(*a.reasons, reason))
+    return out
