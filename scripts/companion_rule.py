@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage as ndi
 
 from femurseg.io import read_volume
 from femurseg.io.read import read_labels
@@ -41,20 +40,15 @@ from femurseg.phantoms.generate import generate_case
 from femurseg.phantoms.params import PhantomConfig
 from femurseg.phantoms.scanner.fov import FovKind
 from femurseg.preprocessing.grid import Grid
-from femurseg.segmentation.checks import FemurCheckRules, Surround, companion_run
+from femurseg.segmentation.checks import (
+    FemurCheckRules,
+    Surround,
+    companion_run,
+    largest_piece_per_slice,
+)
 from femurseg.types import Label
 
 RULES = FemurCheckRules()
-
-
-def _largest_per_slice(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    out = np.zeros_like(mask)
-    for z in np.flatnonzero(mask.any(axis=(0, 1))):
-        lab, n = ndi.label(mask[:, :, z])
-        if n:
-            sizes = np.bincount(lab.ravel())[1:]
-            out[:, :, z] = lab == 1 + int(np.argmax(sizes))
-    return out
 
 
 def _score(
@@ -92,7 +86,7 @@ def phantoms(shapes: Path, n: int, seed: int) -> tuple[int, int, int]:
             print(f"case {i} {name} femur: {mm:5.0f} mm {frac:4.2f}{'  REJECTED' if rej else ''}")
             tib = np.zeros(grid.shape, dtype=np.uint8)
             voxelize(case.anatomy.meshes[f"tibfib_{name}"], grid.affine, grid.shape).paste(tib, 1)
-            tibia = _largest_per_slice(tib.astype(bool))
+            tibia = largest_piece_per_slice(tib.astype(bool))
             if tibia.sum() * grid.voxel_ml < 10:
                 continue
             zs = np.flatnonzero(tibia.any(axis=(0, 1)))

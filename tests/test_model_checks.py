@@ -18,6 +18,7 @@ from femurseg.segmentation.checks import (
     check_femur,
     check_pair,
     companion_run,
+    largest_piece_per_slice,
     mask_thickness_mm,
 )
 from femurseg.types import Label
@@ -225,6 +226,16 @@ def test_companion_on_a_part_of_the_mask_only() -> None:
     assert _check_leg(hu, mask).status is FemurStatus.FOUND
 
 
+def test_largest_piece_per_slice() -> None:
+    m = np.zeros((20, 20, 3), dtype=bool)
+    m[1:4, 1:4, 0] = True  # 9 voxels
+    m[10:15, 10:15, 0] = True  # 25: the largest in slice 0
+    m[2:4, 2:4, 1] = True  # the only piece in slice 1
+    core = largest_piece_per_slice(m)
+    assert core[:, :, 0].sum() == 25 and core[12, 12, 0] and not core[2, 2, 0]
+    assert core[:, :, 1].sum() == 4 and not core[:, :, 2].any()
+
+
 def test_rules_validate() -> None:
     with pytest.raises(ConfigError):
         FemurCheckRules(min_volume_ml=-1.0)
@@ -264,16 +275,6 @@ def test_midline_is_in_world_mm() -> None:
     assert mid == pytest.approx(119.0, abs=5.0)
 
 
-def _largest_piece_per_slice(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    out = np.zeros_like(mask)
-    for z in np.flatnonzero(mask.any(axis=(0, 1))):
-        lab, n = ndi.label(mask[:, :, z])
-        out[:, :, z] = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
-    return out
-
-
 def test_real_tibiae_of_a_lower_leg_phantom_are_not_femurs(llp26_dir) -> None:  # type: ignore[no-untyped-def]
     # LLP26 legs (real human tibiae and fibulae) in a lower-leg view: each tibia, labelled as
     # that side's femur without its fibula or with it (as a stage 2 gone wrong would label
@@ -290,7 +291,7 @@ def test_real_tibiae_of_a_lower_leg_phantom_are_not_femurs(llp26_dir) -> None:  
     for side, name in ((Label.FEMUR_LEFT, "left"), (Label.FEMUR_RIGHT, "right")):
         tib = np.zeros(g.shape, dtype=np.uint8)
         voxelize(case.anatomy.meshes[f"tibfib_{name}"], g.affine, g.shape).paste(tib, 1)
-        for tibia in (_largest_piece_per_slice(tib.astype(bool)), tib.astype(bool)):
+        for tibia in (largest_piece_per_slice(tib.astype(bool)), tib.astype(bool)):
             assert tibia.sum() * g.voxel_ml > 100.0
             chk = check_femur(
                 side,

@@ -309,6 +309,24 @@ class Surround:
     labelled: npt.NDArray[np.bool_]
 
 
+#: 2D connectivity (8 neighbours) within each axial slice of an (x, y, z) array, none across.
+IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
+IN_PLANE[:, :, 1] = True
+
+
+def largest_piece_per_slice(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The largest 2D connected piece of ``mask`` in each axial slice (x, y, z array)."""
+    parts, n = ndi.label(mask, structure=IN_PLANE)
+    ids = np.arange(1, n + 1)
+    sizes = np.bincount(parts.ravel(), minlength=n + 1)[1:]
+    zi = np.broadcast_to(np.arange(mask.shape[2], dtype=np.int64), mask.shape)
+    part_z = np.asarray(ndi.maximum(zi, parts, ids), dtype=np.int64).reshape(-1)
+    order = np.argsort(sizes, kind="stable")
+    main = np.zeros(mask.shape[2], dtype=np.int64)
+    main[part_z[order]] = ids[order]  # assigned smallest first: the largest wins
+    return (parts > 0) & (parts == main[None, None, :])
+
+
 def companion_run(
     s: Surround, spacing: tuple[float, ...], lateral: float, rules: FemurCheckRules
 ) -> tuple[float, float]:
@@ -336,25 +354,15 @@ def companion_run(
     if not have.any():
         return 0.0, 0.0
     sx, sy, sz = spacing[0] * kx, spacing[1] * ky, spacing[2] * kz
-    in_plane = np.zeros((3, 3, 3), dtype=bool)
-    in_plane[:, :, 1] = True
-    # the mask's main cross-section per slice (its largest piece there); its other pieces
-    # there are candidates too (a stage 2 that labelled a tibia may have taken the fibula in)
-    parts, n_parts = ndi.label(mask, structure=in_plane)
-    part_ids = np.arange(1, n_parts + 1)
-    sizes = np.bincount(parts.ravel(), minlength=n_parts + 1)[1:]
-    zi = np.broadcast_to(np.arange(mask.shape[2], dtype=np.int64), mask.shape)
-    part_z = np.asarray(ndi.maximum(zi, parts, part_ids), dtype=np.int64)
-    order = np.argsort(sizes, kind="stable")
-    main = np.zeros(mask.shape[2], dtype=np.int64)
-    main[part_z[order]] = part_ids[order]  # the largest assigned last wins
-    core = (parts > 0) & (parts == main[None, None, :])
+    # the mask's main cross-section per slice; its other pieces there are candidates too (a
+    # stage 2 that labelled a tibia may have taken the fibula in)
+    core = largest_piece_per_slice(mask)
     hu = s.hu[::kx, ::ky, ::kz]
     bone = ((hu >= rules.companion_hu) & ~s.labelled[::kx, ::ky, ::kz]) | (mask & ~core)
     bone[:, :, ~have] = False
     # distance (mm) in-plane to the main cross-section, slice by slice (none across slices)
     gap = ndi.distance_transform_edt(~core, sampling=(sx, sy, 1e6))
-    pieces, n = ndi.label(bone, structure=in_plane)
+    pieces, n = ndi.label(bone, structure=IN_PLANE)
     if n == 0:
         return 0.0, 0.0
     ids = np.arange(1, n + 1)
