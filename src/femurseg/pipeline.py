@@ -45,6 +45,7 @@ from femurseg.segmentation.checks import (
     body_midline,
     check_femur,
     check_pair,
+    companion_steps,
 )
 from femurseg.types import LABELS, Label, Volume
 
@@ -279,22 +280,26 @@ class Predictor:
             hu = np.asarray(volume.array[index])
             surround = None
             if rules.enabled:
-                # the region around the mask in x and y where a fibula would lie wholly
+                # the region around the mask in x and y where a fibula would lie wholly,
+                # subsampled as the rule looks at it (views, not copies, of the scan)
+                k = companion_steps(grid.spacing, rules)
+                reach = rules.companion_gap_mm + rules.companion_margin_mm
                 wide = tuple(
-                    slice(max(0, i.start - pad), min(n, i.stop + pad))
-                    for i, n, pad in zip(
-                        index[:2],
-                        labels.shape[:2],
-                        (
-                            int(np.ceil((rules.companion_gap_mm + rules.companion_margin_mm) / sp))
-                            for sp in grid.spacing
-                        ),
-                        strict=False,
+                    slice(
+                        max(0, i.start - int(np.ceil(reach / sp))),
+                        min(n, i.stop + int(np.ceil(reach / sp))),
+                        kk,
                     )
-                ) + (index[2],)
+                    for i, n, sp, kk in zip(
+                        index[:2], labels.shape[:2], grid.spacing, k, strict=False
+                    )
+                ) + (slice(index[2].start, index[2].stop, k[2]),)
                 region = labels[wide]
                 surround = Surround(
-                    np.asarray(volume.array[wide]), region == int(side), region != 0
+                    np.asarray(volume.array[wide]),
+                    region == int(side),
+                    region != 0,
+                    tuple(sp * kk for sp, kk in zip(grid.spacing, k, strict=True)),  # type: ignore[arg-type]
                 )
             out[side] = check_femur(side, mask, origin, grid, midline, rules, prob, hu, surround)
         return out

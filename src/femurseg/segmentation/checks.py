@@ -302,11 +302,14 @@ class Surround:
         hu: HU (x, y, z) of the region.
         mask: bool, the side's mask on the region.
         labelled: bool, voxels of the region labelled any femur (either side).
+        spacing: voxel size of these arrays (mm; None: the scan's), for a region already
+            subsampled with :func:`companion_steps`.
     """
 
     hu: npt.NDArray[Any]
     mask: npt.NDArray[np.bool_]
     labelled: npt.NDArray[np.bool_]
+    spacing: tuple[float, float, float] | None = None
 
 
 #: 2D connectivity (8 neighbours) within each axial slice of an (x, y, z) array, none across.
@@ -317,14 +320,22 @@ IN_PLANE[:, :, 1] = True
 def largest_piece_per_slice(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """The largest 2D connected piece of ``mask`` in each axial slice (x, y, z array)."""
     parts, n = ndi.label(mask, structure=IN_PLANE)
-    ids = np.arange(1, n + 1)
+    if n == 0:
+        return np.zeros(mask.shape, dtype=bool)
     sizes = np.bincount(parts.ravel(), minlength=n + 1)[1:]
-    zi = np.broadcast_to(np.arange(mask.shape[2], dtype=np.int64), mask.shape)
-    part_z = np.asarray(ndi.maximum(zi, parts, ids), dtype=np.int64).reshape(-1)
+    part_z = np.array([sl[2].start for sl in ndi.find_objects(parts)], dtype=np.int64)
+    ids = np.arange(1, n + 1)
     order = np.argsort(sizes, kind="stable")
     main = np.zeros(mask.shape[2], dtype=np.int64)
     main[part_z[order]] = ids[order]  # assigned smallest first: the largest wins
     return (parts > 0) & (parts == main[None, None, :])
+
+
+def companion_steps(spacing: tuple[float, ...], rules: FemurCheckRules) -> tuple[int, int, int]:
+    """Subsampling (x, y, z) of the companion rule: slices about ``companion_step_mm`` apart,
+    pixels about half that."""
+    kx, ky = (max(1, int(round(rules.companion_step_mm / 2 / sp))) for sp in spacing[:2])
+    return kx, ky, max(1, int(round(rules.companion_step_mm / spacing[2])))
 
 
 def companion_run(
@@ -347,8 +358,8 @@ def companion_run(
     Returns:
         (mm of mask along z with such a companion, the fraction of the mask's slices that have one).
     """
-    kz = max(1, int(round(rules.companion_step_mm / spacing[2])))
-    kx, ky = (max(1, int(rules.companion_step_mm / 2 // sp)) for sp in spacing[:2])
+    spacing = s.spacing or spacing
+    kx, ky, kz = companion_steps(spacing, rules)
     mask = s.mask[::kx, ::ky, ::kz]
     have = mask.any(axis=(0, 1))
     if not have.any():
@@ -361,28 +372,38 @@ def companion_run(
     bone = ((hu >= rules.companion_hu) & ~s.labelled[::kx, ::ky, ::kz]) | (mask & ~core)
     bone[:, :, ~have] = False
     # distance (mm) in-plane to the main cross-section, slice by slice (none across slices)
-    gap = ndi.distance_transform_edt(~core, sampling=(sx, sy, 1e6))
+    gap = np.full(core.shape, np.inf)
+    for i in np.flatnonzero(have):  # a 2D transform per slice: 4x faster than one in 3D
+        gap[:, :, i] = ndi.distance_transform_edt(~core[:, :, i], sampling=(sx, sy))
     pieces, n = ndi.label(bone, structure=IN_PLANE)
     if n == 0:
         return 0.0, 0.0
-    ids = np.arange(1, n + 1)
-    area = ndi.sum_labels(np.ones_like(hu, dtype=np.float32), pieces, ids) * (sx * sy)
-    border = np.zeros(hu.shape, dtype=bool)
-    border[[0, -1], :, :] = True
-    border[:, [0, -1], :] = True
-    touches = ndi.maximum(border, pieces, ids).astype(bool)
-    peak = ndi.maximum(hu, pieces, ids)
-    near = ndi.minimum(gap, pieces, ids)
-    centre = np.asarray(ndi.center_of_mass(bone, pieces, ids), dtype=np.float64).reshape(-1, 3)
-    z = np.rint(centre[:, 2]).astype(int)
+    # per-piece figures from the pieces' voxels only, sorted by piece (every piece has one)
+    flat = np.flatnonzero(pieces)
+    lab = pieces.ravel()[flat]
+    order = np.argsort(lab, kind="stable")
+    flat, lab = flat[order], lab[order]
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    count = np.diff(np.r_[starts, lab.size]).astype(np.float64)
+    xi, yi, zi = np.unravel_index(flat, pieces.shape)
+    area = count * (sx * sy)
+    peak = np.maximum.reduceat(np.asarray(hu[xi, yi, zi], dtype=np.float64), starts)
+    near = np.minimum.reduceat(gap[xi, yi, zi], starts)
+    centre_x = np.add.reduceat(xi, starts) / count
+    centre_y = np.add.reduceat(yi, starts) / count
+    z = zi[starts]  # a piece lies in one slice
+    edge = np.zeros(n + 1, dtype=bool)
+    for face in (pieces[0], pieces[-1], pieces[:, 0], pieces[:, -1]):
+        edge[np.unique(face)] = True
+    touches = edge[lab[starts]]
     # the main cross-section per slice: area and centre
     xs, ys = np.meshgrid(np.arange(mask.shape[0]), np.arange(mask.shape[1]), indexing="ij")
     m_n = core.sum(axis=(0, 1)).astype(np.float64)
     safe = np.maximum(m_n, 1.0)
     m_x = np.tensordot(xs, core, axes=([0, 1], [0, 1])) / safe
     m_y = np.tensordot(ys, core, axes=([0, 1], [0, 1])) / safe
-    dx = (centre[:, 0] - m_x[z]) * sx * lateral
-    dy = (m_y[z] - centre[:, 1]) * sy  # + towards posterior (world -y in RAS+)
+    dx = (centre_x - m_x[z]) * sx * lateral
+    dy = (m_y[z] - centre_y) * sy  # + towards posterior (world -y in RAS+)
     angle = np.degrees(np.arctan2(dy, dx))
     lo, hi = rules.companion_area_mm2
     ok = (
