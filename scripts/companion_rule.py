@@ -64,8 +64,7 @@ def _score(
     mm, frac = companion_run(
         Surround(hu[:, :, zz], mask[:, :, zz], labelled[:, :, zz]), spacing, lateral, RULES
     )
-    rejected = mm >= RULES.companion_min_mm and frac >= RULES.companion_min_fraction
-    return mm, frac, rejected
+    return mm, frac, RULES.companion_says_tibia(mm, frac)
 
 
 def phantoms(shapes: Path, n: int, seed: int) -> tuple[int, int, int]:

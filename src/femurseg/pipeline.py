@@ -41,11 +41,10 @@ from femurseg.segmentation.checks import (
     FemurCheck,
     FemurCheckRules,
     FemurStatus,
-    Surround,
     body_midline,
     check_femur,
     check_pair,
-    companion_steps,
+    surround_of,
 )
 from femurseg.types import LABELS, Label, Volume
 
@@ -278,29 +277,11 @@ class Predictor:
                 prob = np.asarray(p.values[sl], dtype=np.float32)
             origin = (index[0].start, index[1].start, index[2].start)
             hu = np.asarray(volume.array[index])
-            surround = None
-            if rules.enabled:
-                # the region around the mask in x and y where a fibula would lie wholly,
-                # subsampled as the rule looks at it (views, not copies, of the scan)
-                k = companion_steps(grid.spacing, rules)
-                reach = rules.companion_gap_mm + rules.companion_margin_mm
-                wide = tuple(
-                    slice(
-                        max(0, i.start - int(np.ceil(reach / sp))),
-                        min(n, i.stop + int(np.ceil(reach / sp))),
-                        kk,
-                    )
-                    for i, n, sp, kk in zip(
-                        index[:2], labels.shape[:2], grid.spacing, k, strict=False
-                    )
-                ) + (slice(index[2].start, index[2].stop, k[2]),)
-                region = labels[wide]
-                surround = Surround(
-                    np.asarray(volume.array[wide]),
-                    region == int(side),
-                    region != 0,
-                    tuple(sp * kk for sp, kk in zip(grid.spacing, k, strict=True)),  # type: ignore[arg-type]
-                )
+            surround = (
+                surround_of(volume.array, labels, index, side, grid.spacing, rules)
+                if rules.enabled
+                else None
+            )
             out[side] = check_femur(side, mask, origin, grid, midline, rules, prob, hu, surround)
         return out
 

@@ -192,6 +192,11 @@ class FemurCheckRules:
         check_range("above_other_min_length_mm", self.above_other_min_length_mm, 0.0, 2000.0)
         check_range("above_other_volume_ratio", self.above_other_volume_ratio, 0.0, 1e3)
 
+    def companion_says_tibia(self, run_mm: float, fraction: float) -> bool:
+        """Whether a companion over ``run_mm`` of a mask and ``fraction`` of its slices (from
+        :func:`companion_run`) makes the mask a tibia."""
+        return run_mm >= self.companion_min_mm and fraction >= self.companion_min_fraction
+
 
 @dataclass(frozen=True)
 class FemurCheck:
@@ -302,14 +307,50 @@ class Surround:
         hu: HU (x, y, z) of the region.
         mask: bool, the side's mask on the region.
         labelled: bool, voxels of the region labelled any femur (either side).
-        spacing: voxel size of these arrays (mm; None: the scan's), for a region already
-            subsampled with :func:`companion_steps`.
+        spacing: voxel size of these arrays (mm) for a region already subsampled (see
+            :func:`surround_of`); None: the scan's own, and :func:`companion_run` subsamples.
     """
 
     hu: npt.NDArray[Any]
     mask: npt.NDArray[np.bool_]
     labelled: npt.NDArray[np.bool_]
     spacing: tuple[float, float, float] | None = None
+
+
+def surround_of(
+    hu: npt.NDArray[Any],
+    labels: npt.NDArray[np.uint8],
+    index: tuple[slice, slice, slice],
+    side: Label,
+    spacing: tuple[float, float, float],
+    rules: FemurCheckRules,
+) -> Surround:
+    """The region the companion rule searches around one side's mask, subsampled as the rule
+    looks at it (views of ``hu`` and ``labels``, not copies).
+
+    Args:
+        hu: the scan (x, y, z), canonical.
+        labels: its label map.
+        index: the side's mask extent on it.
+        side: the side.
+        spacing: the scan's voxel size, mm.
+        rules: the thresholds (the region reaches ``companion_gap_mm + companion_margin_mm``
+            past the mask in x and y).
+    """
+    k = companion_steps(spacing, rules)
+    reach = rules.companion_gap_mm + rules.companion_margin_mm
+    xy = tuple(
+        slice(
+            max(0, i.start - int(np.ceil(reach / sp))),
+            min(n, i.stop + int(np.ceil(reach / sp))),
+            kk,
+        )
+        for i, n, sp, kk in zip(index[:2], labels.shape[:2], spacing[:2], k[:2], strict=True)
+    )
+    wide = (xy[0], xy[1], slice(index[2].start, index[2].stop, k[2]))
+    region = labels[wide]
+    sub = (spacing[0] * k[0], spacing[1] * k[1], spacing[2] * k[2])
+    return Surround(np.asarray(hu[wide]), region == int(side), region != 0, sub)
 
 
 #: 2D connectivity (8 neighbours) within each axial slice of an (x, y, z) array, none across.
@@ -358,8 +399,9 @@ def companion_run(
     Returns:
         (mm of mask along z with such a companion, the fraction of the mask's slices that have one).
     """
+    # a region from surround_of is already subsampled; a full-resolution one is here
+    kx, ky, kz = companion_steps(spacing, rules) if s.spacing is None else (1, 1, 1)
     spacing = s.spacing or spacing
-    kx, ky, kz = companion_steps(spacing, rules)
     mask = s.mask[::kx, ::ky, ::kz]
     have = mask.any(axis=(0, 1))
     if not have.any():
@@ -494,8 +536,7 @@ def check_femur(
     if (
         comp_mm is not None
         and comp_frac is not None
-        and comp_mm >= rules.companion_min_mm
-        and comp_frac >= rules.companion_min_fraction
+        and rules.companion_says_tibia(comp_mm, comp_frac)
     ):
         hard.append(
             f"{name}: a slender bone runs beside the mask's lateral side over {comp_mm:.0f} mm "
