@@ -7,6 +7,7 @@ import numpy as np
 from femurseg.preprocessing import Box, Grid
 from femurseg.segmentation import SegmenterConfig, remove_islands, side_grid
 from femurseg.segmentation.inference import grow_box
+from femurseg.segmentation.postprocess import fill_enclosed
 from femurseg.types import Label
 
 LIKE = Grid(
@@ -77,3 +78,44 @@ def test_fitted_window_covers_small_crops_in_one_pass_and_shrinks_padding() -> N
     assert fitted_window((96, 96, 160), (200, 150, 600), 8, 3_000_000) == (96, 96, 160)
     # 0 turns one-pass crops off
     assert fitted_window((96, 96, 160), (40, 40, 40), 8, 0) == (40, 40, 40)
+
+
+def _tube(shape: tuple[int, int, int], open_side: bool) -> np.ndarray:
+    """Probability of a bone ring (cortex 0.9, marrow 0.2) along k; ``open_side`` cuts the ring
+    open in every slice, so nothing is enclosed in any plane."""
+    i, j = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot(i - shape[0] / 2, j - shape[1] / 2)
+    ring = (r >= 5) & (r <= 8)
+    if open_side:
+        ring &= ~((i > shape[0] / 2) & (np.abs(j - shape[1] / 2) < 2))
+    prob = np.full(shape, 0.05, dtype=np.float32)
+    prob[:, :, 2:-2] = np.where(ring, 0.9, np.where(r < 5, 0.2, 0.05))[..., None]
+    return prob
+
+
+def test_fill_enclosed_fills_marrow_ringed_by_cortex_in_slices_and_3d() -> None:
+    prob = _tube((24, 24, 20), open_side=False)
+    out = fill_enclosed(prob, 0.5)
+    marrow = prob == np.float32(0.2)
+    assert marrow.any()
+    # the tube is open at both ends (a hole only slice by slice), and is filled all the same
+    assert np.all(out[marrow] == 1.0)
+    assert np.array_equal(out[~marrow], prob[~marrow])
+    assert prob[marrow].max() == np.float32(0.2)  # the input is not changed
+    # closed at both ends too: still filled, and nothing outside the tube changes
+    capped = prob.copy()
+    capped[:, :, 2][np.hypot(*np.mgrid[:24, :24] - 12.0) < 8] = 0.9
+    capped[:, :, -3][np.hypot(*np.mgrid[:24, :24] - 12.0) < 8] = 0.9
+    out = fill_enclosed(capped, 0.5)
+    assert np.all(out[capped == np.float32(0.2)] == 1.0)
+    assert np.array_equal(out[capped != np.float32(0.2)], capped[capped != np.float32(0.2)])
+
+
+def test_fill_enclosed_leaves_open_shapes_and_empty_masks_alone() -> None:
+    prob = _tube((24, 24, 20), open_side=True)
+    assert np.array_equal(fill_enclosed(prob, 0.5), prob)
+    empty = np.full((8, 8, 8), 0.1, dtype=np.float32)
+    assert np.array_equal(fill_enclosed(empty, 0.5), empty)
+    # the threshold decides what the mask is: at 0.95 the cortex is no femur, nothing to fill
+    closed = _tube((24, 24, 20), open_side=False)
+    assert np.array_equal(fill_enclosed(closed, 0.95), closed)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from femurseg.config import check_range
+from femurseg.segmentation.postprocess import fill_axial_holes
 from femurseg.types import LABELS, Label, affine_to_world, affine_voxel_ml
 
 log = logging.getLogger(__name__)
@@ -200,12 +201,10 @@ def label_crops(
 def _metal_voxels(mask: npt.NDArray[np.bool_], hu: npt.NDArray[Any], metal_hu: float) -> int:
     # Fill holes slice by slice (axial, canonical k): an implant stem left out of the mask is a
     # hole inside the bone in each slice even where it leaves the bone in 3D.
-    in_plane = np.zeros((3, 3, 3), dtype=bool)
-    in_plane[:, :, 1] = ndi.generate_binary_structure(2, 1)
     box = ndi.find_objects(mask.astype(np.uint8))[0]
     if not np.any(hu[box] >= metal_hu):
         return 0  # nothing metal-bright in the femur's box: no hole filling needed to know
-    inside = ndi.binary_fill_holes(mask[box], structure=in_plane)
+    inside = fill_axial_holes(mask[box])
     return int(np.count_nonzero(hu[box][inside] >= metal_hu))
 
 

@@ -117,6 +117,12 @@ class SegmentRules:
             off for a femur broken into separate pieces.
         min_island_ml: with ``largest_only`` off, pieces smaller than this are removed (the
             largest piece of each side is always kept).
+        fill_holes: set the probability of whatever the femur mask encloses to 1 (holes
+            closed in 3D, then within each axial slice of the crop): a femur is solid, and the
+            network can leave out fatty cancellous bone or the canal round an implant. On the
+            held-out phantoms it changed only the implant cases (a hip stem 0.972 -> 0.974, a
+            5 mm hip-implant case 0.948 -> 0.954, a nail 0.918 -> 0.921), and on the real CT
+            the left femur round its hip screw 0.557 -> 0.602 (right unchanged).
         max_regrow: times a box may be grown when the femur reaches the crop's edge (a stage-1
             box that cut the femur); 0 disables it.
         regrow_mm: growth per touching face and time.
@@ -139,6 +145,7 @@ class SegmentRules:
     threshold: float = 0.5
     largest_only: bool = True
     min_island_ml: float = 5.0
+    fill_holes: bool = True
     max_regrow: int = 1
     regrow_mm: float = 40.0
     whole_crop_voxels: int = 8_000_000

@@ -22,7 +22,7 @@ from femurseg.segmentation.config import (
     segresnet_divisor,
 )
 from femurseg.segmentation.network import build_segmenter
-from femurseg.segmentation.postprocess import remove_islands
+from femurseg.segmentation.postprocess import fill_enclosed, remove_islands
 from femurseg.segmentation.prepare import crop_image, side_grid
 from femurseg.types import Label, Volume
 from femurseg.weights import Stage, load_network
@@ -113,7 +113,8 @@ class Segmenter:
             box: tight world RAS+ mm box from stage 1.
 
         Returns:
-            The probability on the (possibly mirrored) crop grid, stray pieces removed.
+            The probability on the (possibly mirrored) crop grid, stray pieces removed and
+            enclosed holes filled (per ``rules``).
         """
         like = Grid.of(volume)
         for attempt in range(self.rules.max_regrow + 1):
@@ -132,6 +133,8 @@ class Segmenter:
                 break
             log.info("stage 2: %s reaches the crop's edge; box grown to %s", side.name, grown)
             box = grown
+        if self.rules.fill_holes:
+            prob = fill_enclosed(prob, self.rules.threshold)
         return SideProbability(side, prob, grid, box.expand(self.config.margin_mm))
 
 

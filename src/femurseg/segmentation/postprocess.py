@@ -1,4 +1,5 @@
-"""Stage-2 postprocessing on the crop grid: stray pieces removed before paste-back."""
+"""Stage-2 postprocessing on the crop grid: stray pieces removed and enclosed holes filled
+before paste-back."""
 
 from __future__ import annotations
 
@@ -7,6 +8,50 @@ import numpy.typing as npt
 from scipy import ndimage
 
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+#: 4-connected within an axial slice (canonical k), nothing across slices: with it,
+#: ``binary_fill_holes`` fills each axial slice on its own in one call.
+IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
+IN_PLANE[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+
+
+def fill_axial_holes(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``mask`` with every hole it encloses within an axial (canonical k) slice filled.
+
+    A cavity that opens to the outside somewhere in 3D (an implant stem leaving the bone, a
+    medullary canal cut by the crop) is still a hole in each slice where bone rings it.
+    """
+    return np.asarray(ndimage.binary_fill_holes(mask, structure=IN_PLANE), dtype=bool)
+
+
+def fill_enclosed(prob: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.float32]:
+    """Set to 1 the probability of voxels the femur mask (``prob >= threshold``) encloses.
+
+    A femur is solid: whatever its cortex rings is bone, the marrow and cancellous bone that a
+    network can leave out where they look like fat (the condyles and head of an elderly
+    patient) or where an implant's glare hides them (the canal round a stem or nail). Holes
+    closed in 3D are filled, then holes closed within an axial slice.
+
+    Args:
+        prob: femur probability (X, Y, Z) on a crop grid with canonical axes.
+        threshold: probability defining a femur voxel.
+
+    Returns:
+        A new float32 array of the same shape (the input when nothing is enclosed).
+    """
+    mask = prob >= threshold
+    found = ndimage.find_objects(mask.astype(np.uint8))
+    if not found or found[0] is None:
+        return prob
+    box = found[0]
+    inner = mask[box]
+    filled = fill_axial_holes(ndimage.binary_fill_holes(inner))
+    add = filled & ~inner
+    if not add.any():
+        return prob
+    out = prob.astype(np.float32, copy=True)
+    out[box][add] = 1.0
+    return out
 
 
 def remove_islands(
