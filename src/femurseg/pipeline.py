@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from femurseg.atomic import atomic_write
 from femurseg.checksum import sha256_file
@@ -46,6 +48,7 @@ from femurseg.segmentation.checks import (
     check_pair,
     surround_of,
 )
+from femurseg.segmentation.edges import refine_edges
 from femurseg.types import LABELS, Label, Volume
 
 log = logging.getLogger(__name__)
@@ -222,6 +225,30 @@ class Predictor:
             extents = {
                 side: _label_extent(labels, pasted.get(side), side, target) for side in SIDES
             }
+        with _timed(seconds, "edges"):
+            todo = {side: e[1] for side, e in extents.items() if e[1] is not None}
+
+            def refine(side: Label) -> int:
+                return refine_edges(
+                    labels,
+                    volume.array,
+                    todo[side],
+                    int(side),
+                    target.spacing,
+                    self.config.segment_rules,
+                )
+
+            # scipy's filters release the GIL: the two sides run side by side when the
+            # process may use two threads (each only clears its own label's voxels)
+            workers = max(1, min(len(todo), torch.get_num_threads()))
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    removed = dict(zip(todo, pool.map(refine, list(todo)), strict=True))
+            else:
+                removed = {side: refine(side) for side in todo}
+            for side, n in removed.items():
+                if n:
+                    extents[side] = _label_extent(labels, pasted.get(side), side, target)
         with _timed(seconds, "checks"):
             checks = self._check_sides(volume, labels, pasted, extents, midline)
             checks = check_pair(

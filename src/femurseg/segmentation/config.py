@@ -138,6 +138,18 @@ class SegmentRules:
             that ends far below metal, so a stem or nail looks like cortex to them; cortical
             bone stays under about 2500 HU and a 12-bit scanner clips metal at 3071. None
             keeps every voxel the network calls femur.
+        edge_refine: on scans whose voxels are all at most ``edge_max_voxel_mm``, move the
+            final mask's outer layer to the bone's half-maximum edge (see
+            :mod:`femurseg.segmentation.edges`): outer voxels darker than halfway between the
+            bone's local peak (within ``edge_window_mm``, after smoothing by
+            ``edge_smooth_mm``) and the surrounding soft tissue are removed, up to
+            ``edge_depth_mm`` deep, where the two differ by at least ``edge_min_contrast_hu``
+            and not within ``edge_metal_mm`` of HU at or above ``edge_metal_hu``;
+            ``edge_fraction`` places the edge (0.5: halfway). Chosen on the validation
+            phantoms (``valall``, 43 femurs): found-femur Dice 0.9737 -> 0.9764, every femur
+            on a scan of voxels up to 1.5 mm gained 0.004-0.014 but two (-0.001, and -0.020
+            on a blurred knee, PSF 1.5 mm at 0.9 mm voxels); a fraction of 0.4 or 0.3, a
+            2.5 mm gate or a 1.5 mm window scored lower. The real CT (3 mm) is not touched.
     """
 
     overlap: float = 0.25
@@ -150,6 +162,15 @@ class SegmentRules:
     regrow_mm: float = 40.0
     whole_crop_voxels: int = 8_000_000
     metal_hu: float | None = 3000.0
+    edge_refine: bool = True
+    edge_max_voxel_mm: float = 1.5
+    edge_depth_mm: float = 1.5
+    edge_smooth_mm: float = 0.4
+    edge_window_mm: float = 2.5
+    edge_min_contrast_hu: float = 200.0
+    edge_fraction: float = 0.5
+    edge_metal_hu: float = 2000.0
+    edge_metal_mm: float = 3.0
 
     def __post_init__(self) -> None:
         if self.metal_hu is not None:
@@ -161,3 +182,11 @@ class SegmentRules:
         check_range("min_island_ml", self.min_island_ml, 0.0, 1000.0)
         check_range("max_regrow", self.max_regrow, 0, 10)
         check_range("regrow_mm", self.regrow_mm, 1.0, 500.0)
+        check_range("edge_max_voxel_mm", self.edge_max_voxel_mm, 0.0, 10.0)
+        check_range("edge_depth_mm", self.edge_depth_mm, 0.0, 10.0)
+        check_range("edge_smooth_mm", self.edge_smooth_mm, 0.0, 5.0)
+        check_range("edge_window_mm", self.edge_window_mm, 0.5, 20.0)
+        check_range("edge_min_contrast_hu", self.edge_min_contrast_hu, 0.0, 5000.0)
+        check_range("edge_fraction", self.edge_fraction, 0.05, 0.95)
+        check_range("edge_metal_hu", self.edge_metal_hu, 1000.0, 40000.0)
+        check_range("edge_metal_mm", self.edge_metal_mm, 0.0, 50.0)

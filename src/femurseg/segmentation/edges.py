@@ -1,0 +1,171 @@
+"""Edge refinement on fine scans: a femur mask's outer layer moved to the bone's visible edge.
+
+Stage 2 works on a 1.5 mm grid, so on a scan with finer voxels its mask can only place the
+bone surface to within about one network voxel, and it tends to err outwards: on the held-out
+and hard-knee phantoms with voxels of 1 mm or less, the outermost layer of the final mask held
+8,000-22,000 voxels of soft tissue (median 15-230 HU) beside cortex at 400-1,000 HU. Where the
+scan shows the edge sharply, the scan can decide: an outer-layer voxel darker than halfway
+between the bone next to it and the surrounding soft tissue (the half-maximum edge, the usual
+way to place a boundary in a blurred CT profile) is not bone, and is taken out of the mask,
+layer by layer, up to about one network voxel deep. Only the mask's outer surface is touched
+(what it encloses is left as it is, fatty marrow included), only where bone and soft tissue
+differ clearly, and not near metal, whose glare has no edge to trust.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from femurseg.segmentation.config import SegmentRules
+from femurseg.segmentation.postprocess import IN_PLANE
+
+log = logging.getLogger(__name__)
+
+
+def _odd_size(mm: float, spacing: npt.NDArray[np.float64]) -> tuple[int, ...]:
+    """Window sizes (odd, at least 3 voxels) spanning about ``mm`` on each side of a voxel."""
+    return tuple(int(v) for v in np.maximum(3, 2 * np.round(mm / spacing) + 1))
+
+
+def outside_in_slices(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Background reachable from the array's side faces within each axial (canonical k) slice.
+
+    The rest of the background is enclosed by the mask in its slice: a hole in the bone (a
+    marrow cavity the network left out, or one that opens only through the scan's end).
+    """
+    comps, _ = ndimage.label(~mask, structure=IN_PLANE)
+    faces = np.concatenate(
+        [comps[0].ravel(), comps[-1].ravel(), comps[:, 0].ravel(), comps[:, -1].ravel()]
+    )
+    border = np.zeros(int(comps.max()) + 1, dtype=bool)
+    border[faces] = True
+    border[0] = False
+    return border[comps]
+
+
+def half_max_peel(
+    mask: npt.NDArray[np.bool_],
+    hu: npt.NDArray[Any],
+    spacing: tuple[float, float, float],
+    *,
+    depth_mm: float,
+    smooth_mm: float,
+    window_mm: float,
+    min_contrast_hu: float,
+    metal_hu: float,
+    metal_mm: float,
+    fraction: float = 0.5,
+) -> npt.NDArray[np.bool_]:
+    """Peel outer-layer voxels darker than the half-maximum edge off a bone mask.
+
+    Args:
+        mask: bool (X, Y, Z) femur mask, with a margin of at least ``window_mm`` round it.
+        hu: HU on the same voxels.
+        spacing: voxel size in mm.
+        depth_mm: at most this deep (in layers of the largest voxel side, at least one layer).
+        smooth_mm: Gaussian sigma applied to ``hu`` first (noise at sharp kernels).
+        window_mm: half-width of the window in which the bone's local peak HU is taken.
+        min_contrast_hu: only where that peak is at least this far above the soft tissue.
+        metal_hu: HU of metal; voxels within ``metal_mm`` of it are never peeled.
+        metal_mm: see ``metal_hu``.
+        fraction: the edge lies at this fraction of the way from the soft tissue's HU to the
+            bone's local peak (0.5: the half-maximum).
+
+    Returns:
+        A new mask (a subset of ``mask``): only voxels next to background outside the bone
+        (see :func:`outside_in_slices`) are ever peeled.
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    out = mask.copy()
+    if not mask.any():
+        return out
+    # grey-scale max/min filters on uint8 are separable: several times faster than binary
+    # morphology with iterations on the ten-million-voxel box of a whole femur
+    m8 = mask.view(np.uint8)
+    # HU fit int16, and the max filter on int16 moves half the bytes of float32
+    smooth = np.clip(
+        ndimage.gaussian_filter(
+            np.asarray(hu, dtype=np.float32), sigma=smooth_mm / sp, truncate=2.0
+        ),
+        -32000,
+        32000,
+    ).astype(np.int16)
+    # the soft tissue's level from every second voxel of a 2-voxel ring round the mask
+    sub = m8[::2, ::2, ::2]
+    ring = (ndimage.maximum_filter(sub, size=3) > 0) & (sub == 0)
+    tissue = smooth[::2, ::2, ::2][ring]
+    tissue = tissue[tissue < 200.0]
+    if tissue.size == 0:
+        return out
+    soft = float(np.median(tissue))
+    peak = ndimage.maximum_filter(
+        np.where(mask, smooth, np.int16(-32000)), size=_odd_size(window_mm, sp)
+    ).astype(np.float32)
+    darker = (peak - soft >= min_contrast_hu) & (smooth < soft + fraction * (peak - soft))
+    metal = np.asarray(hu) >= metal_hu
+    if metal.any():
+        darker &= ndimage.maximum_filter(metal.view(np.uint8), size=_odd_size(metal_mm, sp)) == 0
+    # only the outer surface: a voxel beside a hole inside the bone is not on the bone's edge
+    outside = outside_in_slices(mask)
+    for _ in range(max(1, int(depth_mm // sp.max()))):
+        drop = out & darker & (ndimage.maximum_filter(outside.view(np.uint8), size=3) > 0)
+        if not drop.any():
+            break
+        out &= ~drop
+        outside |= drop
+    return out
+
+
+def refine_edges(
+    labels: npt.NDArray[np.uint8],
+    hu: npt.NDArray[Any],
+    index: tuple[slice, slice, slice],
+    side: int,
+    spacing: tuple[float, float, float],
+    rules: SegmentRules,
+) -> int:
+    """Apply :func:`half_max_peel` to one side of a label map in place, on fine scans only.
+
+    Args:
+        labels: the label map (X, Y, Z); voxels of ``side`` peeled off become 0.
+        hu: the scan's HU on the same grid.
+        index: the tight index box of the side's voxels in ``labels``.
+        side: the label value.
+        spacing: voxel size in mm.
+        rules: :class:`~femurseg.segmentation.config.SegmentRules` (its ``edge_*`` fields).
+
+    Returns:
+        How many voxels were taken out (0 when the scan's voxels are too coarse).
+    """
+    if not rules.edge_refine or max(spacing) > rules.edge_max_voxel_mm:
+        return 0
+    sp = np.asarray(spacing, dtype=np.float64)
+    pad = np.ceil((rules.edge_window_mm + 2 * rules.edge_smooth_mm) / sp).astype(int) + 2
+    box = tuple(
+        slice(max(0, b.start - p), min(n, b.stop + p))
+        for b, p, n in zip(index, pad, labels.shape, strict=True)
+    )
+    region = labels[box]
+    mask = region == side
+    kept = half_max_peel(
+        mask,
+        hu[box],
+        spacing,
+        depth_mm=rules.edge_depth_mm,
+        smooth_mm=rules.edge_smooth_mm,
+        window_mm=rules.edge_window_mm,
+        min_contrast_hu=rules.edge_min_contrast_hu,
+        metal_hu=rules.edge_metal_hu,
+        metal_mm=rules.edge_metal_mm,
+        fraction=rules.edge_fraction,
+    )
+    dropped = mask & ~kept
+    region[dropped] = 0
+    n = int(np.count_nonzero(dropped))
+    log.info("edge refinement: %d voxels of label %d outside the bone's edge removed", n, side)
+    return n
