@@ -90,3 +90,13 @@ def test_refine_edges_works_in_place_on_fine_scans_only() -> None:
     assert n == int(np.count_nonzero(_grow(block, 1) & ~block))
     assert np.array_equal(labels == 2, block)
     assert np.all(labels[0:5, 0:5, 0:5] == 1)
+
+
+def test_peel_leaves_voxels_next_to_padding_alone() -> None:
+    hu, block = _bone()
+    mask = _grow(block, 1)
+    padded = hu.copy()
+    padded[:, 31:, :] = -3024.0  # outside the reconstruction circle: no data
+    kept = half_max_peel(mask, padded, SPACING, **PEEL)
+    assert kept[20, 30, 15]  # the layer beside the padding stays: nothing to judge it by
+    assert not kept[20, 9, 15]  # the layer on the far side is peeled as before

@@ -27,6 +27,10 @@ from femurseg.segmentation.postprocess import IN_PLANE
 log = logging.getLogger(__name__)
 
 
+#: HU below this is no measurement (padding), not air (-1000) or anything in a body.
+NO_DATA_HU = -1100.0
+
+
 def _odd_size(mm: float, spacing: npt.NDArray[np.float64]) -> tuple[int, ...]:
     """Window sizes (odd, at least 3 voxels) spanning about ``mm`` on each side of a voxel."""
     return tuple(int(v) for v in np.maximum(3, 2 * np.round(mm / spacing) + 1))
@@ -99,7 +103,7 @@ def half_max_peel(
     sub = m8[::2, ::2, ::2]
     ring = (ndimage.maximum_filter(sub, size=3) > 0) & (sub == 0)
     tissue = smooth[::2, ::2, ::2][ring]
-    tissue = tissue[tissue < 200.0]
+    tissue = tissue[(tissue < 200.0) & (tissue > -1000.0)]
     if tissue.size == 0:
         return out
     soft = float(np.median(tissue))
@@ -110,6 +114,12 @@ def half_max_peel(
     metal = np.asarray(hu) >= metal_hu
     if metal.any():
         darker &= ndimage.maximum_filter(metal.view(np.uint8), size=_odd_size(metal_mm, sp)) == 0
+    # no data (the padding outside a scanner's reconstruction circle, stored far below air):
+    # the scan says nothing about the bone there, so nothing near it is peeled
+    blank = np.asarray(hu) < NO_DATA_HU
+    if blank.any():
+        near = _odd_size(window_mm, sp)
+        darker &= ndimage.maximum_filter(blank.view(np.uint8), size=near) == 0
     # only the outer surface: a voxel beside a hole inside the bone is not on the bone's edge
     outside = outside_in_slices(mask)
     for _ in range(max(1, int(depth_mm // sp.max()))):
