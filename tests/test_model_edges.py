@@ -100,3 +100,34 @@ def test_peel_leaves_voxels_next_to_padding_alone() -> None:
     kept = half_max_peel(mask, padded, SPACING, **PEEL)
     assert kept[20, 30, 15]  # the layer beside the padding stays: nothing to judge it by
     assert not kept[20, 9, 15]  # the layer on the far side is peeled as before
+
+
+def test_thick_slices_are_refined_within_each_slice_whichever_axis_is_thick() -> None:
+    hu, block = _bone()
+    grown = _grow(block, 1)
+    labels = np.where(grown, 1, 0).astype(np.uint8)
+    index = (slice(9, 31), slice(9, 31), slice(7, 23))
+    rules = SegmentRules(edge_smooth_mm=0.0)
+    n = refine_edges(labels, hu, index, 1, (0.8, 0.8, 3.0), rules)
+    # the in-plane layer is peeled; across the thick slices nothing is (the slices above and
+    # below the block keep their voxels: within their own slice they are not on an edge of
+    # the block, and no filter looks across slices)
+    expected = block | _top_bottom(grown, block)
+    assert np.array_equal(labels == 1, expected)
+    assert n == int(np.count_nonzero(grown & ~expected))
+    # the same scan stored with its thick axis first: the same voxels go
+    turned = np.moveaxis(np.where(grown, 1, 0).astype(np.uint8), 2, 0).copy()
+    hu_t = np.moveaxis(hu, 2, 0).copy()
+    index_t = (index[2], index[0], index[1])
+    assert refine_edges(turned, hu_t, index_t, 1, (3.0, 0.8, 0.8), rules) == n
+    assert np.array_equal(np.moveaxis(turned, 0, 2) == 1, expected)
+    # off, or too coarse in two axes: nothing
+    off = np.where(grown, 1, 0).astype(np.uint8)
+    assert refine_edges(off, hu, index, 1, (0.8, 0.8, 3.0), SegmentRules(edge_planar=False)) == 0
+    assert refine_edges(off, hu, index, 1, (0.8, 3.0, 3.0), rules) == 0
+
+
+def _top_bottom(grown: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """The slices of ``grown`` above and below ``block`` (where ``block`` has no voxel)."""
+    has = block.any(axis=(0, 1))
+    return grown & ~has[None, None, :]

@@ -145,7 +145,10 @@ class SegmentRules:
             ``edge_smooth_mm``) and the surrounding soft tissue are removed, up to
             ``edge_depth_mm`` deep, where the two differ by at least ``edge_min_contrast_hu``
             and not within ``edge_metal_mm`` of HU at or above ``edge_metal_hu``;
-            ``edge_fraction`` places the edge (0.5: halfway). Chosen on the validation
+            ``edge_fraction`` places the edge (0.5: halfway). With ``edge_planar``, a scan
+            whose in-plane voxels are fine but whose slices are thicker is refined within each
+            slice (on the 25 validation femurs of 2-5 mm slices: 0.9714 -> 0.9752, none
+            lower). Chosen on the validation
             phantoms (``valall``, 43 femurs): found-femur Dice 0.9737 -> 0.9764, every femur
             on a scan of voxels up to 1.5 mm gained 0.002-0.014 but two (-0.001, and -0.020
             on a blurred knee, PSF 1.5 mm at 0.9 mm voxels); a fraction of 0.4 or 0.3, a
@@ -164,6 +167,7 @@ class SegmentRules:
     metal_hu: float | None = 3000.0
     edge_refine: bool = True
     edge_max_voxel_mm: float = 1.5
+    edge_planar: bool = True
     edge_depth_mm: float = 1.5
     edge_smooth_mm: float = 0.4
     edge_window_mm: float = 2.5

@@ -64,6 +64,7 @@ def half_max_peel(
     metal_hu: float,
     metal_mm: float,
     fraction: float = 0.5,
+    planar: bool = False,
 ) -> npt.NDArray[np.bool_]:
     """Peel outer-layer voxels darker than the half-maximum edge off a bone mask.
 
@@ -79,6 +80,9 @@ def half_max_peel(
         metal_mm: see ``metal_hu``.
         fraction: the edge lies at this fraction of the way from the soft tissue's HU to the
             bone's local peak (0.5: the half-maximum).
+        planar: work within each slice along the last axis only (smoothing, windows and the
+            layers peeled), for thick slices whose in-plane voxels are fine: across slices
+            partial volume blurs the edge, within a slice it is sharp.
 
     Returns:
         A new mask (a subset of ``mask``): only voxels next to background outside the bone
@@ -88,42 +92,50 @@ def half_max_peel(
     out = mask.copy()
     if not mask.any():
         return out
+    # in planar mode every filter has size 1 (and the smoothing sigma 0) across slices
+    across = np.array([1.0, 1.0, 0.0 if planar else 1.0])
+    neighbours = (3, 3, 1) if planar else (3, 3, 3)
+
+    def window(mm: float) -> tuple[int, ...]:
+        return tuple(int(n) for n in np.where(across > 0, _odd_size(mm, sp), 1))
+
     # grey-scale max/min filters on uint8 are separable: several times faster than binary
     # morphology with iterations on the ten-million-voxel box of a whole femur
     m8 = mask.view(np.uint8)
     # HU fit int16, and the max filter on int16 moves half the bytes of float32
     smooth = np.clip(
         ndimage.gaussian_filter(
-            np.asarray(hu, dtype=np.float32), sigma=smooth_mm / sp, truncate=2.0
+            np.asarray(hu, dtype=np.float32), sigma=smooth_mm / sp * across, truncate=2.0
         ),
         -32000,
         32000,
     ).astype(np.int16)
     # the soft tissue's level from every second voxel of a 2-voxel ring round the mask
-    sub = m8[::2, ::2, ::2]
-    ring = (ndimage.maximum_filter(sub, size=3) > 0) & (sub == 0)
-    tissue = smooth[::2, ::2, ::2][ring]
+    step = (2, 2, 1 if planar else 2)
+    sub = m8[:: step[0], :: step[1], :: step[2]]
+    ring = (ndimage.maximum_filter(sub, size=neighbours) > 0) & (sub == 0)
+    tissue = smooth[:: step[0], :: step[1], :: step[2]][ring]
     tissue = tissue[(tissue < 200.0) & (tissue > -1000.0)]
     if tissue.size == 0:
         return out
     soft = float(np.median(tissue))
     peak = ndimage.maximum_filter(
-        np.where(mask, smooth, np.int16(-32000)), size=_odd_size(window_mm, sp)
+        np.where(mask, smooth, np.int16(-32000)), size=window(window_mm)
     ).astype(np.float32)
     darker = (peak - soft >= min_contrast_hu) & (smooth < soft + fraction * (peak - soft))
     metal = np.asarray(hu) >= metal_hu
     if metal.any():
-        darker &= ndimage.maximum_filter(metal.view(np.uint8), size=_odd_size(metal_mm, sp)) == 0
+        darker &= ndimage.maximum_filter(metal.view(np.uint8), size=window(metal_mm)) == 0
     # no data (the padding outside a scanner's reconstruction circle, stored far below air):
     # the scan says nothing about the bone there, so nothing near it is peeled
     blank = np.asarray(hu) < NO_DATA_HU
     if blank.any():
-        near = _odd_size(window_mm, sp)
-        darker &= ndimage.maximum_filter(blank.view(np.uint8), size=near) == 0
+        darker &= ndimage.maximum_filter(blank.view(np.uint8), size=window(window_mm)) == 0
     # only the outer surface: a voxel beside a hole inside the bone is not on the bone's edge
     outside = outside_in_slices(mask)
-    for _ in range(max(1, int(depth_mm // sp.max()))):
-        drop = out & darker & (ndimage.maximum_filter(outside.view(np.uint8), size=3) > 0)
+    layer_mm = sp[:2].max() if planar else sp.max()
+    for _ in range(max(1, int(depth_mm // layer_mm))):
+        drop = out & darker & (ndimage.maximum_filter(outside.view(np.uint8), size=neighbours) > 0)
         if not drop.any():
             break
         out &= ~drop
@@ -139,7 +151,11 @@ def refine_edges(
     spacing: tuple[float, float, float],
     rules: SegmentRules,
 ) -> int:
-    """Apply :func:`half_max_peel` to one side of a label map in place, on fine scans only.
+    """Apply :func:`half_max_peel` to one side of a label map in place.
+
+    On a scan whose voxels are all at most ``rules.edge_max_voxel_mm`` it works in 3D; where
+    only the slices are thicker (two axes fine, one coarse), within each slice across the
+    coarse axis (``rules.edge_planar``); otherwise not at all.
 
     Args:
         labels: the label map (X, Y, Z); voxels of ``side`` peeled off become 0.
@@ -152,9 +168,11 @@ def refine_edges(
     Returns:
         How many voxels were taken out (0 when the scan's voxels are too coarse).
     """
-    if not rules.edge_refine or max(spacing) > rules.edge_max_voxel_mm:
-        return 0
     sp = np.asarray(spacing, dtype=np.float64)
+    fine = sp <= rules.edge_max_voxel_mm
+    planar = not fine.all()
+    if not rules.edge_refine or fine.sum() < 2 or (planar and not rules.edge_planar):
+        return 0
     pad = np.ceil((rules.edge_window_mm + 2 * rules.edge_smooth_mm) / sp).astype(int) + 2
     box = tuple(
         slice(max(0, b.start - p), min(n, b.stop + p))
@@ -162,10 +180,13 @@ def refine_edges(
     )
     region = labels[box]
     mask = region == side
+    # planar: the thick axis moved last, where half_max_peel keeps its filters within slices
+    thick = int(np.argmin(fine)) if planar else 2
+    order = [a for a in range(3) if a != thick] + [thick]
     kept = half_max_peel(
-        mask,
-        hu[box],
-        spacing,
+        np.moveaxis(mask, thick, 2),
+        np.moveaxis(np.asarray(hu[box]), thick, 2),
+        (float(sp[order[0]]), float(sp[order[1]]), float(sp[order[2]])),
         depth_mm=rules.edge_depth_mm,
         smooth_mm=rules.edge_smooth_mm,
         window_mm=rules.edge_window_mm,
@@ -173,8 +194,9 @@ def refine_edges(
         metal_hu=rules.edge_metal_hu,
         metal_mm=rules.edge_metal_mm,
         fraction=rules.edge_fraction,
+        planar=planar,
     )
-    dropped = mask & ~kept
+    dropped = mask & ~np.moveaxis(kept, 2, thick)
     region[dropped] = 0
     n = int(np.count_nonzero(dropped))
     log.info("edge refinement: %d voxels of label %d outside the bone's edge removed", n, side)
