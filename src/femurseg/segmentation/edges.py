@@ -9,7 +9,8 @@ between the bone next to it and the surrounding soft tissue (the half-maximum ed
 way to place a boundary in a blurred CT profile) is not bone, and is taken out of the mask,
 layer by layer, up to about one network voxel deep. Only the mask's outer surface is touched
 (what it encloses is left as it is, fatty marrow included), only where bone and soft tissue
-differ clearly, and not near metal, whose glare has no edge to trust.
+differ clearly, and not near metal, whose glare has no edge to trust. On thick slices with
+fine in-plane voxels the same is done within each slice, where the edge is sharp.
 """
 
 from __future__ import annotations
