@@ -8,9 +8,10 @@ scan shows the edge sharply, the scan can decide: an outer-layer voxel darker th
 between the bone next to it and the surrounding soft tissue (the half-maximum edge, the usual
 way to place a boundary in a blurred CT profile) is not bone, and is taken out of the mask,
 layer by layer, up to about one network voxel deep. Only the mask's outer surface is touched
-(what it encloses is left as it is, fatty marrow included), only where bone and soft tissue
-differ clearly, and not near metal, whose glare has no edge to trust. On thick slices with
-fine in-plane voxels the same is done within each slice, where the edge is sharp.
+(what it encloses is left as it is, fatty marrow included), only where a visible cortex
+stands well above the soft tissue (not porotic bone whose rim is trabecular), and not near
+metal, whose glare has no edge to trust. On thick slices with fine in-plane voxels the same is
+done within each slice, where the edge is sharp.
 """
 
 from __future__ import annotations
