@@ -138,26 +138,23 @@ class SegmentRules:
             that ends far below metal, so a stem or nail looks like cortex to them; cortical
             bone stays under about 2500 HU and a 12-bit scanner clips metal at 3071. None
             keeps every voxel the network calls femur.
-        edge_refine: on scans whose voxels are all at most ``edge_max_voxel_mm``, move the
-            final mask's outer layer to the bone's half-maximum edge (see
-            :mod:`femurseg.segmentation.edges`): outer voxels darker than halfway between the
-            bone's local peak (within ``edge_window_mm``, after smoothing by
-            ``edge_smooth_mm``) and the surrounding soft tissue are removed, up to
-            ``edge_depth_mm`` deep, where the two differ by at least ``edge_min_contrast_hu``
-            and not within ``edge_metal_mm`` of HU at or above ``edge_metal_hu``. The 500 HU
-            contrast asks for a visible cortex: on blurred knees of porotic bone with a cortex
-            of 0.6 mm (``vf_blurknee``, 6 validation phantoms) stage 2 already leaves the rim
-            out and a 200 HU contrast peeled the trabecular rim further (a femur 0.945 ->
-            0.919; 0.935 with 500 HU), at a cost of 0.0009 in mean Dice on ``valall`` and the
-            hard knees (0.9799 -> 0.9790; without the step 0.9743);
-            ``edge_fraction`` places the edge (0.5: halfway). With ``edge_planar``, a scan
-            whose in-plane voxels are fine but whose slices are thicker is refined within each
-            slice (on the 25 validation femurs of 2-5 mm slices: 0.9714 -> 0.9752, none
-            lower). Chosen on the validation
-            phantoms (``valall``, 43 femurs): found-femur Dice 0.9737 -> 0.9764, every femur
-            on a scan of voxels up to 1.5 mm gained 0.002-0.014 but two (-0.001, and -0.020
-            on a blurred knee, PSF 1.5 mm at 0.9 mm voxels); a fraction of 0.4 or 0.3, a
-            2.5 mm gate or a 1.5 mm window scored lower. The real CT (3 mm) is not touched.
+        edge_refine: move the final mask's outer layer to the bone's half-maximum edge (see
+            :mod:`femurseg.segmentation.edges`): outer voxels darker than ``edge_fraction``
+            (0.5: halfway) of the way from the surrounding soft tissue to the bone's local
+            peak (within ``edge_window_mm``, after smoothing by ``edge_smooth_mm``) are
+            removed, up to ``edge_depth_mm`` deep, where the peak stands at least
+            ``edge_min_contrast_hu`` above the soft tissue, and not within ``edge_metal_mm``
+            of HU at or above ``edge_metal_hu``. In 3D on scans whose voxels are all at most
+            ``edge_max_voxel_mm``; with ``edge_planar``, within each slice on scans where
+            only the slices are thicker; never on coarser scans (the real 3 mm CT).
+            Chosen on validation phantoms: the 3D step on ``valall`` (43 found femurs:
+            0.9737 -> 0.9764 with a 200 HU limit; a fraction of 0.4 or 0.3, a 2.5 mm gate or a
+            1.5 mm window scored lower); the in-slice step on its 25 femurs of 2-5 mm slices
+            (0.9714 -> 0.9752, none lower); the 500 HU limit asks for a visible cortex: on
+            blurred knees of porotic bone with a 0.6 mm cortex (``vf_blurknee``) stage 2
+            already leaves the rim out, and a 200 HU limit peeled the trabecular rim further
+            (a femur 0.945 -> 0.919; 0.935 with 500 HU), at 0.0009 of mean Dice on ``valall``
+            and the hard knees (0.9799 -> 0.9790; without the step 0.9743).
     """
 
     overlap: float = 0.25
