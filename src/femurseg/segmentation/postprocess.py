@@ -30,7 +30,8 @@ def fill_enclosed(prob: npt.NDArray[np.float32], threshold: float) -> npt.NDArra
     A femur is solid: whatever its cortex rings is bone, the marrow and cancellous bone that a
     network can leave out where they look like fat (the condyles and head of an elderly
     patient) or where an implant's glare hides them (the canal round a stem or nail). Holes
-    closed in 3D are filled, then holes closed within an axial slice.
+    closed within an axial slice are filled; every hole closed in 3D is one of them (it is
+    closed in each of its slices), so no separate 3D fill is needed.
 
     Args:
         prob: femur probability (X, Y, Z) on a crop grid with canonical axes.
@@ -45,7 +46,7 @@ def fill_enclosed(prob: npt.NDArray[np.float32], threshold: float) -> npt.NDArra
         return prob
     box = found[0]
     inner = mask[box]
-    filled = fill_axial_holes(ndimage.binary_fill_holes(inner))
+    filled = fill_axial_holes(inner)
     add = filled & ~inner
     if not add.any():
         return prob
