@@ -175,3 +175,25 @@ def test_nibabel_header_repairs_do_not_leak_before_the_error(tmp_path) -> None:
     )
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error:"), res.stderr
+
+
+def test_console_entry_flushes_output_and_keeps_the_exit_code(tmp_path) -> None:
+    """``run`` leaves without the interpreter's teardown: what was printed still arrives."""
+    import subprocess
+    import sys
+
+    from femurseg import __version__
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "femurseg.cli", "--version"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == f"femurseg {__version__}\n"
+    missing = tmp_path / "absent.nii.gz"
+    bad = subprocess.run(
+        [sys.executable, "-m", "femurseg.cli", "inspect", str(missing)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error:") and str(missing) in bad.stderr

@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +48,7 @@ from femurseg.segmentation.checks import (
     surround_of,
 )
 from femurseg.segmentation.edges import refine_edges
+from femurseg.threads import map_sides
 from femurseg.types import LABELS, Label, Volume
 
 log = logging.getLogger(__name__)
@@ -238,14 +238,8 @@ class Predictor:
                     self.config.segment_rules,
                 )
 
-            # scipy's filters release the GIL: the two sides run side by side when the
-            # process may use two threads (each only clears its own label's voxels)
-            workers = max(1, min(len(todo), torch.get_num_threads()))
-            if workers > 1:
-                with ThreadPoolExecutor(workers) as pool:
-                    removed = dict(zip(todo, pool.map(refine, list(todo)), strict=True))
-            else:
-                removed = {side: refine(side) for side in todo}
+            # each side only clears its own label's voxels
+            removed = map_sides(refine, todo, torch.get_num_threads())
             for side, n in removed.items():
                 if n:
                     extents[side] = _label_extent(labels, pasted.get(side), side, target)
@@ -287,12 +281,11 @@ class Predictor:
         """The femur checks of each side's final mask (see :mod:`femurseg.segmentation.checks`)."""
         rules = self.config.femur_checks
         grid = Grid.of(volume)
-        out: dict[Label, FemurCheck] = {}
-        for side in SIDES:
+
+        def check(side: Label) -> FemurCheck:
             index = extents[side][1]
             if index is None:
-                out[side] = FemurCheck(side, FemurStatus.NOT_FOUND, (), 0.0)
-                continue
+                return FemurCheck(side, FemurStatus.NOT_FOUND, (), 0.0)
             mask = labels[index] == int(side)
             prob = None
             p = pasted.get(side)
@@ -309,8 +302,10 @@ class Predictor:
                 if rules.enabled
                 else None
             )
-            out[side] = check_femur(side, mask, origin, grid, midline, rules, prob, hu, surround)
-        return out
+            return check_femur(side, mask, origin, grid, midline, rules, prob, hu, surround)
+
+        # the checks only read the label map and the CT
+        return map_sides(check, SIDES, torch.get_num_threads())
 
 
 def remove_metal(
@@ -515,7 +510,13 @@ def predict_case(
         from femurseg.export.landmarks import write_landmark_figure, write_markups
 
         with _timed(seconds, "measure"):
-            measured = measure_report(volume, pred, cfg.measure_settings, cfg.quality_settings)
+            measured = measure_report(
+                volume,
+                pred,
+                cfg.measure_settings,
+                cfg.quality_settings,
+                workers=torch.get_num_threads(),
+            )
             files["landmarks"] = write_markups(
                 measured["measurements"], out / f"{name}_landmarks.mrk.json"
             )

@@ -13,13 +13,15 @@ the pipeline) are imported inside the commands, so ``femurseg --help`` stays fas
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -254,8 +256,28 @@ def progress(description: str, total: int | None) -> Iterator[Callable[..., None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app; a command-line usage error is one line and exit 2."""
+    """Run the app; a command-line usage error is one line and exit 2."""
     return _exit_code(lambda: app(args=argv, standalone_mode=False))
+
+
+def run() -> NoReturn:
+    """Console entry point (``femurseg``, ``python -m femurseg.cli``): :func:`main`, then exit.
+
+    Every output is written, closed and renamed into place before :func:`main` returns; what
+    is left is the interpreter unloading torch, MONAI, SciPy and matplotlib, which takes about
+    a second on a 2-core CPU (0.9-1.2 s measured after ``femurseg predict``). So the exit
+    handlers run, the logs and both streams are flushed, and the process ends without that
+    teardown.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that closed the pipe wanted no more
+            pass
+    os._exit(code)
 
 
 # Importing a command module registers its commands on ``app`` (the modules need the names
@@ -264,4 +286,4 @@ def main(argv: list[str] | None = None) -> int:
 from femurseg.cli import info, phantom, dataset, train, predict, evaluate  # noqa: E402, F401
 # isort: on
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

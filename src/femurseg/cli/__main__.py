@@ -1,7 +1,5 @@
 """``python -m femurseg.cli`` (as torchrun starts it): the same as the ``femurseg`` command."""
 
-import sys
+from femurseg.cli import run
 
-from femurseg.cli import main
-
-sys.exit(main())
+run()

@@ -224,8 +224,12 @@ def measure_report(
     pred: Prediction,
     measure: MeasureConfig | None = None,
     quality: QualityConfig | None = None,
+    *,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Measurements and quality flags per femur, JSON-ready (see :mod:`femurseg.measure`).
+
+    ``workers`` threads measure the two femurs side by side (the same result).
 
     Returns:
         ``{"measurements": {side: ...}, "quality": {side: [flag, ...]}}``; a measurement that
@@ -233,7 +237,9 @@ def measure_report(
     """
     scores = {LABELS[side]: det.score for side, det in pred.detections.items()}
     boxes = pred.mask_index
-    measured = measure_femurs(pred.labels, volume.affine, measure or MeasureConfig(), boxes=boxes)
+    measured = measure_femurs(
+        pred.labels, volume.affine, measure or MeasureConfig(), boxes=boxes, workers=workers
+    )
     flags = quality_flags(
         pred.labels,
         volume.affine,
@@ -241,6 +247,7 @@ def measure_report(
         scores=scores,
         config=quality or QualityConfig(),
         boxes=boxes,
+        workers=workers,
     )
     for name, side_flags in flags.items():
         metal = [f for f in side_flags if f.code == FlagCode.METAL_SUSPECTED]

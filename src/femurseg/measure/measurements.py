@@ -49,6 +49,7 @@ from femurseg.measure.geometry import (
 from femurseg.measure.landmarks import METHODS as LANDMARK_METHODS
 from femurseg.measure.landmarks import LandmarkConfig, as_items, find_landmarks
 from femurseg.measure.quality import CutEnd, IndexBoxes, edge_contact, label_crops
+from femurseg.threads import map_sides
 from femurseg.types import LABELS, Label, affine_spacing, affine_to_world, affine_voxel_ml
 
 log = logging.getLogger(__name__)
@@ -410,6 +411,7 @@ def measure_femurs(
     config: MeasureConfig | None = None,
     *,
     boxes: IndexBoxes | None = None,
+    workers: int = 1,
 ) -> dict[str, FemurMeasurements]:
     """Measure both femurs of a label map.
 
@@ -418,6 +420,7 @@ def measure_femurs(
         affine: 4x4 voxel index -> world RAS+ mm.
         config: regions and plausibility limits.
         boxes: each side's tight index box in ``labels``, when known (saves a search).
+        workers: threads measuring the two femurs side by side (the same result).
 
     Returns:
         ``{"femur_left": FemurMeasurements, "femur_right": FemurMeasurements}``.
@@ -425,15 +428,16 @@ def measure_femurs(
     cfg = config or MeasureConfig()
     lab = np.asarray(labels)
     crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1, boxes)
-    out = {}
-    for s in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+
+    def one(s: Label) -> FemurMeasurements:
         crop = crops[s]
         if crop is None:
-            out[LABELS[s]] = measure_femur(np.zeros((1, 1, 1), bool), affine, s, cfg)
-        else:
-            sl, sub_affine = crop
-            out[LABELS[s]] = measure_femur(lab[sl] == int(s), sub_affine, s, cfg)
-    return out
+            return measure_femur(np.zeros((1, 1, 1), bool), affine, s, cfg)
+        sl, sub_affine = crop
+        return measure_femur(lab[sl] == int(s), sub_affine, s, cfg)
+
+    done = map_sides(one, (Label.FEMUR_LEFT, Label.FEMUR_RIGHT), workers)
+    return {LABELS[s]: m for s, m in done.items()}
 
 
 #: measurements that describe native hip anatomy, which an implant replaces or distorts.

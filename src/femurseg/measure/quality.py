@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 
 from femurseg.config import check_range
 from femurseg.segmentation.postprocess import fill_axial_holes
+from femurseg.threads import map_sides
 from femurseg.types import LABELS, Label, affine_to_world, affine_voxel_ml
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,7 @@ def quality_flags(
     scores: Mapping[str, float | None] | None = None,
     config: QualityConfig | None = None,
     boxes: IndexBoxes | None = None,
+    workers: int = 1,
 ) -> dict[str, list[QualityFlag]]:
     """Quality flags for both femurs.
 
@@ -305,6 +307,7 @@ def quality_flags(
             missing name skips that side's confidence check.
         config: thresholds.
         boxes: each side's tight index box in ``labels``, when known (saves a search).
+        workers: threads flagging the two femurs side by side (the same result).
 
     Returns:
         ``{"femur_left": [flags], "femur_right": [flags]}``.
@@ -316,8 +319,8 @@ def quality_flags(
     if ct is not None and ct.shape != lab.shape:
         raise ValueError(f"hu has shape {ct.shape}, expected the labels' {lab.shape}")
     crops = label_crops(lab, affine, cfg.edge_margin_voxels + 1, boxes)
-    out = {}
-    for side in (Label.FEMUR_LEFT, Label.FEMUR_RIGHT):
+
+    def one(side: Label) -> list[QualityFlag]:
         crop = crops[side]
         # an absent side: a one-voxel empty map gives the same "not found" flags
         sub, sub_hu = np.zeros((1, 1, 1), dtype=lab.dtype), None
@@ -325,7 +328,9 @@ def quality_flags(
         if crop is not None:
             sl, sub_affine = crop
             sub, sub_hu = lab[sl], (None if ct is None else ct[sl])
-        out[LABELS[side]] = side_flags(
+        return side_flags(
             sub, sub_affine, side, hu=sub_hu, score=scores.get(LABELS[side]), config=cfg
         )
-    return out
+
+    done = map_sides(one, (Label.FEMUR_LEFT, Label.FEMUR_RIGHT), workers)
+    return {LABELS[side]: flags for side, flags in done.items()}
