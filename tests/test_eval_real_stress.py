@@ -75,3 +75,32 @@ def test_a_folder_without_scans_is_refused(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", ["real_stress.py", "--data", str(tmp_path)])
     with pytest.raises(SystemExit, match="no real scans"):
         mod.main()
+
+
+def test_fine_views_resample_coarse_axes_in_place() -> None:
+    from femurseg.types import affine_to_world
+
+    mod = _script()
+    vol, truth = _scan()  # 1.5 x 1.5 x 3 mm
+    views = {name: (v, t) for name, v, t in mod._views(vol, truth)}
+    v, t = views["fine1.0mm"]
+    assert v.shape == (45, 42, 120)
+    np.testing.assert_allclose(v.spacing, (1.0, 1.0, 1.0))
+    v15, t15 = views["fine1.5mm"]
+    assert v15.shape == (30, 28, 80)  # only the 3 mm axis is finer
+    np.testing.assert_allclose(v15.spacing, (1.5, 1.5, 1.5))
+    for view, lab in ((v, t), (v15, t15)):
+        assert lab is not None and lab.shape == view.shape
+        for side in (1, 2):
+            # the same femur in the same world place, about the same size
+            before = affine_to_world(np.argwhere(truth == side), vol.affine)
+            after = affine_to_world(np.argwhere(lab == side), view.affine)
+            np.testing.assert_allclose(after.mean(0), before.mean(0), atol=0.3)
+            ml = (lab == side).sum() * np.prod(view.spacing)
+            assert ml == pytest.approx((truth == side).sum() * 1.5 * 1.5 * 3.0, rel=0.1)
+        # the scan's extent is kept: first and last voxel edges where they were
+        lo = view.affine[:3, 3] - 0.5 * np.asarray(view.spacing)
+        np.testing.assert_allclose(lo, vol.affine[:3, 3] - 0.5 * np.asarray(vol.spacing))
+    # a grid already that fine gets no view
+    fine_vol = Volume(vol.array, np.diag([0.8, 0.8, 0.8, 1.0]))
+    assert mod.finer(fine_vol, None, 1.0) is None
