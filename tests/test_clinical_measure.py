@@ -271,3 +271,23 @@ def test_report_omits_hip_geometry_of_a_femur_with_a_stem(phantom: Phantom) -> N
     assert right["head_diameter_mm"]["value"] is not None  # no metal on the right
     codes = [f["code"] for f in report["quality"]["femur_left"]]
     assert "metal_suspected" in codes
+
+
+def test_two_threads_give_the_same_measurements_and_flags(phantom: Phantom) -> None:
+    labels, affine, _ = phantom
+    hu = np.where(labels > 0, 1200.0, 0.0).astype(np.float32)
+    hu[labels == 1] = np.where(np.arange(labels.shape[2]) % 7 == 0, 3500.0, 1200.0)[
+        np.nonzero(labels == 1)[2]
+    ]  # some metal-bright voxels in the left femur, so the flags differ by side
+    one = measure_femurs(labels, affine, workers=1)
+    two = measure_femurs(labels, affine, workers=2)
+    assert list(two) == list(one) == ["femur_left", "femur_right"]
+    for side in one:
+        _assert_close(two[side].to_dict(), one[side].to_dict())
+    f1 = quality_flags(labels, affine, hu=hu, workers=1)
+    f2 = quality_flags(labels, affine, hu=hu, workers=2)
+    assert {k: [f.to_dict() for f in v] for k, v in f2.items()} == {
+        k: [f.to_dict() for f in v] for k, v in f1.items()
+    }
+    assert FlagCode.METAL_SUSPECTED in [f.code for f in f1["femur_left"]]
+    assert FlagCode.METAL_SUSPECTED not in [f.code for f in f1["femur_right"]]
