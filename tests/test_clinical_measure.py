@@ -291,3 +291,39 @@ def test_two_threads_give_the_same_measurements_and_flags(phantom: Phantom) -> N
     }
     assert FlagCode.METAL_SUSPECTED in [f.code for f in f1["femur_left"]]
     assert FlagCode.METAL_SUSPECTED not in [f.code for f in f1["femur_right"]]
+
+
+def test_neck_axis_follows_the_neck_not_stray_voxels_beside_a_wide_shaft() -> None:
+    # a head (sphere r 20 at the origin), a neck running from it along +x and down 40 deg, a
+    # shaft whose axis lies so close that most of the neck is within 1.3 shaft radii of it,
+    # and a few stray voxels above the head (what a mask may hold there): the axis is the
+    # neck's, and a neck-shaft angle computed from it is plausible
+    from femurseg.measure.measurements import _neck_axis, _Shaft
+
+    g = np.stack(np.meshgrid(*[np.arange(-40, 61)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    pts = g.astype(np.float64)
+    r = 20.0
+    neck_dir = np.array([np.cos(np.radians(40.0)), 0.0, -np.sin(np.radians(40.0))])
+    along = pts @ neck_dir
+    off = np.linalg.norm(pts - np.outer(along, neck_dir), axis=1)
+    head = np.linalg.norm(pts, axis=1) <= r
+    neck = (along > 0) & (along < 50) & (off <= 10)
+    stray = np.linalg.norm(pts - np.array([-8.0, 0.0, 24.0]), axis=1) <= 2.5
+    keep = head | neck | stray
+    ijk = (g[keep] + 40).astype(np.intp)
+    shaft = _Shaft(point=np.array([45.0, 0.0, 0.0]), axis=np.array([0.0, 0.0, 1.0]), radius=24.0)
+    axis = _neck_axis(ijk, pts[keep], np.zeros(3), r, shaft)
+    assert not isinstance(axis, str)
+    assert float(np.degrees(np.arccos(np.clip(axis @ neck_dir, -1, 1)))) < 5.0
+
+
+def test_an_implausible_neck_shaft_angle_is_omitted_with_its_reason(phantom: Phantom) -> None:
+    labels, affine, _ = phantom
+    narrow = MeasureConfig(neck_shaft_range_deg=(90.0, 100.0))  # the phantom's are 122-128
+    m = measure_femurs(labels, affine, narrow)["femur_left"]
+    nsa = m.items["neck_shaft_angle_deg"]
+    assert nsa.value is None and "outside the plausible 90 to 100 deg" in (nsa.reason or "")
+    assert m.items["torsion_lee_deg"].value is None
+    assert m.items["torsion_murphy_deg"].value is not None  # its neck base needs no neck axis
+    with pytest.raises(ConfigError):
+        MeasureConfig(neck_shaft_range_deg=(120.0, 100.0))

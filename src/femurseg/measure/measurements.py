@@ -69,6 +69,8 @@ class MeasureConfig:
             a fit outside it is omitted (often the trochanter, when the head was missed).
         max_head_fit_rms_mm: a sphere fit with a larger rms residual is omitted.
         neck_cone_deg: half angle of the cone towards the neck left out of the head fit.
+        neck_shaft_range_deg: plausible neck-shaft angles; a neck axis giving one outside it
+            is wrong (the angle and the high-neck torsion are omitted with the reason).
         edge_margin_voxels: mask voxels this close to an image face count as cut by it.
         landmarks: settings of the orthopaedic landmarks (see :mod:`.landmarks`).
     """
@@ -80,6 +82,7 @@ class MeasureConfig:
     head_radius_mm: tuple[float, float] = (16.0, 32.0)
     max_head_fit_rms_mm: float = 2.5
     neck_cone_deg: float = 60.0
+    neck_shaft_range_deg: tuple[float, float] = (90.0, 170.0)
     edge_margin_voxels: int = 0
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
 
@@ -93,6 +96,10 @@ class MeasureConfig:
             raise ConfigError(f"head_radius_mm={self.head_radius_mm}; expected 0 < low < high")
         check_range("max_head_fit_rms_mm", self.max_head_fit_rms_mm, 0.1, 20.0)
         check_range("neck_cone_deg", self.neck_cone_deg, 10.0, 89.0)
+        lo_n, hi_n = self.neck_shaft_range_deg
+        if not 0 <= lo_n < hi_n <= 180:
+            rng = self.neck_shaft_range_deg
+            raise ConfigError(f"neck_shaft_range_deg={rng}; expected 0 <= low < high <= 180")
         check_range("edge_margin_voxels", self.edge_margin_voxels, 0, 10)
 
 
@@ -275,16 +282,43 @@ def _head(
     return centre, radius, rms
 
 
+def _largest_piece(ijk: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+    """Which of the voxels ``ijk`` (N, 3) form their largest 26-connected piece."""
+    lo = ijk.min(axis=0)
+    grid = np.zeros(tuple(ijk.max(axis=0) - lo + 1), dtype=bool)
+    grid[tuple((ijk - lo).T)] = True
+    comps, n = ndi.label(grid, structure=np.ones((3, 3, 3), dtype=bool))
+    ids = comps[tuple((ijk - lo).T)]
+    if n <= 1:
+        return np.ones(len(ijk), dtype=bool)
+    return ids == int(np.argmax(np.bincount(ids)[1:])) + 1
+
+
 def _neck_axis(
-    pts: FloatArray, centre: FloatArray, radius: float, shaft: _Shaft
+    ijk: npt.NDArray[np.intp],
+    pts: FloatArray,
+    centre: FloatArray,
+    radius: float,
+    shaft: _Shaft,
 ) -> FloatArray | str:
-    """Unit vector from the head centre towards the neck base, or the reason none was found."""
+    """Unit vector from the head centre towards the neck base, or the reason none was found.
+
+    The neck is the bone 1.05 to 1.5 head radii from the centre: the largest connected piece
+    of that shell (a small piece elsewhere, a bump of the head or a few stray voxels of the
+    mask, must not decide the axis), without its voxels near the shaft axis unless they are
+    most of it (a short neck runs close to the shaft).
+    """
     dist = np.linalg.norm(pts - centre, axis=1)
-    shell = (dist > 1.05 * radius) & (dist < 1.5 * radius)
-    shell &= distance_to_line(pts, shaft.point, shaft.axis) > 1.3 * shaft.radius
-    if shell.sum() < 10:
+    shell = np.flatnonzero((dist > 1.05 * radius) & (dist < 1.5 * radius))
+    if len(shell) < 10:
         return "no neck found next to the head (too few voxels 1.05 to 1.5 head radii away)"
-    rel = pts[shell] - centre
+    neck = shell[_largest_piece(ijk[shell])]
+    clear = distance_to_line(pts[neck], shaft.point, shaft.axis) > 1.3 * shaft.radius
+    if clear.sum() >= max(10, 0.25 * len(neck)):
+        neck = neck[clear]
+    if len(neck) < 10:
+        return "no neck found next to the head (too few voxels 1.05 to 1.5 head radii away)"
+    rel = pts[neck] - centre
     axis = rel.mean(axis=0)
     axis /= np.linalg.norm(axis)
     for _ in range(2):
@@ -372,12 +406,21 @@ def measure_femur(
         if shaft is None:
             nsa = str(shaft_why)
         else:
-            neck = _neck_axis(pts, centre, radius, shaft)
+            neck = _neck_axis(ijk, pts, centre, radius, shaft)
             if isinstance(neck, str):
                 nsa = neck
             else:
-                landmarks["neck_axis"] = neck.tolist()
                 nsa = angle_deg(neck, shaft.axis)
+                lo_n, hi_n = cfg.neck_shaft_range_deg
+                if lo_n <= nsa <= hi_n:
+                    landmarks["neck_axis"] = neck.tolist()
+                else:
+                    nsa = (
+                        f"neck-shaft angle {nsa:.0f} deg is outside the plausible {lo_n:g} to "
+                        f"{hi_n:g} deg: the neck axis is wrong (check the segmentation of the "
+                        "head and neck)"
+                    )
+                    neck = None
     if isinstance(nsa, str):
         items["neck_shaft_angle_deg"] = _m("neck_shaft_angle_deg", None, nsa)
     else:
