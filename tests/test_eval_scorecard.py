@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from femurseg.evaluation.scorecard import (
     HEAD_MM,
     ModelScores,
+    end_offsets_mm,
     find_real_cases,
     markdown,
     score_labelled,
@@ -231,3 +232,38 @@ def test_scorecard_scores_the_same_weights_under_other_settings(tmp_path: Path) 
         res = CliRunner().invoke(app, [*args, "--settings", bad])
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert res.exit_code == 2 and len(lines) == 1 and "--settings" in lines[0], res.output
+
+
+def test_end_offsets_say_how_far_a_mask_reaches_past_each_end() -> None:
+    truth = np.zeros((6, 6, 20), dtype=bool)
+    truth[2:4, 2:4, 5:15] = True  # slices 5..14
+    pred = truth.copy()
+    pred[2, 2, 15:17] = True  # two slices above the top: into the hip joint
+    pred[:, :, 5] = False  # stops one slice short of the bottom
+    assert end_offsets_mm(pred, truth, 2.5) == (5.0, -2.5)
+    assert end_offsets_mm(truth, truth, 2.5) == (0.0, 0.0)
+    # an end the scan cuts is not scored; nor is an empty mask
+    cut = truth.copy()
+    cut[2:4, 2:4, 15:] = True  # the femur reaches the last slice
+    assert end_offsets_mm(cut, cut, 1.0) == (None, 0.0)
+    assert end_offsets_mm(np.zeros_like(truth), truth, 1.0) == (None, None)
+
+
+def test_markdown_phantom_row_has_the_end_offsets() -> None:
+    phantoms = {
+        "split": "all",
+        "cases": 2,
+        "dice_mean": {"femur_left": 0.97, "femur_right": 0.96},
+        "dice_min": 0.95,
+        "femurs": 4,
+        "femurs_below_0.95": 0,
+        "box_iou_mean": 0.9,
+        "top_mm_mean": 2.25,
+        "bottom_mm_mean": -0.5,
+        "ends": 6,
+        "ends_beyond_2mm": 2,
+        "absent_sides": 0,
+        "absent_sides_ok": 0,
+    }
+    text = markdown([ModelScores("m", real={}, phantoms=phantoms)])
+    assert "| m | all | 2 | 0.970 | 0.960 | 0.950 | 0/4 | 0.900 | 2.2 / -0.5 | 2/6 | 0/0 |" in text

@@ -315,10 +315,33 @@ def score_model(
     return scores
 
 
+def end_offsets_mm(
+    pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_], slice_mm: float
+) -> tuple[float | None, float | None]:
+    """How far a predicted femur reaches past the true one at its top and bottom (mm).
+
+    Along the canonical slice axis (superior with the index): ``top`` is the predicted top
+    slice minus the true one, ``bottom`` the true bottom slice minus the predicted one, so a
+    positive value is a mask reaching into the joint beyond that end (the hip above the head,
+    the knee below the condyles) and a negative one a mask that stops short. An end the scan
+    cuts (the true femur reaches the first or last slice), or an empty mask, gives None.
+    """
+    kt = np.flatnonzero(truth.any(axis=(0, 1)))
+    kp = np.flatnonzero(pred.any(axis=(0, 1)))
+    if kt.size == 0 or kp.size == 0:
+        return None, None
+    n = truth.shape[2]
+    top = float((kp[-1] - kt[-1]) * slice_mm) if kt[-1] < n - 1 else None
+    bottom = float((kt[0] - kp[0]) * slice_mm) if kt[0] > 0 else None
+    return top, bottom
+
+
 def score_phantoms(predictor: Any, data: Path, split: str) -> dict[str, Any]:
-    """Per-side Dice and stage-1 box IoU over a phantom split, and the no-femur sides."""
+    """Per-side Dice, stage-1 box IoU and how far each femur's ends reach past the truth over
+    a phantom split, and the no-femur sides."""
     dices: dict[str, list[float]] = {LABELS[s]: [] for s in SIDES}
     ious: list[float] = []
+    ends: dict[str, list[float]] = {"top": [], "bottom": []}
     absent_ok: list[bool] = []
     per_case: dict[str, Any] = {}
     for case in read_split(data, split):
@@ -342,7 +365,17 @@ def score_phantoms(predictor: Any, data: Path, split: str) -> dict[str, Any]:
             iou = side_box_iou(det.box if det.found else None, tboxes[side])
             dices[LABELS[side]].append(d)
             ious.append(iou)
-            row[LABELS[side]] = {"truth_ml": t_ml, "dice": d, "box_iou": iou}
+            top, bottom = end_offsets_mm(p, t, float(vol.spacing[2]))
+            for key, v in (("top", top), ("bottom", bottom)):
+                if v is not None:
+                    ends[key].append(v)
+            row[LABELS[side]] = {
+                "truth_ml": t_ml,
+                "dice": d,
+                "box_iou": iou,
+                "top_mm": top,
+                "bottom_mm": bottom,
+            }
         per_case[case.case_id] = row
         log.info("scored phantom %s", case.case_id)
     every = [d for v in dices.values() for d in v]
@@ -354,6 +387,11 @@ def score_phantoms(predictor: Any, data: Path, split: str) -> dict[str, Any]:
         "femurs": len(every),
         "femurs_below_0.95": int(sum(d < 0.95 for d in every)),
         "box_iou_mean": float(np.mean(ious)) if ious else math.nan,
+        # signed mean over the ends in view, and how many reach 2 mm or more past the truth
+        "top_mm_mean": float(np.mean(ends["top"])) if ends["top"] else math.nan,
+        "bottom_mm_mean": float(np.mean(ends["bottom"])) if ends["bottom"] else math.nan,
+        "ends": len(ends["top"]) + len(ends["bottom"]),
+        "ends_beyond_2mm": int(sum(v >= 2.0 for v in ends["top"] + ends["bottom"])),
         "absent_sides": len(absent_ok),
         "absent_sides_ok": int(sum(absent_ok)),
         "per_case": per_case,
@@ -420,11 +458,13 @@ def markdown(models: Sequence[ModelScores]) -> str:
         lines += [
             "",
             "Phantoms (per-side Dice mean, worst femur, femurs under 0.95, stage-1 box IoU, "
+            "how far the masks reach past the true femur's top and bottom where the scan shows "
+            "them (mean mm, + into the joint), ends 2 mm or more past, "
             f"sides with under {MIN_TRUTH_ML:g} ml of femur reported not_found):",
             "",
             "| model | split | cases | Dice L | Dice R | worst | < 0.95 | box IoU "
-            "| no-femur sides ok |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| top / bottom mm | ends >= 2 mm past | no-femur sides ok |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for m in models:
             p = m.phantoms
@@ -434,6 +474,8 @@ def markdown(models: Sequence[ModelScores]) -> str:
                 f"| {m.name} | {p['split']} | {p['cases']} | {_f(p['dice_mean']['femur_left'])} | "
                 f"{_f(p['dice_mean']['femur_right'])} | {_f(p['dice_min'])} | "
                 f"{p['femurs_below_0.95']}/{p['femurs']} | {_f(p['box_iou_mean'])} | "
+                f"{_f(p.get('top_mm_mean'), 1)} / {_f(p.get('bottom_mm_mean'), 1)} | "
+                f"{p.get('ends_beyond_2mm', '-')}/{p.get('ends', '-')} | "
                 f"{p['absent_sides_ok']}/{p['absent_sides']} |"
             )
     return "\n".join(lines) + "\n"
