@@ -197,3 +197,16 @@ def test_console_entry_flushes_output_and_keeps_the_exit_code(tmp_path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error:") and str(missing) in bad.stderr
+
+
+def test_predict_start_up_does_not_import_the_mesh_library() -> None:
+    """trimesh (about 0.5 s to import) is loaded only when a mesh is made, not on every
+    predict's start-up; the mesh writer still works (tests/test_clinical_mesh.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, femurseg.pipeline, femurseg.cli.predict\n"
+        "assert 'trimesh' not in sys.modules, 'trimesh imported at start-up'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

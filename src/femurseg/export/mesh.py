@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import trimesh
 from skimage import measure
 
 from femurseg.atomic import atomic_write
@@ -27,6 +27,11 @@ from femurseg.config import check_range
 from femurseg.errors import ConfigError
 from femurseg.io.orient import points_ras_to_lps
 from femurseg.types import LABELS, Label, affine_to_world
+
+if TYPE_CHECKING:
+    # imported where a mesh is made: trimesh takes about 0.5 s to import, which every
+    # `predict` without --mesh would otherwise pay on its start-up
+    import trimesh
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,8 @@ def mask_mesh(
     det = float(np.linalg.det(a[:3, :3])) if a.shape == (4, 4) else 0.0
     if abs(det) < 1e-12:
         raise ValueError(f"affine must be an invertible 4x4 matrix, got {a.tolist()}")
+
+    import trimesh
 
     verts, faces = _marching_cubes(m, 1)
     lps = points_ras_to_lps(affine_to_world(verts, a))
