@@ -310,14 +310,15 @@ def _neck_axis(
     """
     dist = np.linalg.norm(pts - centre, axis=1)
     shell = np.flatnonzero((dist > 1.05 * radius) & (dist < 1.5 * radius))
-    if len(shell) < 10:
-        return "no neck found next to the head (too few voxels 1.05 to 1.5 head radii away)"
-    neck = shell[_largest_piece(ijk[shell])]
+    neck = shell[_largest_piece(ijk[shell])] if len(shell) else shell
+    if len(neck) < 10:
+        return (
+            "no neck found next to the head (fewer than 10 connected voxels 1.05 to 1.5 head "
+            "radii away)"
+        )
     clear = distance_to_line(pts[neck], shaft.point, shaft.axis) > 1.3 * shaft.radius
     if clear.sum() >= max(10, 0.25 * len(neck)):
         neck = neck[clear]
-    if len(neck) < 10:
-        return "no neck found next to the head (too few voxels 1.05 to 1.5 head radii away)"
     rel = pts[neck] - centre
     axis = rel.mean(axis=0)
     axis /= np.linalg.norm(axis)
