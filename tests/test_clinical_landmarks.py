@@ -169,3 +169,21 @@ def test_figure_points_searched_in_the_label_boxes_match_a_whole_map_search() ->
         np.testing.assert_allclose(np.sort(boxed[side], axis=0), np.sort(whole[side], axis=0))
     # a side the boxes say is absent has no points, and none is searched for
     assert len(femur_points(labels, affine, {Label.FEMUR_LEFT: None})[Label.FEMUR_LEFT]) == 0
+    # thinned to about `most` points: every n-th voxel, picked before the conversion
+    few = femur_points(labels, affine, boxes, most=500)
+    for side in boxes:
+        n = int((labels == side).sum())
+        assert 500 <= len(few[side]) < 1000
+        np.testing.assert_allclose(few[side], whole[side][:: n // 500])
+
+
+def test_voxel_points_every_nth_are_the_same_points() -> None:
+    from femurseg.measure.geometry import voxel_points
+
+    rng = np.random.default_rng(1)
+    mask = rng.random((17, 9, 23)) > 0.6
+    affine = np.array([[0.8, 0.1, 0, 3], [0, -0.7, 0, 5], [0.05, 0, 2.5, -30], [0, 0, 0, 1]])
+    every = voxel_points(mask, affine)
+    for n in (1, 2, 7, 1000):
+        np.testing.assert_array_equal(voxel_points(mask, affine, n), every[::n])
+    np.testing.assert_array_equal(voxel_points(np.asfortranarray(mask), affine, 3), every[::3])

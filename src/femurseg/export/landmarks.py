@@ -124,8 +124,8 @@ def femur_points(
             out[side] = np.zeros((0, 3))
             continue
         box, crop_affine = crop
-        pts = voxel_points(labels[box] == side, crop_affine)
-        out[side] = pts[:: max(1, len(pts) // most)]
+        mask = labels[box] == side
+        out[side] = voxel_points(mask, crop_affine, max(1, int(np.count_nonzero(mask)) // most))
     return out
 
 

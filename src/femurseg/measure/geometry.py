@@ -14,9 +14,17 @@ from femurseg.types import affine_to_world
 FloatArray = npt.NDArray[np.float64]
 
 
-def voxel_points(mask: npt.NDArray[np.bool_], affine: npt.ArrayLike) -> FloatArray:
-    """World positions of the centres of the voxels in ``mask`` (X, Y, Z), shape (N, 3)."""
-    return affine_to_world(np.argwhere(mask), affine)
+def voxel_points(mask: npt.NDArray[np.bool_], affine: npt.ArrayLike, every: int = 1) -> FloatArray:
+    """World positions of the centres of the voxels in ``mask`` (X, Y, Z), shape (N, 3).
+
+    ``every`` keeps every n-th voxel in index order (the same points as
+    ``voxel_points(mask, affine)[::every]``), picked before the conversion: a femur on a fine
+    scan has millions of voxels, and converting them all only to drop most cost about 0.7 s.
+    """
+    if every <= 1:
+        return affine_to_world(np.argwhere(mask), affine)
+    flat = np.flatnonzero(mask)[::every]
+    return affine_to_world(np.column_stack(np.unravel_index(flat, mask.shape)), affine)
 
 
 def surface_points(mask: npt.NDArray[np.bool_], affine: npt.ArrayLike) -> FloatArray:
