@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from femurseg.training.augment import draw_patches, shape_augment, step_rng
 
@@ -100,3 +101,57 @@ def test_correlated_noise_off_seeded_and_grainy() -> None:
     # correlated: neighbours agree far more than white noise's do
     r = np.corrcoef(n[:-1].ravel(), n[1:].ravel())[0, 1]
     assert r > 0.3
+
+
+def _femur_crop(cut_top: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A windowed crop (X, Y, Z) at 1.5 mm holding a rod 'femur' from k=10 to k=89 in tissue
+    (0.1); with ``cut_top`` the scan ends right above the rod (the crop reads 0 there)."""
+    img = np.full((20, 20, 100), 0.1, dtype=np.float16)
+    lab = np.zeros((20, 20, 100), dtype=np.uint8)
+    lab[6:14, 6:14, 10:90] = 1
+    img[lab.astype(bool)] = 0.6
+    if cut_top:
+        img[:, :, 90:] = 0.0
+    return img, lab
+
+
+def test_joint_end_voxels_keep_the_joint_ends_only() -> None:
+    from femurseg.training.stage2 import END_ZONE_MM, joint_end_voxels
+
+    img, lab = _femur_crop(cut_top=False)
+    ends = joint_end_voxels(img, lab, 1.5)
+    k = np.unravel_index(ends, lab.shape)[2]
+    zone = round(END_ZONE_MM / 1.5)
+    assert set(np.unique(k)) == set(range(10, 10 + zone)) | set(range(90 - zone, 90))
+    assert bool(lab.ravel()[ends].all())
+    # the top cut by the scan is no joint: only the bottom end is kept
+    img, lab = _femur_crop(cut_top=True)
+    k = np.unravel_index(joint_end_voxels(img, lab, 1.5), lab.shape)[2]
+    assert k.min() == 10 and k.max() == 10 + zone - 1
+    assert joint_end_voxels(img, np.zeros_like(lab), 1.5).size == 0
+
+
+def test_draw_patches_centres_end_fraction_on_the_ends() -> None:
+    img, lab = _femur_crop(cut_top=False)
+    img32 = img.astype(np.float32)
+    cases = [(img32, lab)]
+    fg = [np.flatnonzero(lab)]
+    ends = [np.flatnonzero(lab & (np.arange(100) < 20)[None, None, :])]  # bottom 10 slices
+    size = (8, 8, 24)
+
+    def past_an_end(y: torch.Tensor) -> bool:  # some slice of the patch holds no femur
+        return bool((y[0, 0].sum(dim=(0, 1)) == 0).any())
+
+    hits_all, hits_end = 0, 0
+    for step in range(40):
+        _, y0 = draw_patches(cases, fg, size, 1, 1.0, step_rng(0, 0, step))
+        _, y1 = draw_patches(
+            cases, fg, size, 1, 1.0, step_rng(0, 0, step), ends=ends, end_fraction=1.0
+        )
+        hits_all += past_an_end(y0)  # about 30 % of centres lie within 12 slices of an end
+        hits_end += past_an_end(y1)
+    assert hits_end == 40 and hits_all <= 25
+    # end_fraction 0 draws exactly as before, ends given or not
+    a = draw_patches(cases, fg, size, 2, 0.7, step_rng(1, 0, 3), 0.5)
+    b = draw_patches(cases, fg, size, 2, 0.7, step_rng(1, 0, 3), 0.5, ends=ends, end_fraction=0.0)
+    assert bool((a[0] == b[0]).all()) and bool((a[1] == b[1]).all())

@@ -68,6 +68,13 @@ def train(
             "(random intensity curve, bias field, sharpening)."
         ),
     ] = None,
+    end_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Stage 2: share of femur-centred patches centred within 25 mm of the femur's "
+            "hip or knee end (where joints are hardest)."
+        ),
+    ] = None,
     noise_aug: Annotated[
         float | None,
         typer.Option(
@@ -124,6 +131,7 @@ def train(
                 "negative_crops": negative_crops,
                 "domain_rand": domain_rand,
                 "noise_aug": noise_aug,
+                "end_fraction": end_fraction,
             }.items()
             if v is not None
         }

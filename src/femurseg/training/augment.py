@@ -216,11 +216,16 @@ def draw_patches(
     shape_prob: float = 0.0,
     domain_prob: float = 0.0,
     noise_prob: float = 0.0,
+    ends: list[npt.NDArray[np.int_]] | None = None,
+    end_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch of patches from (image, label) arrays, augmented.
 
     Each patch comes from a random case; with probability ``fg_fraction`` it is centred on a
     random label voxel (``foreground[k]`` holds case k's flat label indices), else anywhere.
+    Of those label-centred patches, a share ``end_fraction`` is centred on one of ``ends[k]``
+    instead (flat indices near the femur's joint ends, see
+    :func:`femurseg.training.stage2.joint_end_voxels`), where a case has any.
     Each patch gets :func:`shape_augment` (with ``shape_prob``), then
     :func:`domain_randomize` (with ``domain_prob``), then :func:`correlated_noise` (with
     ``noise_prob``), then intensity augmentation.
@@ -233,7 +238,10 @@ def draw_patches(
         k = int(rng.integers(len(cases)))
         img, lab = cases[k]
         if foreground[k].size and rng.random() < fg_fraction:
-            flat = int(foreground[k][rng.integers(foreground[k].size)])
+            pool = foreground[k]
+            if end_fraction > 0.0 and ends is not None and ends[k].size:
+                pool = ends[k] if rng.random() < end_fraction else pool
+            flat = int(pool[rng.integers(pool.size)])
             centre = np.asarray(np.unravel_index(flat, lab.shape))
         else:
             centre = np.asarray([rng.integers(s) for s in lab.shape])

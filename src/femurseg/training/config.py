@@ -27,6 +27,9 @@ class TrainConfig:
             mirrored body is a valid body); off by default, since it hides the position cues
             that tell left from right and slows learning.
         fg_fraction: stage 2 and segresnet: share of patches centred on a femur voxel.
+        end_fraction: stage 2: of those, the share centred within 25 mm of the femur's top or
+            bottom where the crop shows the joint (hip or knee), where the mask is hardest to
+            place (0: every femur voxel alike).
         box_jitter_mm: stage 2: extra random context around the truth box, so training crops
             cover stage-1 box errors of about this size.
         shape_aug: stage 2 and segresnet: chance of each geometry / blur / gamma change per
@@ -60,6 +63,7 @@ class TrainConfig:
     patch_size: tuple[int, int, int] = (112, 96, 192)
     flip_lr: bool = False
     fg_fraction: float = 0.7
+    end_fraction: float = 0.0
     box_jitter_mm: float = 10.0
     shape_aug: float = 0.3
     negative_crops: int = 0
@@ -87,6 +91,7 @@ class TrainConfig:
                 f"patch_size={self.patch_size}; expected 3 multiples of 8, each at least 8"
             )
         check_range("fg_fraction", self.fg_fraction, 0.0, 1.0)
+        check_range("end_fraction", self.end_fraction, 0.0, 1.0)
         check_range("box_jitter_mm", self.box_jitter_mm, 0.0, 100.0)
         check_range("shape_aug", self.shape_aug, 0.0, 1.0)
         check_range("negative_crops", self.negative_crops, 0, 16)

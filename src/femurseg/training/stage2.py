@@ -39,6 +39,39 @@ NEGATIVE_CLEARANCE_MM = 20.0
 NEGATIVE_BOX_MM = ((55.0, 110.0), (55.0, 110.0), (70.0, 420.0))
 #: a negative crop needs at least this many bone voxels (else it is air or soft tissue only).
 NEGATIVE_MIN_BONE_VOXELS = 500
+#: ``end_fraction`` patches are centred within this many mm of a femur's top or bottom.
+END_ZONE_MM = 25.0
+#: an end is a joint end (not cut by the scan) when the crop shows tissue this many mm past it.
+END_PROBE_MM = 6.0
+
+
+def joint_end_voxels(
+    image: npt.NDArray[Any], label: npt.NDArray[Any], spacing_mm: float
+) -> npt.NDArray[np.int_]:
+    """Flat indices of the label voxels within :data:`END_ZONE_MM` of the femur's top or bottom
+    (the crop's third axis runs foot to head), for ends the scan does not cut off.
+
+    An end is left out when the crop holds no tissue :data:`END_PROBE_MM` beyond it over the
+    end slice's footprint: outside the scan the crop reads 0 (air below the window), and a
+    femur cut by the field of view shows no joint to learn.
+    """
+    zs = np.flatnonzero(label.any(axis=(0, 1)))
+    if zs.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    zone = max(1, round(END_ZONE_MM / spacing_mm))
+    probe = max(1, round(END_PROBE_MM / spacing_mm))
+    keep = np.zeros(label.shape[2], dtype=bool)
+    for end, step in ((int(zs[0]), -1), (int(zs[-1]), 1)):
+        beyond = end + step * probe
+        if not 0 <= beyond < label.shape[2]:
+            continue
+        foot = label[:, :, end].astype(bool)
+        if float(np.max(image[:, :, beyond][foot], initial=0.0)) <= 0.0:
+            continue
+        lo, hi = (end, end + zone) if step < 0 else (end - zone + 1, end + 1)
+        keep[max(lo, 0) : min(hi, label.shape[2])] = True
+    sel = label.astype(bool) & keep[None, None, :]
+    return np.flatnonzero(sel)
 
 
 def negative_boxes(
@@ -169,6 +202,16 @@ class Stage2Task(TaskBase):
         self.train = [(tr[f"img_{n}"], tr[f"lab_{n}"]) for n in range(len(tr) // 2)]
         self.val = [(va[f"img_{n}"], va[f"lab_{n}"]) for n in range(len(va) // 2)]
         self._fg = [np.flatnonzero(lab) for _, lab in self.train]
+        self._ends = (
+            [joint_end_voxels(img, lab, model_cfg.spacing_mm) for img, lab in self.train]
+            if train_cfg.end_fraction > 0.0
+            else None
+        )
+        if self._ends is not None:
+            with_ends = sum(1 for e in self._ends if e.size)
+            log.info(
+                "stage 2: %d of %d training crops show a joint end", with_ends, len(self.train)
+            )
 
     def build(self) -> nn.Module:
         """A fresh segmenter network."""
@@ -186,6 +229,8 @@ class Stage2Task(TaskBase):
             self.cfg.shape_aug,
             self.cfg.domain_rand,
             self.cfg.noise_aug,
+            self._ends,
+            self.cfg.end_fraction,
         )
 
     @torch.inference_mode()
