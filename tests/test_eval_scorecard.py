@@ -4,6 +4,7 @@ shipped weights on the real scans in ../shared/data (skipped when absent)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,31 @@ def test_head_coverage_without_metal_on_an_implant_side() -> None:
     left = out["femur_left"]
     assert left["head_coverage"] == pytest.approx(0.5, abs=0.05)
     assert left["head_coverage_no_metal"] == pytest.approx(1.0)
+    assert left["head_core_coverage_no_metal"] == pytest.approx(1.0)
     assert "head_coverage_no_metal" not in out["femur_right"]
+
+
+def test_head_core_coverage_sets_the_outer_rim_aside() -> None:
+    """A mask one voxel short of the reference all round covers well under all of its head but
+    all of its core; a mask that misses the head's top half misses the core's too."""
+    shape = (24, 24, 60)
+    vol = _volume(shape)
+    truth = np.zeros(shape, dtype=np.uint8)
+    truth[4:16, 4:16, 0:50] = int(Label.FEMUR_LEFT)
+    rim = truth.copy()
+    rim[4, :, :] = rim[15, :, :] = rim[:, 4, :] = rim[:, 15, :] = 0
+    rim[:, :, 49] = 0
+    out = score_labelled(vol, rim, truth, {Label.FEMUR_LEFT: None, Label.FEMUR_RIGHT: None})
+    left = out["femur_left"]
+    assert left["head_coverage"] == pytest.approx(10 * 10 * 20 / (12 * 12 * 21), abs=1e-6)
+    assert left["head_core_coverage"] == pytest.approx(1.0)
+    half = truth.copy()
+    half[:, :, 40:] = 0
+    left = score_labelled(vol, half, truth, {Label.FEMUR_LEFT: None, Label.FEMUR_RIGHT: None})[
+        "femur_left"
+    ]
+    assert left["head_core_coverage"] == pytest.approx(11 / 20, abs=1e-6)
+    assert math.isnan(out["femur_right"]["head_core_coverage"])  # no reference there
 
 
 def test_markdown_lists_every_row() -> None:
