@@ -22,6 +22,7 @@ from femurseg.config import to_dict
 from femurseg.errors import ConfigError
 from femurseg.phantoms.anatomy.assemble import assemble, sample_pose
 from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.osteophytes import draw_osteophytes
 from femurseg.phantoms.anatomy.shapes import BoneSet, list_subjects, load_subject
 from femurseg.phantoms.anatomy.truth import femur_truth
 from femurseg.phantoms.params import PhantomConfig
@@ -166,11 +167,12 @@ def generate_case(
         on-disk orientation drawn for writing it.
     """
     t_start = time.perf_counter()
-    # later children (the tenth, vessels; the eleventh, the chest) keep the earlier ones, and so
-    # every earlier seed's case, unchanged
+    # later children (the tenth, vessels; the eleventh, the chest; the twelfth, osteophytes)
+    # keep the earlier ones, and so every earlier seed's case, unchanged
     (r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk, r_vessel,
-     r_thorax) = rng.spawn(11)  # fmt: skip
+     r_thorax, r_osteo) = rng.spawn(12)  # fmt: skip
     anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
+    anatomy.osteophytes = draw_osteophytes(anatomy, cfg.osteophytes, r_osteo)
     spine = place_spine(anatomy, cfg.trunk, r_trunk)
     organs = place_organs(spine, float(anatomy.landmarks["pelvis_top"][2]), cfg.trunk, r_trunk)
     t_anat = time.perf_counter() - t_start
@@ -241,6 +243,8 @@ def generate_case(
     }
     if body.thorax is not None:  # absent otherwise, so earlier sets' records stay the same
         meta["thorax"] = _jsonable(body.thorax.to_meta())
+    if anatomy.osteophytes:  # likewise
+        meta["osteophytes"] = [b.to_meta() for b in anatomy.osteophytes]
     log.info("case %s %s in %.1f s", kind.value, fov.grid.shape, meta["timings_s"]["total"])
     return Case(image, rendered.labels, _jsonable(meta), rendered, anatomy)
 

@@ -411,6 +411,37 @@ class ThoraxParams:
 
 
 @dataclass(frozen=True)
+class OsteophyteParams:
+    """Osteoarthritic spurs at the joint margins (see
+    :mod:`femurseg.phantoms.anatomy.osteophytes`), drawn per case. Off by default, so the
+    documented phantom sets stay reproducible; ``configs/phantom_osteophytes.json`` turns them
+    on.
+
+    Attributes:
+        probability: chance per case of osteoarthritis (osteophytes at some joints).
+        joint_probability: in such a case, the chance that each joint of each leg (hip, knee,
+            patellofemoral) is affected.
+        count: least and most osteophytes per bone of an affected joint.
+        radius_mm: an osteophyte's radius along the bone surface (its thickness out of the
+            surface is 0.6 of it), shrunk where the neighbouring bone is near.
+    """
+
+    probability: float = 0.0
+    joint_probability: float = 0.6
+    count: tuple[int, int] = (3, 12)
+    radius_mm: Range = (1.5, 5.0)
+
+    def __post_init__(self) -> None:
+        check_range("probability", self.probability, 0.0, 1.0)
+        check_range("joint_probability", self.joint_probability, 0.0, 1.0)
+        if len(self.count) != 2 or not 0 <= self.count[0] <= self.count[1] <= 100:
+            raise ConfigError(
+                f"count={self.count!r}; expected [least, most] with 0 <= least <= most <= 100"
+            )
+        _check_range_pair("radius_mm", self.radius_mm, 0.5, 20.0)
+
+
+@dataclass(frozen=True)
 class PhantomConfig:
     """Everything :func:`femurseg.phantoms.generate.generate_case` needs, frozen and validated.
 
@@ -436,8 +467,8 @@ class PhantomConfig:
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
             768 matrix first, then thicker slices. Cases under it are unchanged; a case at
             the default 600 M peaks at about 10 GB.
-        tissues, table, trunk, implants, scanner, vessels, thorax: the render-side parameter
-            groups.
+        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes: the
+            render-side parameter groups.
     """
 
     fov: FovKind = FovKind.MIXED
@@ -474,6 +505,7 @@ class PhantomConfig:
     scanner: ScannerParams = field(default_factory=ScannerParams)
     vessels: VesselParams = field(default_factory=VesselParams)
     thorax: ThoraxParams = field(default_factory=ThoraxParams)
+    osteophytes: OsteophyteParams = field(default_factory=OsteophyteParams)
 
     def __post_init__(self) -> None:
         try:

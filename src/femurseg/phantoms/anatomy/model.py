@@ -40,8 +40,11 @@ class Anatomy:
             ``pelvis_top`` (highest point of the iliac crests), ``femur_top_left``/``_right`` and
             ``femur_bottom_left``/``_right`` (most proximal / distal femur points along its axis).
         meta: how it was made (shape subjects, pose angles, scale), JSON-ready.
+        osteophytes: bony spurs at the joint margins, each joined to its bone when rendered
+            and labelled (:class:`femurseg.phantoms.anatomy.osteophytes.Blob`); none by default.
     """
 
     meshes: dict[str, trimesh.Trimesh]
     landmarks: dict[str, npt.NDArray[np.float64]]
     meta: dict[str, Any] = field(default_factory=dict)
+    osteophytes: list[Any] = field(default_factory=list)

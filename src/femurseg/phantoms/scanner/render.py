@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from femurseg.phantoms.anatomy.grid import RenderGrid
 from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.osteophytes import blob_mask, with_blobs
 from femurseg.phantoms.anatomy.voxelize import MaskCrop, voxelize
 from femurseg.phantoms.params import PhantomConfig
 from femurseg.phantoms.scanner.acquisition import (
@@ -87,11 +88,21 @@ def supersampling(out: RenderGrid, max_mm: float) -> tuple[int, int, int]:
     return f  # type: ignore[return-value]
 
 
+def bone_crop(anatomy: Anatomy, name: str, grid: RenderGrid) -> MaskCrop:
+    """One bone's mesh at the voxel centres of ``grid``, with its osteophytes joined."""
+    crop = voxelize(anatomy.meshes[name], grid.affine, grid.shape)
+    mine = [b for b in anatomy.osteophytes if b.bone == name]
+    if mine:
+        crop = with_blobs(crop, blob_mask(mine, grid.affine, grid.shape))
+    return crop
+
+
 def label_map(anatomy: Anatomy, grid: RenderGrid) -> U8:
-    """Femur labels at the voxel centres of ``grid``: uint8 (X, Y, Z), 1 left, 2 right."""
+    """Femur labels at the voxel centres of ``grid``: uint8 (X, Y, Z), 1 left, 2 right (a
+    femur's osteophytes are femur)."""
     lab = np.zeros(grid.shape, dtype=np.uint8)
     for name, value in (("femur_left", 1), ("femur_right", 2)):
-        voxelize(anatomy.meshes[name], grid.affine, grid.shape).paste(lab, value)
+        bone_crop(anatomy, name, grid).paste(lab, value)
     return lab
 
 
@@ -116,9 +127,7 @@ def render_clean(
     """The clean phantom (HU, tissue class) on ``grid``, Fortran-ordered (X, Y, Z) arrays."""
     t0 = time.perf_counter()
     crops: dict[str, MaskCrop] = {
-        n: voxelize(anatomy.meshes[n], grid.affine, grid.shape)
-        for n in PAINT_ORDER
-        if n in anatomy.meshes
+        n: bone_crop(anatomy, n, grid) for n in PAINT_ORDER if n in anatomy.meshes
     }
     spine = body.spine
     if spine is not None and grid.axis(2)[-1] > spine.s1_top[2]:
