@@ -1,6 +1,9 @@
 """Osteophytes in the phantom: off by default (nothing drawn, nothing recorded); when on, small
 bony spurs at the margins of the hip, knee and patellofemoral joints that never reach the
 neighbouring bone, painted as bone, and labelled femur only where they grow from a femur.
+(That default cases stay byte-identical to those made before osteophytes existed was checked by
+generating the same seed, a full-leg view at 2 x 2 x 3 mm, with the previous commit: image,
+labels and record equal.)
 
 Tiny cases (3 mm voxels, no supersampling) on procedural bones.
 """
