@@ -158,7 +158,8 @@ def draw_osteophytes(
 def blob_mask(
     blobs: list[Blob], affine: npt.ArrayLike, shape: tuple[int, int, int]
 ) -> MaskCrop | None:
-    """The blobs' union at the voxel centres of an axis-aligned grid, as a crop over their
+    """The blobs' union at the voxel centres of an axis-aligned grid with positive spacing (a
+    :class:`~femurseg.phantoms.anatomy.grid.RenderGrid`'s affine), as a crop over their
     bounding box (None when no blob reaches the grid)."""
     a = np.asarray(affine, dtype=np.float64)
     step = np.diag(a)[:3]
