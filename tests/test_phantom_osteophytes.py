@@ -1,9 +1,14 @@
-"""Osteophytes in the phantom: off by default (nothing drawn, nothing recorded); when on, small
-bony spurs at the margins of the hip, knee and patellofemoral joints that never reach the
+"""Osteophytes and joint cartilage in the phantom.
+
+Osteophytes: off by default (nothing drawn, nothing recorded); when on, small bony spurs at
+the margins of the hip, knee and patellofemoral joints that never reach the
 neighbouring bone, painted as bone, and labelled femur only where they grow from a femur.
 (That default cases stay byte-identical to those made before osteophytes existed was checked by
 generating the same seed, a full-leg view at 2 x 2 x 3 mm, with the previous commit: image,
 labels and record equal.)
+
+Cartilage: off by default; when on, the non-bone voxels near both bones of a joint read the
+case's cartilage HU, and nothing else (labels included) changes.
 
 Tiny cases (3 mm voxels, no supersampling) on procedural bones.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from femurseg.errors import ConfigError
@@ -29,16 +35,18 @@ from femurseg.phantoms.generate import Case, generate_case, make_anatomy
 from femurseg.phantoms.params import (
     FovKind,
     ImplantParams,
+    JointTissueParams,
     OsteophyteParams,
     PhantomConfig,
     ScannerParams,
 )
+from femurseg.phantoms.tissues.materials import Tissue
 
 SP = 3.0
 ALL = OsteophyteParams(probability=1.0, joint_probability=1.0)
 
 
-def _cfg(osteophytes: OsteophyteParams) -> PhantomConfig:
+def _cfg(osteophytes: OsteophyteParams, joints: JointTissueParams | None = None) -> PhantomConfig:
     return PhantomConfig(
         fov=FovKind.KNEE,
         spacing=(SP, SP, SP),
@@ -46,6 +54,7 @@ def _cfg(osteophytes: OsteophyteParams) -> PhantomConfig:
         scanner=ScannerParams(max_render_mm=SP, tight_fov_probability=0.0),
         implants=ImplantParams(hip_probability=0.0, knee_probability=0.0, fixation_probability=0.0),
         osteophytes=osteophytes,
+        joints=joints or JointTissueParams(),
     )
 
 
@@ -141,3 +150,37 @@ def test_blob_raster_volume_and_union() -> None:
 def test_config_ranges_are_checked(change: dict) -> None:
     with pytest.raises(ConfigError):
         OsteophyteParams(**change)
+
+
+def test_cartilage_fills_the_joint_spaces_and_changes_nothing_else(plain: Case) -> None:
+    assert PhantomConfig().joints.probability == 0.0
+    assert not (plain.rendered.tissue == Tissue.CARTILAGE).any()
+    lit = generate_case(
+        _cfg(OsteophyteParams(), JointTissueParams(probability=1.0, hu=(90.0, 90.0))),
+        np.random.default_rng(3),
+        None,
+        keep_clean=True,
+    )
+    dark = generate_case(_cfg(OsteophyteParams()), np.random.default_rng(3), None, keep_clean=True)
+    cartilage = lit.rendered.tissue == Tissue.CARTILAGE
+    assert cartilage.sum() > 20
+    assert lit.meta["joint_tissue"] == {"hu": 90.0, "voxels": int(cartilage.sum())}
+    assert "joint_tissue" not in dark.meta
+    assert lit.rendered.clean is not None and dark.rendered.clean is not None
+    changed = lit.rendered.clean != dark.rendered.clean
+    assert np.array_equal(changed, cartilage)  # only the joint spaces (no supersampling here)
+    assert np.allclose(lit.rendered.clean[cartilage], 90.0)
+    assert not np.isin(dark.rendered.tissue[cartilage], [Tissue.CORTICAL, Tissue.CANCELLOUS]).any()
+    assert np.array_equal(lit.labels, dark.labels)  # never femur
+    # every cartilage voxel lies beside both bones of a joint: a femur and another bone
+    bone = np.isin(dark.rendered.tissue, [Tissue.CORTICAL, Tissue.CANCELLOUS, Tissue.MARROW])
+    femur = dark.labels > 0
+    near_femur = ndimage.binary_dilation(femur, iterations=1)
+    near_other = ndimage.binary_dilation(bone & ~femur, iterations=1)
+    assert bool((near_femur & near_other)[cartilage].all())
+
+
+def test_joint_config_ranges_are_checked() -> None:
+    for change in ({"probability": 2.0}, {"hu": (200.0, 100.0)}, {"depth_mm": 0.0}):
+        with pytest.raises(ConfigError):
+            JointTissueParams(**change)  # type: ignore[arg-type]

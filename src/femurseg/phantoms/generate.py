@@ -245,6 +245,8 @@ def generate_case(
         meta["thorax"] = _jsonable(body.thorax.to_meta())
     if anatomy.osteophytes:  # likewise
         meta["osteophytes"] = [b.to_meta() for b in anatomy.osteophytes]
+    if "joints" in rendered.drawn:  # likewise
+        meta["joint_tissue"] = rendered.drawn["joints"]
     log.info("case %s %s in %.1f s", kind.value, fov.grid.shape, meta["timings_s"]["total"])
     return Case(image, rendered.labels, _jsonable(meta), rendered, anatomy)
 

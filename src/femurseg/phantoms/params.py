@@ -411,6 +411,29 @@ class ThoraxParams:
 
 
 @dataclass(frozen=True)
+class JointTissueParams:
+    """Articular cartilage and menisci in the joint spaces (see
+    :mod:`femurseg.phantoms.tissues.joints`), drawn per case. Off by default, so the documented
+    phantom sets stay reproducible; ``configs/phantom_osteophytes.json`` turns it on with the
+    osteophytes.
+
+    Attributes:
+        probability: chance per case that the joint spaces show cartilage.
+        hu: the cartilage HU range (one value drawn per case).
+        depth_mm: a non-bone voxel within this distance of both bones of a joint is cartilage.
+    """
+
+    probability: float = 0.0
+    hu: Range = (60.0, 120.0)
+    depth_mm: float = 3.0
+
+    def __post_init__(self) -> None:
+        check_range("probability", self.probability, 0.0, 1.0)
+        _check_range_pair("hu", self.hu, -100.0, 400.0)
+        check_range("depth_mm", self.depth_mm, 0.5, 10.0)
+
+
+@dataclass(frozen=True)
 class OsteophyteParams:
     """Osteoarthritic spurs at the joint margins (see
     :mod:`femurseg.phantoms.anatomy.osteophytes`), drawn per case. Off by default, so the
@@ -467,7 +490,7 @@ class PhantomConfig:
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
             768 matrix first, then thicker slices. Cases under it are unchanged; a case at
             the default 600 M peaks at about 10 GB.
-        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes: the
+        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes, joints: the
             render-side parameter groups.
     """
 
@@ -506,6 +529,7 @@ class PhantomConfig:
     vessels: VesselParams = field(default_factory=VesselParams)
     thorax: ThoraxParams = field(default_factory=ThoraxParams)
     osteophytes: OsteophyteParams = field(default_factory=OsteophyteParams)
+    joints: JointTissueParams = field(default_factory=JointTissueParams)
 
     def __post_init__(self) -> None:
         try:

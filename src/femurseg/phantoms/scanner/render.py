@@ -22,7 +22,7 @@ from femurseg.phantoms.anatomy.grid import RenderGrid
 from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.anatomy.osteophytes import blob_mask, with_blobs
 from femurseg.phantoms.anatomy.voxelize import MaskCrop, voxelize
-from femurseg.phantoms.params import PhantomConfig
+from femurseg.phantoms.params import JointTissueParams, PhantomConfig
 from femurseg.phantoms.scanner.acquisition import (
     ScanDraw,
     add_noise,
@@ -36,6 +36,7 @@ from femurseg.phantoms.scanner.fov import Fov
 from femurseg.phantoms.tissues.body import BodyModel
 from femurseg.phantoms.tissues.bone import LongAxis, render_bone
 from femurseg.phantoms.tissues.implants import Implant, paint_fixation, paint_hip, paint_knee
+from femurseg.phantoms.tissues.joints import paint_joint_tissue
 from femurseg.phantoms.tissues.materials import CaseTissues, Tissue
 from femurseg.phantoms.tissues.softtissue import SoftTissueRenderer
 
@@ -73,6 +74,8 @@ class Rendered:
         tissue: uint8 (X, Y, Z) :class:`Tissue` at each output voxel centre (clean phantom).
         clean: float32 (X, Y, Z) HU before the scanner (slice-averaged), or None.
         timings: seconds per stage.
+        drawn: what the render drew beyond the case's tissues, for the record (``joints``:
+            the cartilage HU and voxels painted, where the case has joint tissue).
     """
 
     image: F32
@@ -80,6 +83,7 @@ class Rendered:
     tissue: U8
     clean: F32 | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    drawn: dict[str, Any] = field(default_factory=dict)
 
 
 def supersampling(out: RenderGrid, max_mm: float) -> tuple[int, int, int]:
@@ -123,8 +127,12 @@ def render_clean(
     grid: RenderGrid,
     rng: np.random.Generator,
     timings: dict[str, float],
+    joints: JointTissueParams | None = None,
+    drawn: dict[str, Any] | None = None,
 ) -> tuple[F32, U8]:
-    """The clean phantom (HU, tissue class) on ``grid``, Fortran-ordered (X, Y, Z) arrays."""
+    """The clean phantom (HU, tissue class) on ``grid``, Fortran-ordered (X, Y, Z) arrays;
+    with ``joints``, cartilage in the joint spaces where the case draws it (recorded in
+    ``drawn["joints"]``)."""
     t0 = time.perf_counter()
     crops: dict[str, MaskCrop] = {
         n: bone_crop(anatomy, n, grid) for n in PAINT_ORDER if n in anatomy.meshes
@@ -153,6 +161,14 @@ def render_clean(
     for name, r in zip(crops, r_bone.spawn(len(crops)), strict=True):
         render_bone(crops[name], grid, t, r, hu, cls, axes.get(name))
     timings["bones"] = time.perf_counter() - t0
+    if joints is not None and joints.probability > 0.0:
+        # its own stream, spawned only here: every case without joint tissue stays as it was
+        t0 = time.perf_counter()
+        (r_joint,) = rng.spawn(1)
+        got = paint_joint_tissue(crops, grid, joints, r_joint, hu, cls)
+        if got is not None and drawn is not None:
+            drawn["joints"] = got
+        timings["joints"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     r_imp = r_bone.spawn(1)[0]
     for imp in implants:
@@ -199,7 +215,8 @@ def render_ct(
     f = supersampling(out, cfg.scanner.max_render_mm)
     fine = out.supersampled(*f)
     r_clean, r_streak, r_noise = rng.spawn(3)
-    hu, cls = render_clean(anatomy, body, t, implants, fine, r_clean, timings)
+    drawn: dict[str, Any] = {}
+    hu, cls = render_clean(anatomy, body, t, implants, fine, r_clean, timings, cfg.joints, drawn)
     t0 = time.perf_counter()
     metal, k_off = _metal_fraction(cls, f) if implants else (None, 0)
     centre = tuple(fi // 2 for fi in f)
@@ -239,7 +256,7 @@ def render_ct(
         n_streak,
         {k: round(v, 2) for k, v in timings.items()},
     )
-    return Rendered(img, labels, tissue, clean, timings)
+    return Rendered(img, labels, tissue, clean, timings, drawn)
 
 
 def _metal_fraction(cls: U8, f: tuple[int, int, int]) -> tuple[F32 | None, int]:

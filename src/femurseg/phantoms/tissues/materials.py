@@ -37,6 +37,7 @@ class Tissue(enum.IntEnum):
     MARROW = 11
     METAL = 12
     ORGAN = 13  # liver, spleen, kidneys, great vessels, intervertebral discs
+    CARTILAGE = 14  # articular cartilage and menisci in the joint spaces
 
 
 #: ``put(where, value, tissue)``: paint a HU value (a number or a per-pixel array) and a
