@@ -26,6 +26,16 @@ BONES: tuple[str, ...] = (
     "tibfib_right",
 )
 
+#: the femur's joints: joint name -> the mesh key (without side) of the femur's partner bone.
+JOINTS: dict[str, str] = {"hip": "pelvis", "knee": "tibfib", "patellofemoral": "patella"}
+
+
+def joint_bones(joint: str, side: str) -> tuple[str, str]:
+    """Mesh keys of the two bones of ``joint`` on ``side`` (left or right): the femur first,
+    then its partner (the one pelvis serves both sides)."""
+    other = JOINTS[joint]
+    return f"femur_{side}", other if other == "pelvis" else f"{other}_{side}"
+
 
 @dataclass
 class Anatomy:

@@ -24,19 +24,12 @@ import numpy.typing as npt
 import trimesh
 from scipy.spatial import cKDTree
 
-from femurseg.phantoms.anatomy.model import Anatomy
+from femurseg.phantoms.anatomy.model import JOINTS, Anatomy, joint_bones
 from femurseg.phantoms.anatomy.voxelize import MaskCrop
 from femurseg.phantoms.params import OsteophyteParams
 
 A64 = npt.NDArray[np.float64]
 
-#: the joints, each as (bone, neighbour) pairs per side: a bone grows spurs at the margin of
-#: its surface facing the neighbour.
-JOINT_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
-    "hip": (("femur", "pelvis"), ("pelvis", "femur")),
-    "knee": (("femur", "tibfib"), ("tibfib", "femur")),
-    "patellofemoral": (("femur", "patella"), ("patella", "femur")),
-}
 #: a surface point is on a joint's margin when it lies this far (mm) from the neighbour.
 MARGIN_MM = (3.0, 14.0)
 #: distances to a neighbour are taken to points this far apart (mm) on its surface...
@@ -122,12 +115,12 @@ def draw_osteophytes(
         return trees[name]
 
     for side in ("left", "right"):
-        for joint, pairs in JOINT_PAIRS.items():
+        for joint in JOINTS:
             if rng.random() >= params.joint_probability:
                 continue
-            for bone_kind, other_kind in pairs:
-                bone = bone_kind if bone_kind == "pelvis" else f"{bone_kind}_{side}"
-                other = other_kind if other_kind == "pelvis" else f"{other_kind}_{side}"
+            femur, partner = joint_bones(joint, side)
+            # each bone of the joint grows spurs on its margin facing the other
+            for bone, other in ((femur, partner), (partner, femur)):
                 if bone not in anatomy.meshes or other not in anatomy.meshes:
                     continue
                 mesh = anatomy.meshes[bone]
@@ -198,13 +191,9 @@ def with_blobs(crop: MaskCrop, blobs: MaskCrop | None) -> MaskCrop:
         return crop
     if crop.count == 0:
         return blobs
-    lo = [min(c.start, b.start) for c, b in zip(crop.slices, blobs.slices, strict=True)]
-    hi = [max(c.stop, b.stop) for c, b in zip(crop.slices, blobs.slices, strict=True)]
-    mask = np.zeros(tuple(h - lo_ for lo_, h in zip(lo, hi, strict=True)), dtype=bool)
-    for part in (crop, blobs):
-        sl = tuple(
-            slice(s.start - lo_, s.stop - lo_) for s, lo_ in zip(part.slices, lo, strict=True)
-        )
-        mask[sl] |= part.mask
-    slices = tuple(slice(lo_, h) for lo_, h in zip(lo, hi, strict=True))
-    return MaskCrop(mask, slices, crop.shape)  # type: ignore[arg-type]
+    region = tuple(
+        slice(min(c.start, b.start), max(c.stop, b.stop))
+        for c, b in zip(crop.slices, blobs.slices, strict=True)
+    )
+    mask = crop.within(region) | blobs.within(region)  # type: ignore[arg-type]
+    return MaskCrop(mask, region, crop.shape)  # type: ignore[arg-type]

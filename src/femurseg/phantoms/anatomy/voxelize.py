@@ -58,6 +58,20 @@ class MaskCrop:
         """Write ``value`` into ``out`` (full-grid array, modified in place) where inside."""
         paste(out, self, value)
 
+    def within(self, region: Slices) -> npt.NDArray[np.bool_]:
+        """The crop's inside voxels within ``region`` (full-grid slices, step 1), as a bool
+        array of the region's shape (False wherever the crop does not reach)."""
+        out = np.zeros(tuple(r.stop - r.start for r in region), dtype=bool)
+        src, dst = [], []
+        for c, r in zip(self.slices, region, strict=True):
+            lo, hi = max(c.start, r.start), min(c.stop, r.stop)
+            if hi <= lo:
+                return out
+            src.append(slice(lo - c.start, hi - c.start))
+            dst.append(slice(lo - r.start, hi - r.start))
+        out[tuple(dst)] = self.mask[tuple(src)]
+        return out
+
     @property
     def count(self) -> int:
         """Number of inside voxels."""

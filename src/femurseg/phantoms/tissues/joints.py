@@ -16,31 +16,15 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from femurseg.phantoms.anatomy.grid import RenderGrid
+from femurseg.phantoms.anatomy.model import JOINTS, joint_bones
 from femurseg.phantoms.anatomy.voxelize import MaskCrop
 from femurseg.phantoms.params import JointTissueParams
 from femurseg.phantoms.tissues.materials import Tissue
 
 F32 = npt.NDArray[np.float32]
 
-#: the joints, as (bone, bone) mesh keys per side (``{s}``: left or right).
-JOINTS = (("femur_{s}", "tibfib_{s}"), ("femur_{s}", "patella_{s}"), ("femur_{s}", "pelvis"))
 #: tissue classes that are bone or metal: never painted over.
 HARD = (Tissue.CORTICAL, Tissue.CANCELLOUS, Tissue.MARROW, Tissue.METAL)
-
-
-def _region_mask(crop: MaskCrop, region: tuple[slice, slice, slice]) -> npt.NDArray[np.bool_]:
-    """``crop``'s voxels inside ``region`` (full-grid slices), as a mask of the region's shape."""
-    out = np.zeros(tuple(s.stop - s.start for s in region), dtype=bool)
-    src = []
-    dst = []
-    for c, r in zip(crop.slices, region, strict=True):
-        lo, hi = max(c.start, r.start), min(c.stop, r.stop)
-        if hi <= lo:
-            return out
-        src.append(slice(lo - c.start, hi - c.start))
-        dst.append(slice(lo - r.start, hi - r.start))
-    out[tuple(dst)] = crop.mask[tuple(src)]
-    return out
 
 
 def paint_joint_tissue(
@@ -65,8 +49,9 @@ def paint_joint_tissue(
     reach = [int(np.ceil(params.depth_mm / s)) + 1 for s in grid.spacing]
     painted = 0
     for side in ("left", "right"):
-        for a_key, b_key in JOINTS:
-            a, b = crops.get(a_key.format(s=side)), crops.get(b_key.format(s=side))
+        for joint in JOINTS:
+            a_key, b_key = joint_bones(joint, side)
+            a, b = crops.get(a_key), crops.get(b_key)
             if a is None or b is None or a.count == 0 or b.count == 0:
                 continue
             lo = [
@@ -80,7 +65,7 @@ def paint_joint_tissue(
             if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
                 continue
             region = tuple(slice(lo_, h) for lo_, h in zip(lo, hi, strict=True))
-            ma, mb = _region_mask(a, region), _region_mask(b, region)  # type: ignore[arg-type]
+            ma, mb = a.within(region), b.within(region)  # type: ignore[arg-type]
             if not ma.any() or not mb.any():
                 continue
             near = ndi.distance_transform_edt(~ma, sampling=grid.spacing) <= params.depth_mm
