@@ -75,7 +75,14 @@ class TissueParams:
             fraction of (cancellous - fat) HU: fatty regions (e.g. in condyles and epiphyses of
             older bone) beside denser ones.
         cortex_shaft_mm: cortical thickness in the femoral/tibial diaphysis (dense bone end).
-        cortex_end_mm: cortical thickness at heads, trochanters and condyles.
+        cortex_end_mm: cortical thickness at heads, trochanters and condyles (down to a third
+            of a render voxel: at the joints the subchondral plate is often thinner than the
+            step it is drawn at, and a 3 mm CT shows no rim there at all).
+        end_plate_density: HU of the long bones' shell at their ends (subchondral plates, the
+            trochanters' thin cortex) as a fraction of the shaft's cortical HU: the plates are
+            porous and far less dense than diaphyseal cortex.
+        sourcil_mm: extra thickness of the subchondral plate in the roof of each acetabulum
+            (the sourcil, the dense line over the femoral head on every hip CT and radiograph).
         cortex_pelvis_mm: cortical thickness of the pelvis and patella.
         porotic_cortex_factor: cortical thickness multiplier for osteoporotic bone.
         subcut_fat_mm: subcutaneous fat thickness over the thigh (thin to obese).
@@ -118,7 +125,7 @@ class TissueParams:
     trabecular_grain_mm: Range = (0.4, 1.1)
     cancellous_variation: Range = (0.0, 0.6)
     cortex_shaft_mm: Range = (4.5, 7.0)
-    cortex_end_mm: Range = (0.5, 1.5)
+    cortex_end_mm: Range = (0.3, 1.5)
     cortex_pelvis_mm: Range = (1.0, 2.0)
     porotic_cortex_factor: Range = (0.6, 0.8)
     subcut_fat_mm: Range = (4.0, 40.0)
@@ -134,11 +141,15 @@ class TissueParams:
     gluteal_mm: Range = (30.0, 60.0)
     bladder_mm: Range = (25.0, 50.0)
     gas_fraction: Range = (0.02, 0.15)
+    end_plate_density: Range = (0.4, 1.0)
+    sourcil_mm: Range = (0.0, 3.0)
     bone_quality_a: float = 1.4
     bone_quality_b: float = 2.2
 
     def __post_init__(self) -> None:
         _check_ranges(self, -3024.0, 30000.0)
+        check_range("end_plate_density", self.end_plate_density[0], 0.1, 1.0)
+        check_range("end_plate_density", self.end_plate_density[1], 0.1, 1.0)
         check_range("bone_quality_a", self.bone_quality_a, 0.1, 100.0)
         check_range("bone_quality_b", self.bone_quality_b, 0.1, 100.0)
 

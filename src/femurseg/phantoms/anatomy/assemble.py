@@ -5,8 +5,10 @@ Pipeline (all in the pelvis subject's LPS frame until the last step):
 1. Hip centres: the left one is the pelvis subject's own femoral head centre; the right one is
    its mirror image across the pelvis mid-sagittal plane, refined onto the real right acetabulum.
    ``hip_spacing`` widens or narrows the pelvis medio-laterally about that plane.
-2. Each acetabulum is carved to a sphere of the seated head's radius plus a joint gap (shape
-   models let the head sink into the pelvis; CT shows a joint space).
+2. Each acetabulum is fitted to a sphere of the seated head's radius plus a joint gap: carved
+   where the head sinks into the pelvis (shape models let it; CT shows a joint space), and its
+   roof closed onto a head smaller than the pelvis subject's own (a real socket is congruent
+   with its head).
 3. Each limb (a left limb; the right one is posed as a left limb and mirrored last): the tibia
    and fibula are seated below the condyles with a knee gap, the knee is flexed about the
    condyles' medio-lateral axis (patella by a fraction of it), the limb is turned so that its
@@ -43,6 +45,8 @@ Array = npt.NDArray[np.float64]
 HIP_GAP_MM = 2.0
 #: Thinnest acetabular floor left where a head sank through the pelvis wall, mm.
 SOCKET_WALL_MM = 2.0
+#: Socket surface this far beyond the seated head is drawn onto it (twice as far, part way), mm.
+SOCKET_PULL_MM = 6.0
 #: Longest pelvis edge before carving the sockets, mm.
 SOCKET_EDGE_MM = 6.0
 #: Clearance between femoral condyles and tibial plateau, mm (cartilage and menisci).
@@ -189,19 +193,39 @@ def _about(r: Array, centre: Array, pts: Array) -> Array:
 
 
 def _carve_socket(v: Array, normals: Array, centre: Array, radius: float) -> Array:
-    """Push vertices lying inside a ball onto its surface (an acetabulum congruent to the head).
+    """Fit an acetabulum to the seated head: a socket congruent with a ball of ``radius``.
 
-    Where the head went right through a thin wall, the wall's far surface (normals pointing away
-    from the centre) goes to ``radius + SOCKET_WALL_MM`` so that the wall keeps its orientation
-    instead of folding onto the socket surface.
+    Vertices inside the ball are pushed onto its surface. Where the head went right through a
+    thin wall, the wall's far surface (normals pointing away from the centre) goes to
+    ``radius + SOCKET_WALL_MM`` so that the wall keeps its orientation instead of folding onto
+    the socket surface.
+
+    The socket is also closed onto a head smaller than the pelvis subject's own (the limb comes
+    from another subject, or the right socket is a refined mirror image): surface that faces the
+    centre from the dome and the upper walls and lies up to SOCKET_PULL_MM beyond the ball is
+    drawn onto it, and surface up to twice that far part of the way (smoothly, so the rim does not
+    step). Without this, half the phantoms' heads sat 5-9 mm from the roof of their socket, a
+    dark joint space that a real hip, 2-4 mm of cartilage blurred on 3 mm slices, never shows.
+    The floor below the centre (the acetabular fossa) is left as the pelvis has it.
     """
     d = v - centre
     dist = np.linalg.norm(d, axis=1)
+    safe = np.maximum(dist, 1e-9)
     far = np.einsum("ij,ij->i", normals, d) > 0
     target = np.where(far, radius + SOCKET_WALL_MM, radius)
     inside = (dist < target) & (dist > 1e-9)
     out = v.copy()
     out[inside] = centre + d[inside] * (target[inside] / dist[inside])[:, None]
+    # closing: weight by how squarely the surface faces the centre and how high it lies
+    facing = -np.einsum("ij,ij->i", normals, d) / safe
+    up = d[:, 2] / safe
+    w = np.clip((facing - 0.3) / 0.4, 0.0, 1.0) * np.clip((up + 0.1) / 0.4, 0.0, 1.0)
+    e = dist - radius
+    m = SOCKET_PULL_MM
+    pull = np.where(e <= m, e, e * (2.0 * m - e) / m)
+    pull = np.where((e > 0.0) & (e < 2.0 * m) & ~inside, pull * w, 0.0)
+    close = pull > 0.0
+    out[close] = centre + d[close] * ((dist[close] - pull[close]) / dist[close])[:, None]
     return out
 
 

@@ -34,7 +34,7 @@ from femurseg.phantoms.scanner.acquisition import (
 )
 from femurseg.phantoms.scanner.fov import Fov
 from femurseg.phantoms.tissues.body import BodyModel
-from femurseg.phantoms.tissues.bone import LongAxis, render_bone
+from femurseg.phantoms.tissues.bone import LongAxis, render_bone, sourcil_thickness
 from femurseg.phantoms.tissues.implants import Implant, paint_fixation, paint_hip, paint_knee
 from femurseg.phantoms.tissues.joints import paint_joint_tissue
 from femurseg.phantoms.tissues.materials import CaseTissues, Tissue
@@ -119,6 +119,20 @@ def _axes(anatomy: Anatomy) -> dict[str, LongAxis]:
     return out
 
 
+def _sockets(anatomy: Anatomy) -> list[tuple[npt.NDArray[np.float64], float]]:
+    """(centre, radius) of each acetabulum in world mm: the seated head's radius plus the hip
+    joint's clearance, where the anatomy records them."""
+    lm = anatomy.landmarks
+    pose = anatomy.meta.get("pose", {})
+    scale = float(anatomy.meta.get("scale", 1.0))
+    gap = float(pose.get("hip_gap", 0.0)) * scale if isinstance(pose, dict) else 0.0
+    out = []
+    for s in ("left", "right"):
+        if f"acetabulum_{s}" in lm and f"head_radius_{s}" in lm:
+            out.append((np.asarray(lm[f"acetabulum_{s}"]), float(lm[f"head_radius_{s}"][0]) + gap))
+    return out
+
+
 def render_clean(
     anatomy: Anatomy,
     body: BodyModel,
@@ -159,7 +173,10 @@ def render_clean(
     t0 = time.perf_counter()
     axes = _axes(anatomy)
     for name, r in zip(crops, r_bone.spawn(len(crops)), strict=True):
-        render_bone(crops[name], grid, t, r, hu, cls, axes.get(name))
+        extra = None
+        if name == "pelvis":
+            extra = sourcil_thickness(crops[name], grid, _sockets(anatomy), t.sourcil_mm)
+        render_bone(crops[name], grid, t, r, hu, cls, axes.get(name), extra)
     timings["bones"] = time.perf_counter() - t0
     if joints is not None and joints.probability > 0.0:
         # its own stream, spawned only here: every case without joint tissue stays as it was

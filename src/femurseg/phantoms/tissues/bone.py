@@ -80,8 +80,14 @@ def render_bone(
     hu: F32,
     cls: npt.NDArray[np.uint8],
     axis: LongAxis | None,
+    extra_cortex: F32 | None = None,
 ) -> None:
     """Paint one bone into the HU and tissue maps (in place, only inside the bone).
+
+    Each voxel holds the share of its depth span that the shell fills, so a shell thinner than
+    the render step (``cortex_end_mm`` at the joints) is a fainter outermost layer, not a whole
+    voxel of cortex; the shell at the long bones' ends reads ``end_plate_density`` of the
+    cortical HU.
 
     Args:
         crop: the bone voxelised on ``grid``.
@@ -92,14 +98,19 @@ def render_bone(
         cls: uint8 (X, Y, Z) :class:`Tissue` map, modified inside the bone.
         axis: long-bone axis (femur, tibia) or None for flat and short bones (pelvis, patella),
             which get a thin uniform cortex over cancellous bone.
+        extra_cortex: for a flat bone, mm of shell added per voxel of the crop (the
+            acetabular roofs' sourcil, :func:`sourcil_thickness`), or None.
     """
     if crop.count == 0:
         return
     m = crop.mask
     sp = grid.spacing
     depth = bone_depth(crop, sp)
+    density: F32 | np.float32 = np.float32(1.0)
     if axis is None:
         cortex: F32 | np.float32 = np.float32(t.cortex_pelvis_mm)
+        if extra_cortex is not None:
+            cortex = cortex + extra_cortex
         canal: F32 | np.float32 = np.float32(0.0)
     else:
         pos = _axis_position(crop, grid, axis)
@@ -109,6 +120,8 @@ def render_bone(
             np.float32(t.cortex_end_mm) + np.float32(t.cortex_shaft_mm - t.cortex_end_mm) * shaft
         )
         canal = _plateau(pos, s0 + SHAFT_TRANSITION, s1 - SHAFT_TRANSITION, SHAFT_TRANSITION)
+        end = np.float32(t.end_plate_density)
+        density = end + (np.float32(1.0) - end) * shaft
     grain = float(t.trabecular_grain_mm)
     tex = bandpass_noise(
         rng,
@@ -136,10 +149,16 @@ def render_bone(
     canc = base + np.float32(t.trabecular_contrast) * excess * tex
     canc += np.float32(SUBCHONDRAL_GAIN * (t.cortical - t.cancellous)) * sub * (1.0 - canal)
     inner = canal * np.float32(t.marrow) + (1.0 - canal) * canc
-    # The outermost voxel layer is always cortex (at coarse steps it straddles the surface).
-    is_cortex = depth < np.maximum(cortex, np.float32(0.51 * min(sp)))
+    # Each voxel holds the share of its depth span (one render step) that the shell fills, so
+    # a shell thinner than a step shows as a fainter outermost layer instead of a whole voxel
+    # of cortex; that layer is always counted as shell (at coarse steps it straddles the
+    # surface).
+    step = np.float32(min(sp))
+    fill = np.clip((cortex - (depth - np.float32(0.5) * step)) / step, 0.0, 1.0)
+    is_cortex = (fill >= 0.5) | (depth < np.float32(0.51) * step)
     # Cortical bone is dense but not uniform (Haversian porosity): a few percent of texture.
-    value = np.where(is_cortex, np.float32(t.cortical) * (1.0 + 0.04 * tex), inner)
+    shell = np.float32(t.cortical) * density * (1.0 + 0.04 * tex)
+    value = inner + (shell - inner) * fill
     kind = np.where(
         is_cortex, Tissue.CORTICAL, np.where(canal > 0.5, Tissue.MARROW, Tissue.CANCELLOUS)
     ).astype(np.uint8)
@@ -160,3 +179,46 @@ def _axis_position(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
     py = ((coords[1] - p0[1]) * u[1]).astype(np.float32)[None, :, None]
     pz = ((coords[2] - p0[2]) * u[2]).astype(np.float32)[None, None, :]
     return px + py + pz
+
+
+#: the sourcil runs over the roof of the socket: full thickness this far (mm) beyond the socket
+#: sphere, fading out over as much again; from this height on the sphere (the z share of the
+#: unit direction from the hip centre) full, fading out to nothing at half of it.
+SOURCIL_REACH_MM = 4.0
+SOURCIL_HEIGHT = 0.6
+
+
+def sourcil_thickness(
+    crop: MaskCrop,
+    grid: RenderGrid,
+    sockets: list[tuple[npt.NDArray[np.float64], float]],
+    extra_mm: float,
+) -> F32 | None:
+    """Extra shell thickness (mm) of the pelvis over each socket's roof, for :func:`render_bone`.
+
+    Args:
+        crop: the pelvis voxelised on ``grid``.
+        grid: the render grid.
+        sockets: (centre world RAS+ mm, socket radius mm) of each acetabulum.
+        extra_mm: the case's sourcil thickness; 0 gives None (nothing added).
+
+    Returns:
+        float32 array of the crop's shape, or None.
+    """
+    if extra_mm <= 0.0 or crop.count == 0 or not sockets:
+        return None
+    axes = [grid.axis(d)[crop.slices[d]].astype(np.float32) for d in range(3)]
+    out = np.zeros(crop.mask.shape, dtype=np.float32)
+    for centre, radius in sockets:
+        c = np.asarray(centre, dtype=np.float32)
+        dx = (axes[0] - c[0])[:, None, None]
+        dy = (axes[1] - c[1])[None, :, None]
+        dz = (axes[2] - c[2])[None, None, :]
+        r = np.sqrt(dx * dx + dy * dy + dz * dz)
+        beyond = r - np.float32(radius)
+        w_r = np.clip(2.0 - beyond / np.float32(SOURCIL_REACH_MM), 0.0, 1.0)
+        up = dz / np.maximum(r, np.float32(1e-3))
+        h = np.float32(SOURCIL_HEIGHT)
+        w_u = np.clip((up - 0.5 * h) / (0.5 * h), 0.0, 1.0)
+        np.maximum(out, w_r * w_u, out=out)
+    return (out * np.float32(extra_mm)).astype(np.float32)

@@ -108,6 +108,8 @@ class CaseTissues:
     gas_fraction: float
     trabecular_grain_mm: float = 0.5
     cancellous_variation: float = 0.0
+    end_plate_density: float = 1.0
+    sourcil_mm: float = 0.0
 
     def to_meta(self) -> dict[str, float]:
         """JSON-ready dict of the drawn values, rounded for readability."""
@@ -175,6 +177,8 @@ def draw_case_tissues(p: TissueParams, rng: np.random.Generator) -> CaseTissues:
         # Older bone: coarser trabeculae. Drawn last so earlier draws keep their values.
         trabecular_grain_mm=draw(rng, p.trabecular_grain_mm) * (1.3 - 0.5 * q),
         cancellous_variation=draw(rng, p.cancellous_variation),
+        end_plate_density=draw(rng, p.end_plate_density),
+        sourcil_mm=draw(rng, p.sourcil_mm),
     )
 
 
