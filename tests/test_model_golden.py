@@ -102,7 +102,8 @@ def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
             assert case["ok"], (name, case)
 
 
-#: floors on ../shared/data/totalseg_example (v9 scores: right 0.901, left without metal 0.596,
+#: floors on ../shared/data/totalseg_example (v10 scores: right 0.919, left without metal 0.611,
+#: head coverage 0.80 left / 0.93 right; v9 scores: right 0.901, left without metal 0.596,
 #: head coverage 0.69 left / 0.89 right; v8: 0.903, 0.589, 0.69 / 0.89; v6: 0.901, 0.581,
 #: 0.67 / 0.89; v5: 0.886, 0.583, 0.61 / 0.84; v4: 0.885, 0.590, 0.60 / 0.84; v3: 0.867,
 #: 0.600, 0.67 / 0.81; the left target 0.85 is not met). The left floor sits 0.02 under
@@ -110,7 +111,8 @@ def test_shipped_model_on_the_real_scans(tmp_path: Path) -> None:
 REAL_RIGHT_FLOOR = 0.84
 REAL_LEFT_NO_METAL_FLOOR = 0.56
 REAL_HEAD_COVERAGE_FLOOR = 0.55
-#: ceilings on the ml of femur labelled on the reference's hip and sacrum masks (v9: 15.0 left,
+#: ceilings on the ml of femur labelled on the reference's hip and sacrum masks (v10: 14.4
+#: left, 6.1 right; v9: 15.0 left,
 #: 7.0 right; v8: 15.9 left, 6.8 right; v6: 12.0 left, 6.4 right, all in the acetabular roof
 #: over the head); a model that leaks further into the pelvis trips them.
 REAL_ON_PELVIS_CEILING_ML = {"femur_left": 18.0, "femur_right": 12.0}
