@@ -148,8 +148,7 @@ class TissueParams:
 
     def __post_init__(self) -> None:
         _check_ranges(self, -3024.0, 30000.0)
-        check_range("end_plate_density", self.end_plate_density[0], 0.1, 1.0)
-        check_range("end_plate_density", self.end_plate_density[1], 0.1, 1.0)
+        _check_range_pair("end_plate_density", self.end_plate_density, 0.1, 1.0)
         check_range("bone_quality_a", self.bone_quality_a, 0.1, 100.0)
         check_range("bone_quality_b", self.bone_quality_b, 0.1, 100.0)
 

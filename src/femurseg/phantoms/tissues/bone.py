@@ -211,14 +211,25 @@ def sourcil_thickness(
     out = np.zeros(crop.mask.shape, dtype=np.float32)
     for centre, radius in sockets:
         c = np.asarray(centre, dtype=np.float32)
-        dx = (axes[0] - c[0])[:, None, None]
-        dy = (axes[1] - c[1])[None, :, None]
-        dz = (axes[2] - c[2])[None, None, :]
+        # only the cube round the ball where the sourcil can reach (the weight is 0 beyond)
+        reach = float(radius) + 2.0 * SOURCIL_REACH_MM
+        box = tuple(
+            slice(
+                int(np.searchsorted(a, c[d] - reach, side="left")),
+                int(np.searchsorted(a, c[d] + reach, side="right")),
+            )
+            for d, a in enumerate(axes)
+        )
+        if any(b.stop <= b.start for b in box):
+            continue
+        dx = (axes[0][box[0]] - c[0])[:, None, None]
+        dy = (axes[1][box[1]] - c[1])[None, :, None]
+        dz = (axes[2][box[2]] - c[2])[None, None, :]
         r = np.sqrt(dx * dx + dy * dy + dz * dz)
         beyond = r - np.float32(radius)
         w_r = np.clip(2.0 - beyond / np.float32(SOURCIL_REACH_MM), 0.0, 1.0)
         up = dz / np.maximum(r, np.float32(1e-3))
         h = np.float32(SOURCIL_HEIGHT)
         w_u = np.clip((up - 0.5 * h) / (0.5 * h), 0.0, 1.0)
-        np.maximum(out, w_r * w_u, out=out)
+        np.maximum(out[box], w_r * w_u, out=out[box])
     return (out * np.float32(extra_mm)).astype(np.float32)
