@@ -132,6 +132,29 @@ def test_end_plates_are_less_dense_than_the_shaft_cortex() -> None:
     assert in_shaft[outer].mean() == pytest.approx(t.cortical, rel=0.08)
 
 
+def test_femur_end_plate_is_porous_over_the_head_only() -> None:
+    """With the head's sphere given, the proximal end's faint plate covers the head; the
+    rest of the proximal end (neck, calcar, trochanters) keeps dense cortex; the distal end
+    (condyles) stays porous throughout."""
+    crop = _ball(12)
+    outer = _outer_layer(crop)
+    n = crop.shape[0]
+    i = np.indices(crop.shape)
+    head = (np.array([13.0, 13.0, 22.0]), 5.0)  # a cap at the top of the ball
+    r_head = np.sqrt(((i - head[0][:, None, None, None]) ** 2).sum(axis=0))
+    on_head = outer & (r_head <= head[1] + 2.0)
+    away = outer & (r_head >= head[1] + 4.5)
+    assert on_head.sum() > 20 and away.sum() > 200
+    t = _tissues(cortex_end_mm=1.2, cortex_shaft_mm=1.2, end_plate_density=0.5)
+    top = LongAxis(np.array([0.0, 0.0, n]), np.array([0.0, 0.0, -4.0 * n]), (0.24, 0.78), head)
+    hu, _ = _paint(crop, t, top)
+    assert hu[on_head].mean() == pytest.approx(0.5 * t.cortical, rel=0.08)
+    assert hu[away].mean() == pytest.approx(t.cortical, rel=0.08)
+    bottom = LongAxis(np.array([0.0, 0.0, 5.0 * n]), np.zeros(3), (0.2, 0.78), head)
+    hu, _ = _paint(crop, t, bottom)
+    assert hu[outer].mean() == pytest.approx(0.5 * t.cortical, rel=0.08)
+
+
 def test_sourcil_thickens_the_socket_roof_only() -> None:
     n = 61
     grid = RenderGrid((n, n, n), (1.0, 1.0, 1.0), (-30.0, -30.0, -30.0))

@@ -114,7 +114,12 @@ def _axes(anatomy: Anatomy) -> dict[str, LongAxis]:
     lm = anatomy.landmarks
     out = {}
     for s in ("left", "right"):
-        out[f"femur_{s}"] = LongAxis(lm[f"femur_top_{s}"], lm[f"femur_bottom_{s}"], FEMUR_SHAFT)
+        head = None
+        if f"hip_{s}" in lm and f"head_radius_{s}" in lm:
+            head = (np.asarray(lm[f"hip_{s}"]), float(lm[f"head_radius_{s}"][0]))
+        out[f"femur_{s}"] = LongAxis(
+            lm[f"femur_top_{s}"], lm[f"femur_bottom_{s}"], FEMUR_SHAFT, head
+        )
         out[f"tibfib_{s}"] = LongAxis(lm[f"knee_{s}"], lm[f"ankle_{s}"], TIBIA_SHAFT)
     return out
 

@@ -35,16 +35,24 @@ SUBCHONDRAL_MM = 3.0
 SUBCHONDRAL_GAIN = 0.15
 #: width (fraction of the bone length) of the shaft-to-end transitions.
 SHAFT_TRANSITION = 0.08
+#: the femoral head's porous end plate: full within this many mm beyond its sphere, fading to
+#: the dense cortex over as many again (the head-neck junction).
+HEAD_PLATE_REACH_MM = 2.0
 
 
 @dataclass(frozen=True)
 class LongAxis:
     """A long bone's axis: world RAS+ mm of its proximal and distal ends, and the diaphysis
-    (shaft) as a fraction range ``(start, stop)`` of the length from the proximal end."""
+    (shaft) as a fraction range ``(start, stop)`` of the length from the proximal end.
+
+    ``head`` (centre world mm, radius mm) is the femoral head's sphere: where given, the
+    proximal end's porous end plate (``end_plate_density``) covers only the head's joint
+    surface, and the neck, calcar and trochanters keep the shaft's dense cortex."""
 
     proximal: npt.NDArray[np.float64]
     distal: npt.NDArray[np.float64]
     shaft: tuple[float, float]
+    head: tuple[npt.NDArray[np.float64], float] | None = None
 
 
 def _plateau(t: F32, lo: float, hi: float, w: float) -> F32:
@@ -86,8 +94,8 @@ def render_bone(
 
     Each voxel holds the share of its depth span that the shell fills, so a shell thinner than
     the render step (``cortex_end_mm`` at the joints) is a fainter outermost layer, not a whole
-    voxel of cortex; the shell at the long bones' ends reads ``end_plate_density`` of the
-    cortical HU.
+    voxel of cortex; the shell at the long bones' joint ends reads ``end_plate_density`` of the
+    cortical HU (on the femur's proximal end only over the head, see :class:`LongAxis`).
 
     Args:
         crop: the bone voxelised on ``grid``.
@@ -121,7 +129,10 @@ def render_bone(
         )
         canal = _plateau(pos, s0 + SHAFT_TRANSITION, s1 - SHAFT_TRANSITION, SHAFT_TRANSITION)
         end = np.float32(t.end_plate_density)
-        density = end + (np.float32(1.0) - end) * shaft
+        porous = np.float32(1.0) - shaft
+        if axis.head is not None:
+            porous = porous * _joint_share(crop, grid, pos, axis.head)
+        density = np.float32(1.0) - (np.float32(1.0) - end) * porous
     grain = float(t.trabecular_grain_mm)
     tex = bandpass_noise(
         rng,
@@ -166,6 +177,22 @@ def render_bone(
     cls_box = cls[crop.slices]
     hu_box[m] = value[m]
     cls_box[m] = kind[m]
+
+
+def _joint_share(
+    crop: MaskCrop, grid: RenderGrid, pos: F32, head: tuple[npt.NDArray[np.float64], float]
+) -> F32:
+    """1 where the end plate is a joint surface, 0 where it is dense cortex: on the proximal
+    half, the femoral head's sphere (and ``HEAD_PLATE_REACH_MM`` beyond it, fading over as
+    much again); the distal half (condyles) all joint."""
+    c = np.asarray(head[0], dtype=np.float32)
+    dx, dy, dz = (
+        grid.axis(d)[crop.slices[d]].astype(np.float32) - c[d] for d in range(3)
+    )
+    r = np.sqrt(dx[:, None, None] ** 2 + dy[None, :, None] ** 2 + dz[None, None, :] ** 2)
+    reach = np.float32(HEAD_PLATE_REACH_MM)
+    near = np.clip((np.float32(head[1]) + 2.0 * reach - r) / reach, 0.0, 1.0)
+    return np.where(pos >= np.float32(0.5), np.float32(1.0), near).astype(np.float32)
 
 
 def _axis_position(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
