@@ -186,9 +186,7 @@ def _joint_share(
     half, the femoral head's sphere (and ``HEAD_PLATE_REACH_MM`` beyond it, fading over as
     much again); the distal half (condyles) all joint."""
     c = np.asarray(head[0], dtype=np.float32)
-    dx, dy, dz = (
-        grid.axis(d)[crop.slices[d]].astype(np.float32) - c[d] for d in range(3)
-    )
+    dx, dy, dz = (grid.axis(d)[crop.slices[d]].astype(np.float32) - c[d] for d in range(3))
     r = np.sqrt(dx[:, None, None] ** 2 + dy[None, :, None] ** 2 + dz[None, None, :] ** 2)
     reach = np.float32(HEAD_PLATE_REACH_MM)
     near = np.clip((np.float32(head[1]) + 2.0 * reach - r) / reach, 0.0, 1.0)
