@@ -155,6 +155,22 @@ def test_femur_end_plate_is_porous_over_the_head_only() -> None:
     assert hu[outer].mean() == pytest.approx(0.5 * t.cortical, rel=0.08)
 
 
+def test_metaphysis_keeps_dense_cortex_away_from_the_joint() -> None:
+    """The end region 40 mm or more above the distal joint (metaphysis) has a dense cortex at
+    least METAPHYSIS_CORTEX_MM thick, however thin and porous the joint plate is drawn; at the
+    joint itself the thin faint plate."""
+    crop = _ball(12)
+    outer = _outer_layer(crop)  # the ball spans z = 1-25 mm
+    t = _tissues(cortex_end_mm=0.3, cortex_shaft_mm=4.0, end_plate_density=0.5)
+    # distal end 40 mm below the ball on a 540 mm bone: the ball is end region, not joint
+    meta = LongAxis(np.array([0.0, 0.0, 500.0]), np.array([0.0, 0.0, -40.0]), (0.2, 0.8))
+    at_joint = LongAxis(np.array([0.0, 0.0, 540.0]), np.zeros(3), (0.2, 0.8))
+    hu_meta, _ = _paint(crop, t, meta)
+    hu_joint, _ = _paint(crop, t, at_joint)
+    assert hu_meta[outer].mean() == pytest.approx(t.cortical, rel=0.08)
+    assert hu_joint[outer].mean() < 0.5 * t.cortical
+
+
 def test_sourcil_thickens_the_socket_roof_only() -> None:
     n = 61
     grid = RenderGrid((n, n, n), (1.0, 1.0, 1.0), (-30.0, -30.0, -30.0))

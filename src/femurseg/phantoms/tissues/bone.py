@@ -38,6 +38,13 @@ SHAFT_TRANSITION = 0.08
 #: the femoral head's porous end plate: full within this many mm beyond its sphere, fading to
 #: the dense cortex over as many again (the head-neck junction).
 HEAD_PLATE_REACH_MM = 2.0
+#: the other joint ends (condyles, tibial plateau and plafond): the porous, thinnest plate lies
+#: within this many mm of the bone's end along its axis, fading over ``JOINT_PLATE_FADE_MM``.
+JOINT_PLATE_MM = 25.0
+JOINT_PLATE_FADE_MM = 10.0
+#: away from the joint surfaces the ends' cortex (metaphyses, neck, trochanters) is thin but
+#: dense: at least this thick (mm) even where the joint plate is drawn thinner.
+METAPHYSIS_CORTEX_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,10 @@ def render_bone(
 
     Each voxel holds the share of its depth span that the shell fills, so a shell thinner than
     the render step (``cortex_end_mm`` at the joints) is a fainter outermost layer, not a whole
-    voxel of cortex; the shell at the long bones' joint ends reads ``end_plate_density`` of the
-    cortical HU (on the femur's proximal end only over the head, see :class:`LongAxis`).
+    voxel of cortex; the shell at the long bones' joint surfaces reads ``end_plate_density`` of
+    the cortical HU and is ``cortex_end_mm`` thick, while the rest of each end (metaphysis,
+    neck, trochanters) keeps dense cortex at least ``METAPHYSIS_CORTEX_MM`` thick (see
+    :func:`_joint_share`).
 
     Args:
         crop: the bone voxelised on ``grid``.
@@ -124,14 +133,15 @@ def render_bone(
         pos = _axis_position(crop, grid, axis)
         s0, s1 = axis.shaft
         shaft = _plateau(pos, s0, s1, SHAFT_TRANSITION)
-        cortex = (
-            np.float32(t.cortex_end_mm) + np.float32(t.cortex_shaft_mm - t.cortex_end_mm) * shaft
+        joint = _joint_share(crop, grid, pos, axis)
+        thin = np.float32(t.cortex_end_mm)
+        end_cortex = thin * joint + np.float32(max(t.cortex_end_mm, METAPHYSIS_CORTEX_MM)) * (
+            np.float32(1.0) - joint
         )
+        cortex = end_cortex + (np.float32(t.cortex_shaft_mm) - end_cortex) * shaft
         canal = _plateau(pos, s0 + SHAFT_TRANSITION, s1 - SHAFT_TRANSITION, SHAFT_TRANSITION)
         end = np.float32(t.end_plate_density)
-        porous = np.float32(1.0) - shaft
-        if axis.head is not None:
-            porous = porous * _joint_share(crop, grid, pos, axis.head)
+        porous = (np.float32(1.0) - shaft) * joint
         density = np.float32(1.0) - (np.float32(1.0) - end) * porous
     grain = float(t.trabecular_grain_mm)
     tex = bandpass_noise(
@@ -179,18 +189,24 @@ def render_bone(
     cls_box[m] = kind[m]
 
 
-def _joint_share(
-    crop: MaskCrop, grid: RenderGrid, pos: F32, head: tuple[npt.NDArray[np.float64], float]
-) -> F32:
-    """1 where the end plate is a joint surface, 0 where it is dense cortex: on the proximal
-    half, the femoral head's sphere (and ``HEAD_PLATE_REACH_MM`` beyond it, fading over as
-    much again); the distal half (condyles) all joint."""
-    c = np.asarray(head[0], dtype=np.float32)
+def _joint_share(crop: MaskCrop, grid: RenderGrid, pos: F32, axis: LongAxis) -> F32:
+    """1 where a long bone's end is a joint surface (thin, porous subchondral plate), 0 where
+    it is metaphysis, neck or trochanter (thin but dense cortex): within ``JOINT_PLATE_MM`` of
+    either end along the axis, fading over ``JOINT_PLATE_FADE_MM``; with ``axis.head``, the
+    proximal half only on the femoral head's sphere (and ``HEAD_PLATE_REACH_MM`` beyond it,
+    fading over as much again)."""
+    length = float(np.linalg.norm(np.asarray(axis.distal) - np.asarray(axis.proximal)))
+    from_end = np.minimum(pos, np.float32(1.0) - pos) * np.float32(length)
+    fade = np.float32(JOINT_PLATE_FADE_MM)
+    share = np.clip((np.float32(JOINT_PLATE_MM) + fade - from_end) / fade, 0.0, 1.0)
+    if axis.head is None:
+        return share.astype(np.float32)
+    c = np.asarray(axis.head[0], dtype=np.float32)
     dx, dy, dz = (grid.axis(d)[crop.slices[d]].astype(np.float32) - c[d] for d in range(3))
     r = np.sqrt(dx[:, None, None] ** 2 + dy[None, :, None] ** 2 + dz[None, None, :] ** 2)
     reach = np.float32(HEAD_PLATE_REACH_MM)
-    near = np.clip((np.float32(head[1]) + 2.0 * reach - r) / reach, 0.0, 1.0)
-    return np.where(pos >= np.float32(0.5), np.float32(1.0), near).astype(np.float32)
+    near = np.clip((np.float32(axis.head[1]) + 2.0 * reach - r) / reach, 0.0, 1.0)
+    return np.where(pos >= np.float32(0.5), share, near).astype(np.float32)
 
 
 def _axis_position(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
