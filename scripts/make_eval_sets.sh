@@ -4,7 +4,7 @@
 #   DIR/testfov  held-out subjects, fields of view with little or no femur
 #   DIR/valall   training subjects only, the validation phantoms that choose rules and weights
 # Each set is made with --resume, so a stopped run is finished by running this again.
-#   bash scripts/make_eval_sets.sh DIR [SHAPES]   (SHAPES: ../shared/shapes/llp26)
+#   [WORKERS=N] bash scripts/make_eval_sets.sh DIR [SHAPES]   (SHAPES: ../shared/shapes/llp26)
 set -euo pipefail
 out=${1:?usage: make_eval_sets.sh DIR [SHAPES]}
 shapes=${2:-../shared/shapes/llp26}
@@ -14,7 +14,7 @@ mk() {  # folder, then femurseg phantom options; skipped when already finished
     local dir=$1
     shift
     if [ -f "$dir/dataset.json" ] && [ ! -d "$dir/.progress" ]; then return; fi
-    femurseg phantom -o "$dir" --resume "$@"
+    femurseg phantom -o "$dir" --resume --workers "${WORKERS:-1}" "$@"
 }
 mk "$out/test" --n 10 --seed 3000 $held
 mk "$out/tf_headtops" --n 3 --seed 3100 --fov head_tops $held
