@@ -26,10 +26,10 @@ pytestmark = pytest.mark.slow
 #: implant). Made with today's generator (the thin, faint plate only at the joint surfaces,
 #: dense cortex at the metaphyses, neck and trochanters) v10 scores 0.954 left / 0.971 right;
 #: with the v10 commit's generator (that plate over each whole end) v10 scored 0.907 / 0.959
-#: and v9 0.925 / 0.939; on the generator before, v9 scored 0.959 left / 0.967 right (v8 0.958 / 0.969,
-#: v6 0.964 / 0.970, v5 0.951, v4 0.952 left, both 0.970 right); v3 scored 0.929 / 0.962 (it
-#: missed part of the fatty, coarse-grained left condyles) and v2 0.938 / 0.960. The floor
-#: guards against regressions below the v2-v3 level.
+#: and v9 0.925 / 0.939; on the generator before, v9 scored 0.959 left / 0.967 right (v8
+#: 0.958 / 0.969, v6 0.964 / 0.970, v5 0.951, v4 0.952 left, both 0.970 right); v3 scored
+#: 0.929 / 0.962 (it missed part of the fatty, coarse-grained left condyles) and v2 0.938 /
+#: 0.960. The floor guards against regressions below the v2-v3 level.
 PHANTOM_DICE_FLOOR = 0.88
 
 
