@@ -75,13 +75,14 @@ class TissueParams:
             fraction of (cancellous - fat) HU: fatty regions (e.g. in condyles and epiphyses of
             older bone) beside denser ones.
         cortex_shaft_mm: cortical thickness in the femoral/tibial diaphysis (dense bone end).
-        cortex_end_mm: cortical thickness at heads, trochanters and condyles (down to a third
-            of a render voxel: at the joints the subchondral plate is often thinner than the
-            step it is drawn at, and a 3 mm CT shows no rim there at all).
+        cortex_end_mm: thickness of the subchondral plate at the joint surfaces (femoral head,
+            condyles, tibial ends; down to a third of a render voxel: the plate is often
+            thinner than the step it is drawn at, and a 3 mm CT shows no rim there at all);
+            the rest of each end (metaphyses, neck, trochanters) at least 1 mm.
         end_plate_density: HU of the long bones' shell at their joint surfaces (subchondral
             plates: the femoral head, the condyles, the tibia's ends) as a fraction of the
             shaft's cortical HU: the plates are porous and far less dense than diaphyseal
-            cortex. The femoral neck, calcar and trochanters keep the dense cortex.
+            cortex. The metaphyses, femoral neck, calcar and trochanters keep dense cortex.
         sourcil_mm: extra thickness of the subchondral plate in the roof of each acetabulum
             (the sourcil, the dense line over the femoral head on every hip CT and radiograph).
         cortex_pelvis_mm: cortical thickness of the pelvis and patella.
