@@ -201,12 +201,44 @@ def _joint_share(crop: MaskCrop, grid: RenderGrid, pos: F32, axis: LongAxis) -> 
     share = np.clip((np.float32(JOINT_PLATE_MM) + fade - from_end) / fade, 0.0, 1.0)
     if axis.head is None:
         return share.astype(np.float32)
-    c = np.asarray(axis.head[0], dtype=np.float32)
-    dx, dy, dz = (grid.axis(d)[crop.slices[d]].astype(np.float32) - c[d] for d in range(3))
-    r = np.sqrt(dx[:, None, None] ** 2 + dy[None, :, None] ** 2 + dz[None, None, :] ** 2)
+    near = np.zeros(crop.mask.shape, dtype=np.float32)
     reach = np.float32(HEAD_PLATE_REACH_MM)
-    near = np.clip((np.float32(axis.head[1]) + 2.0 * reach - r) / reach, 0.0, 1.0)
+    radius = float(axis.head[1])
+    # only the cube round the head where the plate can reach (the share is 0 beyond)
+    around = _around(_crop_axes(crop, grid), axis.head[0], radius + 2.0 * float(reach))
+    if around is not None:
+        box, r, _ = around
+        near[box] = np.clip((np.float32(radius) + 2.0 * reach - r) / reach, 0.0, 1.0)
     return np.where(pos >= np.float32(0.5), share, near).astype(np.float32)
+
+
+def _crop_axes(crop: MaskCrop, grid: RenderGrid) -> list[F32]:
+    """World coordinates (mm) of the crop's voxel centres along x, y and z."""
+    return [grid.axis(d)[crop.slices[d]].astype(np.float32) for d in range(3)]
+
+
+def _around(
+    axes: list[F32], centre: npt.NDArray[np.float64], reach: float
+) -> tuple[tuple[slice, slice, slice], F32, F32] | None:
+    """The part of a crop within ``reach`` mm of ``centre`` along every axis: its slices, each
+    voxel's distance (mm) to the centre and its height above it (mm, broadcastable); None
+    where the cube misses the crop."""
+    c = np.asarray(centre, dtype=np.float32)
+    sl = [
+        slice(
+            int(np.searchsorted(a, c[d] - reach, side="left")),
+            int(np.searchsorted(a, c[d] + reach, side="right")),
+        )
+        for d, a in enumerate(axes)
+    ]
+    box = (sl[0], sl[1], sl[2])
+    if any(b.stop <= b.start for b in box):
+        return None
+    dx = (axes[0][box[0]] - c[0])[:, None, None]
+    dy = (axes[1][box[1]] - c[1])[None, :, None]
+    dz = (axes[2][box[2]] - c[2])[None, None, :]
+    r = np.sqrt(dx * dx + dy * dy + dz * dz)
+    return box, r, dz
 
 
 def _axis_position(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
@@ -248,25 +280,14 @@ def sourcil_thickness(
     """
     if extra_mm <= 0.0 or crop.count == 0 or not sockets:
         return None
-    axes = [grid.axis(d)[crop.slices[d]].astype(np.float32) for d in range(3)]
+    axes = _crop_axes(crop, grid)
     out = np.zeros(crop.mask.shape, dtype=np.float32)
     for centre, radius in sockets:
-        c = np.asarray(centre, dtype=np.float32)
         # only the cube round the ball where the sourcil can reach (the weight is 0 beyond)
-        reach = float(radius) + 2.0 * SOURCIL_REACH_MM
-        box = tuple(
-            slice(
-                int(np.searchsorted(a, c[d] - reach, side="left")),
-                int(np.searchsorted(a, c[d] + reach, side="right")),
-            )
-            for d, a in enumerate(axes)
-        )
-        if any(b.stop <= b.start for b in box):
+        around = _around(axes, centre, float(radius) + 2.0 * SOURCIL_REACH_MM)
+        if around is None:
             continue
-        dx = (axes[0][box[0]] - c[0])[:, None, None]
-        dy = (axes[1][box[1]] - c[1])[None, :, None]
-        dz = (axes[2][box[2]] - c[2])[None, None, :]
-        r = np.sqrt(dx * dx + dy * dy + dz * dz)
+        box, r, dz = around
         beyond = r - np.float32(radius)
         w_r = np.clip(2.0 - beyond / np.float32(SOURCIL_REACH_MM), 0.0, 1.0)
         up = dz / np.maximum(r, np.float32(1e-3))
