@@ -83,7 +83,9 @@ def _ball(radius_vox: int) -> MaskCrop:
 
 
 def _tissues(**kw: float):  # type: ignore[no-untyped-def]
+    """A drawn case without texture, its metaphyses dense and 1 mm thick unless given."""
     t = draw_case_tissues(TissueParams(), np.random.default_rng(0))
+    kw = {"cortex_metaphysis_mm": 1.0, "metaphysis_density": 1.0, **kw}
     return replace(t, trabecular_contrast=0.0, cancellous_variation=0.0, **kw)
 
 
@@ -155,20 +157,29 @@ def test_femur_end_plate_is_porous_over_the_head_only() -> None:
     assert hu[outer].mean() == pytest.approx(0.5 * t.cortical, rel=0.08)
 
 
-def test_metaphysis_keeps_dense_cortex_away_from_the_joint() -> None:
-    """The end region 40 mm or more above the distal joint (metaphysis) has a dense cortex at
-    least METAPHYSIS_CORTEX_MM thick, however thin and porous the joint plate is drawn; at the
-    joint itself the thin faint plate."""
+@pytest.mark.parametrize("density", [1.0, 0.6])
+def test_metaphysis_cortex_away_from_the_joint(density: float) -> None:
+    """The end region 40 mm or more above the distal joint (metaphysis) has a cortex
+    cortex_metaphysis_mm thick at metaphysis_density of the cortical HU, however thin and
+    porous the joint plate is drawn; at the joint itself the thin faint plate."""
     crop = _ball(12)
     outer = _outer_layer(crop)  # the ball spans z = 1-25 mm
-    t = _tissues(cortex_end_mm=0.3, cortex_shaft_mm=4.0, end_plate_density=0.5)
+    t = _tissues(
+        cortex_end_mm=0.3, cortex_shaft_mm=4.0, end_plate_density=0.5, metaphysis_density=density
+    )
     # distal end 40 mm below the ball on a 540 mm bone: the ball is end region, not joint
     meta = LongAxis(np.array([0.0, 0.0, 500.0]), np.array([0.0, 0.0, -40.0]), (0.2, 0.8))
     at_joint = LongAxis(np.array([0.0, 0.0, 540.0]), np.zeros(3), (0.2, 0.8))
     hu_meta, _ = _paint(crop, t, meta)
     hu_joint, _ = _paint(crop, t, at_joint)
-    assert hu_meta[outer].mean() == pytest.approx(t.cortical, rel=0.08)
+    assert hu_meta[outer].mean() == pytest.approx(density * t.cortical, rel=0.08)
     assert hu_joint[outer].mean() < 0.5 * t.cortical
+    # a thinner metaphyseal cortex (0.6 of a 1 mm voxel) reads fainter in the outer layer,
+    # but never thinner than the joint plate: drawn under it, the plate's thickness is used
+    thin, _ = _paint(crop, replace(t, cortex_metaphysis_mm=0.6), meta)
+    assert thin[outer].mean() < hu_meta[outer].mean() - 0.2 * density * t.cortical
+    floor, _ = _paint(crop, replace(t, cortex_metaphysis_mm=0.1, cortex_end_mm=0.6), meta)
+    assert np.allclose(floor, thin)
 
 
 def test_sourcil_thickens_the_socket_roof_only() -> None:
@@ -199,5 +210,21 @@ def test_tissue_ranges_reach_thin_porous_end_plates() -> None:
     draws = [draw_case_tissues(p, np.random.default_rng(s)) for s in range(40)]
     assert min(d.end_plate_density for d in draws) < 0.6 < max(d.end_plate_density for d in draws)
     assert min(d.sourcil_mm for d in draws) < 1.0 < 2.0 < max(d.sourcil_mm for d in draws)
+    # metaphyses: from faint and thin (older bone) to dense, always under the shaft's cortex
+    assert (
+        min(d.metaphysis_density for d in draws)
+        < 0.7
+        < 0.95
+        < max(d.metaphysis_density for d in draws)
+    )
+    assert (
+        min(d.cortex_metaphysis_mm for d in draws)
+        < 0.8
+        < 1.3
+        < max(d.cortex_metaphysis_mm for d in draws)
+    )
+    assert all(d.cortex_metaphysis_mm < d.cortex_shaft_mm for d in draws)
     with pytest.raises(ConfigError):
         TissueParams(end_plate_density=(0.0, 1.0))
+    with pytest.raises(ConfigError):
+        TissueParams(metaphysis_density=(0.5, 1.2))

@@ -42,9 +42,6 @@ HEAD_PLATE_REACH_MM = 2.0
 #: within this many mm of the bone's end along its axis, fading over ``JOINT_PLATE_FADE_MM``.
 JOINT_PLATE_MM = 25.0
 JOINT_PLATE_FADE_MM = 10.0
-#: away from the joint surfaces the ends' cortex (metaphyses, neck, trochanters) is thin but
-#: dense: at least this thick (mm) even where the joint plate is drawn thinner.
-METAPHYSIS_CORTEX_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class LongAxis:
 
     ``head`` (centre world mm, radius mm) is the femoral head's sphere: where given, the
     proximal end's porous end plate (``end_plate_density``) covers only the head's joint
-    surface, and the neck, calcar and trochanters keep the shaft's dense cortex."""
+    surface, and the neck, calcar and trochanters keep the metaphyseal cortex."""
 
     proximal: npt.NDArray[np.float64]
     distal: npt.NDArray[np.float64]
@@ -103,8 +100,8 @@ def render_bone(
     the render step (``cortex_end_mm`` at the joints) is a fainter outermost layer, not a whole
     voxel of cortex; the shell at the long bones' joint surfaces reads ``end_plate_density`` of
     the cortical HU and is ``cortex_end_mm`` thick, while the rest of each end (metaphysis,
-    neck, trochanters) keeps dense cortex at least ``METAPHYSIS_CORTEX_MM`` thick (see
-    :func:`_joint_share`).
+    neck, trochanters) has a cortex ``cortex_metaphysis_mm`` thick (never thinner than the
+    joint plate) at ``metaphysis_density`` of the cortical HU (see :func:`_joint_share`).
 
     Args:
         crop: the bone voxelised on ``grid``.
@@ -135,14 +132,15 @@ def render_bone(
         shaft = _plateau(pos, s0, s1, SHAFT_TRANSITION)
         joint = _joint_share(crop, grid, pos, axis)
         thin = np.float32(t.cortex_end_mm)
-        end_cortex = thin * joint + np.float32(max(t.cortex_end_mm, METAPHYSIS_CORTEX_MM)) * (
-            np.float32(1.0) - joint
-        )
+        away = np.float32(1.0) - joint
+        meta = np.float32(max(t.cortex_end_mm, t.cortex_metaphysis_mm))
+        end_cortex = thin * joint + meta * away
         cortex = end_cortex + (np.float32(t.cortex_shaft_mm) - end_cortex) * shaft
         canal = _plateau(pos, s0 + SHAFT_TRANSITION, s1 - SHAFT_TRANSITION, SHAFT_TRANSITION)
-        end = np.float32(t.end_plate_density)
-        porous = (np.float32(1.0) - shaft) * joint
-        density = np.float32(1.0) - (np.float32(1.0) - end) * porous
+        # Shell density as a fraction of the cortical HU: the joint plates' (porous), the
+        # metaphyses' (thin, in older bone less dense) and the shaft's (1) blended by position.
+        end = np.float32(t.end_plate_density) * joint + np.float32(t.metaphysis_density) * away
+        density = end + (np.float32(1.0) - end) * shaft
     grain = float(t.trabecular_grain_mm)
     tex = bandpass_noise(
         rng,

@@ -110,6 +110,8 @@ class CaseTissues:
     cancellous_variation: float = 0.0
     end_plate_density: float = 1.0
     sourcil_mm: float = 0.0
+    cortex_metaphysis_mm: float = 1.0
+    metaphysis_density: float = 1.0
 
     def to_meta(self) -> dict[str, float]:
         """JSON-ready dict of the drawn values, rounded for readability."""
@@ -179,6 +181,8 @@ def draw_case_tissues(p: TissueParams, rng: np.random.Generator) -> CaseTissues:
         cancellous_variation=draw(rng, p.cancellous_variation),
         end_plate_density=draw(rng, p.end_plate_density),
         sourcil_mm=draw(rng, p.sourcil_mm),
+        cortex_metaphysis_mm=draw(rng, p.cortex_metaphysis_mm),
+        metaphysis_density=draw(rng, p.metaphysis_density),
     )
 
 
