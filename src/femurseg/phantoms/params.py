@@ -88,7 +88,8 @@ class TissueParams:
         metaphysis_density: HU of that metaphyseal cortex as a fraction of the shaft's
             cortical HU: denser than the joint plates, but in older bone not as dense as the
             diaphysis (on the real 3 mm hip CT the proximal femur's edge peaks at a median of
-            421 HU, where phantoms with shaft-dense metaphyses read 500-630).
+            421 HU, where 3 mm phantoms with shaft-dense metaphyses read 429-948, median 520:
+            ``scripts/edge_peak.py``).
         sourcil_mm: extra thickness of the subchondral plate in the roof of each acetabulum
             (the sourcil, the dense line over the femoral head on every hip CT and radiograph).
         cortex_pelvis_mm: cortical thickness of the pelvis and patella.
