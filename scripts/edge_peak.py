@@ -1,10 +1,13 @@
-"""How bright the proximal femur's edge reads: the real example CT against phantom sets.
+"""How bright the proximal femur's edge and its head read: the real example CT against
+phantom sets.
 
 For each femur mask (the real CT's reference masks, each phantom's truth labels) it takes the
 mask's outer voxel layer from 30 to 100 mm under the femur's top (the neck, trochanters and
 proximal metaphysis, below the head), and at each of those voxels the highest HU within one
 voxel in-plane (the 3 x 3 maximum, so that a mask drawn one voxel in or out of the cortex reads
-the same); it prints the median per femur and the median over a set. Meant for scans with 3 mm
+the same); and the head's core: the median HU of the mask's top 25 mm without its outer voxel
+layer. It prints both for the real femurs, and their range and median over each phantom set
+(femurs with metal left out). Meant for scans with 3 mm
 slices like the real one (``femurseg phantom --fov hip --spacing 3``).
 
 Usage::
@@ -25,6 +28,7 @@ from femurseg.datasets.layout import case_files, read_dataset_json
 from femurseg.io.read import read_labels, read_volume
 
 BAND_MM = (30.0, 100.0)
+HEAD_MM = 25.0
 
 
 def edge_peak(img: np.ndarray, mask: np.ndarray, slice_mm: float) -> float | None:
@@ -43,6 +47,17 @@ def edge_peak(img: np.ndarray, mask: np.ndarray, slice_mm: float) -> float | Non
     return float(np.median(peak[outer]))
 
 
+def head_core(img: np.ndarray, mask: np.ndarray, slice_mm: float) -> float | None:
+    """Median HU of the mask's top ``HEAD_MM`` without its outer voxel layer."""
+    zs = np.flatnonzero(mask.any(axis=(0, 1)))
+    if zs.size == 0:
+        return None
+    top_part = mask.copy()
+    top_part[:, :, : int(zs.max()) - int(HEAD_MM / slice_mm) + 1] = False
+    core = ndi.binary_erosion(top_part)
+    return float(np.median(img[core])) if core.any() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="*", type=Path, help="phantom dataset folders")
@@ -54,20 +69,30 @@ def main() -> None:
         for side in ("right", "left"):
             ref = read_labels(args.real / "segmentations" / f"femur_{side}.nii.gz", like=vol)[0]
             peak = edge_peak(img, ref > 0, float(vol.spacing[2]))
-            print(f"real femur_{side}: {peak:.0f} HU" + (" (implant side)" * (side == "left")))
+            core = head_core(img, ref > 0, float(vol.spacing[2]))
+            print(
+                f"real femur_{side}: edge {peak:.0f} HU, head core {core:.0f} HU"
+                + " (implant side)" * (side == "left")
+            )
     for root in args.sets:
-        peaks = []
+        peaks, cores = [], []
         for image, label in case_files(root, read_dataset_json(root)).values():
             vol = read_volume(image)
             lab = read_labels(label, like=vol)[0]
             img = np.asarray(vol.array, dtype=np.float32)
             for value in (1, 2):
-                peak = edge_peak(img, lab == value, float(vol.spacing[2]))
-                if peak is not None and peak < 1000.0:  # an implant's metal is not bone
+                femur = lab == value
+                if not femur.any() or np.percentile(img[femur], 99.9) > 2000.0:
+                    continue  # no femur, or an implant's metal in it
+                peak = edge_peak(img, femur, float(vol.spacing[2]))
+                core = head_core(img, femur, float(vol.spacing[2]))
+                if peak is not None and core is not None:
                     peaks.append(peak)
+                    cores.append(core)
         print(
-            f"{root}: {len(peaks)} femurs, {min(peaks):.0f}-{max(peaks):.0f} HU, "
-            f"median {np.median(peaks):.0f}"
+            f"{root}: {len(peaks)} femurs; edge {min(peaks):.0f}-{max(peaks):.0f} HU, median "
+            f"{np.median(peaks):.0f}; head core {min(cores):.0f}-{max(cores):.0f} HU, median "
+            f"{np.median(cores):.0f}"
         )
 
 

@@ -83,9 +83,10 @@ def _ball(radius_vox: int) -> MaskCrop:
 
 
 def _tissues(**kw: float):  # type: ignore[no-untyped-def]
-    """A drawn case without texture, its metaphyses dense and 1 mm thick unless given."""
+    """A drawn case without texture, its metaphyses dense and 1 mm thick and its head no
+    denser than the rest unless given."""
     t = draw_case_tissues(TissueParams(), np.random.default_rng(0))
-    kw = {"cortex_metaphysis_mm": 1.0, "metaphysis_density": 1.0, **kw}
+    kw = {"cortex_metaphysis_mm": 1.0, "metaphysis_density": 1.0, "head_cancellous_hu": 0.0, **kw}
     return replace(t, trabecular_contrast=0.0, cancellous_variation=0.0, **kw)
 
 
@@ -180,6 +181,26 @@ def test_metaphysis_cortex_away_from_the_joint(density: float) -> None:
     assert thin[outer].mean() < hu_meta[outer].mean() - 0.2 * density * t.cortical
     floor, _ = _paint(crop, replace(t, cortex_metaphysis_mm=0.1, cortex_end_mm=0.6), meta)
     assert np.allclose(floor, thin)
+
+
+def test_femoral_head_cancellous_is_denser_than_the_neck() -> None:
+    """Inside the head's sphere the cancellous bone reads head_cancellous_hu more; 8 mm or more
+    beyond it (the neck, the trochanters) nothing changes."""
+    crop = _ball(12)
+    n = crop.shape[0]
+    i = np.indices(crop.shape)
+    head = (np.array([13.0, 13.0, 22.0]), 5.0)  # a cap at the top of the ball
+    r_head = np.sqrt(((i - head[0][:, None, None, None]) ** 2).sum(axis=0))
+    deep = crop.mask & ~_outer_layer(crop)
+    top = LongAxis(np.array([0.0, 0.0, n]), np.array([0.0, 0.0, -4.0 * n]), (0.24, 0.78), head)
+    plain, _ = _paint(crop, _tissues(cortex_end_mm=0.5), top)
+    dense, _ = _paint(crop, _tissues(cortex_end_mm=0.5, head_cancellous_hu=150.0), top)
+    inside = deep & (r_head <= 3.0)  # under the head's subchondral layer
+    assert (dense - plain)[inside].mean() == pytest.approx(150.0, rel=0.1)
+    far = crop.mask & (r_head >= 5.0 + 8.0)
+    assert far.sum() > 100 and np.array_equal(dense[far], plain[far])
+    draws = [draw_case_tissues(TissueParams(), np.random.default_rng(s)) for s in range(20)]
+    assert all(80.0 <= d.head_cancellous_hu <= 220.0 for d in draws)
 
 
 def test_sourcil_thickens_the_socket_roof_only() -> None:

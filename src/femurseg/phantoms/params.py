@@ -90,6 +90,11 @@ class TissueParams:
             diaphysis (on the real 3 mm hip CT the proximal femur's edge peaks at a median of
             421 HU, where 3 mm phantoms with shaft-dense metaphyses read 429-948, median 520:
             ``scripts/edge_peak.py``).
+        head_cancellous_hu: HU added to the cancellous bone inside the femoral head (fading
+            out over 8 mm into the neck): a head's compressive trabeculae make it the densest
+            cancellous bone of the femur (the real 3 mm hip CT's right head core reads 205 HU,
+            its intertrochanteric marrow about 30; without this, 3 mm hip phantoms' head
+            cores read 34-200 HU, median 98: ``scripts/edge_peak.py``).
         sourcil_mm: extra thickness of the subchondral plate in the roof of each acetabulum
             (the sourcil, the dense line over the femoral head on every hip CT and radiograph).
         cortex_pelvis_mm: cortical thickness of the pelvis and patella.
@@ -154,6 +159,7 @@ class TissueParams:
     sourcil_mm: Range = (0.0, 3.0)
     cortex_metaphysis_mm: Range = (0.6, 1.5)
     metaphysis_density: Range = (0.6, 1.0)
+    head_cancellous_hu: Range = (80.0, 220.0)
     bone_quality_a: float = 1.4
     bone_quality_b: float = 2.2
 

@@ -41,6 +41,10 @@ HEAD_PLATE_REACH_MM = 2.0
 #: the other joint ends (condyles, tibial plateau and plafond): the porous, thinnest plate lies
 #: within this many mm of the bone's end along its axis, fading over ``JOINT_PLATE_FADE_MM``.
 JOINT_PLATE_MM = 25.0
+#: the femoral head's cancellous bone is denser than the neck's and the trochanters' (its
+#: compressive trabeculae): ``head_cancellous_hu`` more inside the head's sphere, fading to
+#: nothing over this many mm beyond it.
+HEAD_DENSE_FADE_MM = 8.0
 JOINT_PLATE_FADE_MM = 10.0
 
 
@@ -150,7 +154,7 @@ def render_bone(
     )
     below = np.maximum(depth - cortex, 0.0)
     sub = np.exp(-below / np.float32(SUBCHONDRAL_MM))
-    base = np.float32(t.cancellous)
+    base: F32 | np.float32 = np.float32(t.cancellous)
     if t.cancellous_variation > 0.0:
         # Slow density variation within the bone: some regions fatty, some denser. Drawn
         # after the texture so that a zero variation leaves the other draws unchanged.
@@ -162,6 +166,8 @@ def render_bone(
             + toward_fat * np.maximum(-fatty, 0.0)
             + np.maximum(fatty, 0.0) * np.float32(0.5 * abs(t.cancellous) + 50.0)
         )
+    if axis is not None and axis.head is not None and t.head_cancellous_hu > 0.0:
+        base = base + np.float32(t.head_cancellous_hu) * _head_share(crop, grid, axis)
     # Trabecular contrast is relative to the bone's excess over fat, so that fatty cancellous
     # bone still shows its (sparser) trabeculae.
     excess = np.maximum(base - np.float32(FATTY_CANCELLOUS_HU), np.float32(30.0))
@@ -208,6 +214,21 @@ def _joint_share(crop: MaskCrop, grid: RenderGrid, pos: F32, axis: LongAxis) -> 
         box, r, _ = around
         near[box] = np.clip((np.float32(radius) + 2.0 * reach - r) / reach, 0.0, 1.0)
     return np.where(pos >= np.float32(0.5), share, near).astype(np.float32)
+
+
+def _head_share(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
+    """1 inside the femoral head's sphere (``axis.head``), fading to 0 over
+    ``HEAD_DENSE_FADE_MM`` beyond it: where the head's denser cancellous bone lies."""
+    share = np.zeros(crop.mask.shape, dtype=np.float32)
+    if axis.head is None:
+        return share
+    radius = float(axis.head[1])
+    fade = np.float32(HEAD_DENSE_FADE_MM)
+    around = _around(_crop_axes(crop, grid), axis.head[0], radius + float(fade))
+    if around is not None:
+        box, r, _ = around
+        share[box] = np.clip((np.float32(radius) + fade - r) / fade, 0.0, 1.0)
+    return share
 
 
 def _crop_axes(crop: MaskCrop, grid: RenderGrid) -> list[F32]:

@@ -112,6 +112,7 @@ class CaseTissues:
     sourcil_mm: float = 0.0
     cortex_metaphysis_mm: float = 1.0
     metaphysis_density: float = 1.0
+    head_cancellous_hu: float = 0.0
 
     def to_meta(self) -> dict[str, float]:
         """JSON-ready dict of the drawn values, rounded for readability."""
@@ -183,6 +184,7 @@ def draw_case_tissues(p: TissueParams, rng: np.random.Generator) -> CaseTissues:
         sourcil_mm=draw(rng, p.sourcil_mm),
         cortex_metaphysis_mm=draw(rng, p.cortex_metaphysis_mm),
         metaphysis_density=draw(rng, p.metaphysis_density),
+        head_cancellous_hu=draw(rng, p.head_cancellous_hu),
     )
 
 
