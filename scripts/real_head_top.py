@@ -3,8 +3,8 @@ and what the scan shows there.
 
 For each side it prints, slice by slice from six slices under the reference's top slice to
 four above it: the voxels of the reference femur mask, of a predicted label map (when given),
-and the median HU in three rings around the head's axis (the reference's in-plane centre on its
-slice six under the top): the core (within 5 mm), 8-12 mm and 15-21 mm out. A femoral head
+and the median HU in three rings around the head's axis (the in-plane centre of the reference's
+top slice): the core (within 5 mm), 8-12 mm and 15-21 mm out. A femoral head
 inside its socket shows, slice by slice upwards, a bone disc (the head) shrinking inside a
 bright ring (the acetabulum's subchondral bone) until the socket's roof closes over it; the
 reference's last slice, where the head's section is still wide, then tells how far the head
