@@ -7,8 +7,8 @@ proximal metaphysis, below the head), and at each of those voxels the highest HU
 voxel in-plane (the 3 x 3 maximum, so that a mask drawn one voxel in or out of the cortex reads
 the same); and the head's core: the median HU of the mask's top 25 mm without its outer voxel
 layer. It prints both for the real femurs, and their range and median over each phantom set
-(femurs with metal left out). Meant for scans with 3 mm
-slices like the real one (``femurseg phantom --fov hip --spacing 3``).
+(femurs with metal left out). Meant for scans with 3 mm slices like the real one
+(``femurseg phantom --fov hip --spacing 3``).
 
 Usage::
 
@@ -31,8 +31,14 @@ BAND_MM = (30.0, 100.0)
 HEAD_MM = 25.0
 
 
-def edge_peak(img: np.ndarray, mask: np.ndarray, slice_mm: float) -> float | None:
-    """Median of the in-plane 3 x 3 maximum HU over the mask's outer layer in the band."""
+def local_peak(img: np.ndarray) -> np.ndarray:
+    """Each voxel's highest HU within one voxel in-plane (the 3 x 3 maximum)."""
+    return ndi.maximum_filter(img, size=(3, 3, 1))
+
+
+def edge_peak(peak: np.ndarray, mask: np.ndarray, slice_mm: float) -> float | None:
+    """Median of ``peak`` (:func:`local_peak` of the scan) over the mask's outer layer in the
+    band."""
     zs = np.flatnonzero(mask.any(axis=(0, 1)))
     if zs.size == 0:
         return None
@@ -43,7 +49,6 @@ def edge_peak(img: np.ndarray, mask: np.ndarray, slice_mm: float) -> float | Non
     outer[:, :, hi:] = False
     if not outer.any():
         return None
-    peak = ndi.maximum_filter(img, size=(3, 3, 1))
     return float(np.median(peak[outer]))
 
 
@@ -66,9 +71,10 @@ def main() -> None:
     if (args.real / "ct.nii.gz").exists():
         vol = read_volume(args.real / "ct.nii.gz")
         img = np.asarray(vol.array, dtype=np.float32)
+        peak_img = local_peak(img)
         for side in ("right", "left"):
             ref = read_labels(args.real / "segmentations" / f"femur_{side}.nii.gz", like=vol)[0]
-            peak = edge_peak(img, ref > 0, float(vol.spacing[2]))
+            peak = edge_peak(peak_img, ref > 0, float(vol.spacing[2]))
             core = head_core(img, ref > 0, float(vol.spacing[2]))
             print(
                 f"real femur_{side}: edge {peak:.0f} HU, head core {core:.0f} HU"
@@ -80,11 +86,12 @@ def main() -> None:
             vol = read_volume(image)
             lab = read_labels(label, like=vol)[0]
             img = np.asarray(vol.array, dtype=np.float32)
+            peak_img = local_peak(img)
             for value in (1, 2):
                 femur = lab == value
                 if not femur.any() or np.percentile(img[femur], 99.9) > 2000.0:
                     continue  # no femur, or an implant's metal in it
-                peak = edge_peak(img, femur, float(vol.spacing[2]))
+                peak = edge_peak(peak_img, femur, float(vol.spacing[2]))
                 core = head_core(img, femur, float(vol.spacing[2]))
                 if peak is not None and core is not None:
                     peaks.append(peak)

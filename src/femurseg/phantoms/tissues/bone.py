@@ -41,11 +41,11 @@ HEAD_PLATE_REACH_MM = 2.0
 #: the other joint ends (condyles, tibial plateau and plafond): the porous, thinnest plate lies
 #: within this many mm of the bone's end along its axis, fading over ``JOINT_PLATE_FADE_MM``.
 JOINT_PLATE_MM = 25.0
+JOINT_PLATE_FADE_MM = 10.0
 #: the femoral head's cancellous bone is denser than the neck's and the trochanters' (its
 #: compressive trabeculae): ``head_cancellous_hu`` more inside the head's sphere, fading to
 #: nothing over this many mm beyond it.
 HEAD_DENSE_FADE_MM = 8.0
-JOINT_PLATE_FADE_MM = 10.0
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,9 @@ def render_bone(
             + np.maximum(fatty, 0.0) * np.float32(0.5 * abs(t.cancellous) + 50.0)
         )
     if axis is not None and axis.head is not None and t.head_cancellous_hu > 0.0:
-        base = base + np.float32(t.head_cancellous_hu) * _head_share(crop, grid, axis)
+        centre, radius = axis.head
+        dense_head = _ball_share(crop, grid, centre, radius, HEAD_DENSE_FADE_MM)
+        base = base + np.float32(t.head_cancellous_hu) * dense_head
     # Trabecular contrast is relative to the bone's excess over fat, so that fatty cancellous
     # bone still shows its (sparser) trabeculae.
     excess = np.maximum(base - np.float32(FATTY_CANCELLOUS_HU), np.float32(30.0))
@@ -205,29 +207,23 @@ def _joint_share(crop: MaskCrop, grid: RenderGrid, pos: F32, axis: LongAxis) -> 
     share = np.clip((np.float32(JOINT_PLATE_MM) + fade - from_end) / fade, 0.0, 1.0)
     if axis.head is None:
         return share.astype(np.float32)
-    near = np.zeros(crop.mask.shape, dtype=np.float32)
-    reach = np.float32(HEAD_PLATE_REACH_MM)
-    radius = float(axis.head[1])
-    # only the cube round the head where the plate can reach (the share is 0 beyond)
-    around = _around(_crop_axes(crop, grid), axis.head[0], radius + 2.0 * float(reach))
-    if around is not None:
-        box, r, _ = around
-        near[box] = np.clip((np.float32(radius) + 2.0 * reach - r) / reach, 0.0, 1.0)
+    centre, radius = axis.head
+    reach = HEAD_PLATE_REACH_MM
+    near = _ball_share(crop, grid, centre, radius + reach, reach)
     return np.where(pos >= np.float32(0.5), share, near).astype(np.float32)
 
 
-def _head_share(crop: MaskCrop, grid: RenderGrid, axis: LongAxis) -> F32:
-    """1 inside the femoral head's sphere (``axis.head``), fading to 0 over
-    ``HEAD_DENSE_FADE_MM`` beyond it: where the head's denser cancellous bone lies."""
+def _ball_share(
+    crop: MaskCrop, grid: RenderGrid, centre: npt.NDArray[np.float64], full: float, fade: float
+) -> F32:
+    """1 within ``full`` mm of ``centre``, fading linearly to 0 over ``fade`` mm more; 0
+    beyond, where only the cube round the ball that it can reach is computed."""
     share = np.zeros(crop.mask.shape, dtype=np.float32)
-    if axis.head is None:
-        return share
-    radius = float(axis.head[1])
-    fade = np.float32(HEAD_DENSE_FADE_MM)
-    around = _around(_crop_axes(crop, grid), axis.head[0], radius + float(fade))
+    around = _around(_crop_axes(crop, grid), centre, float(full) + float(fade))
     if around is not None:
         box, r, _ = around
-        share[box] = np.clip((np.float32(radius) + fade - r) / fade, 0.0, 1.0)
+        f = np.float32(fade)
+        share[box] = np.clip((np.float32(full) + f - r) / f, 0.0, 1.0)
     return share
 
 
