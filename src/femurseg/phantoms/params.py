@@ -88,7 +88,7 @@ class TissueParams:
         metaphysis_density: HU of that metaphyseal cortex as a fraction of the shaft's
             cortical HU: denser than the joint plates, but in older bone not as dense as the
             diaphysis (on the real 3 mm hip CT the proximal femur's edge peaks at a median of
-            421 HU, where 3 mm phantoms with shaft-dense metaphyses read 429-948, median 520:
+            421 HU, where 3 mm phantoms with shaft-dense metaphyses read 429-574, median 508:
             ``scripts/edge_peak.py``).
         head_cancellous_hu: HU added to the cancellous bone inside the femoral head (fading
             out over 8 mm into the neck): a head's compressive trabeculae make it the densest
