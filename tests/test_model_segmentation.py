@@ -7,7 +7,7 @@ import numpy as np
 from femurseg.preprocessing import Box, Grid
 from femurseg.segmentation import SegmenterConfig, remove_islands, side_grid
 from femurseg.segmentation.inference import grow_box
-from femurseg.segmentation.postprocess import fill_enclosed
+from femurseg.segmentation.postprocess import fill_beside_metal, fill_enclosed
 from femurseg.types import Label
 
 LIKE = Grid(
@@ -119,3 +119,58 @@ def test_fill_enclosed_leaves_open_shapes_and_empty_masks_alone() -> None:
     # the threshold decides what the mask is: at 0.95 the cortex is no femur, nothing to fill
     closed = _tube((24, 24, 20), open_side=False)
     assert np.array_equal(fill_enclosed(closed, 0.95), closed)
+
+
+def _capped_condyle() -> tuple[np.ndarray, np.ndarray]:
+    """A knee replacement's femoral component in axial slices: a metal ring (3000+ HU) round
+    fatty bone (0 HU), and a femur mask that covers only the ring's left half inside."""
+    i, j = np.mgrid[:30, :30]
+    r = np.hypot(i - 15.0, j - 15.0)
+    hu = np.full((30, 30, 6), -100.0, dtype=np.float32)
+    hu[:, :, 1:5][r < 10] = 0.0
+    hu[:, :, 1:5][(r >= 8) & (r < 10)] = 3071.0
+    labels = np.zeros((30, 30, 6), dtype=np.uint8)
+    labels[:, :, 1:5][(r < 8) & (i < 15)] = 1
+    return labels, hu
+
+
+def test_fill_beside_metal_fills_bone_ringed_by_mask_and_implant() -> None:
+    labels, hu = _capped_condyle()
+    inside = (hu == 0.0) & (labels == 0)
+    assert inside.any()
+    whole = (slice(0, 30), slice(0, 30), slice(0, 6))
+    added = fill_beside_metal(labels, hu, whole, 1, 3000.0)
+    assert added == int(inside.sum())
+    assert np.all(labels[inside] == 1)
+    # the metal itself and everything outside the ring stay background
+    assert not np.any(labels[hu >= 3000.0])
+    assert not np.any(labels[hu == -100.0])
+
+
+def test_fill_beside_metal_leaves_metal_only_holes_other_labels_and_far_metal() -> None:
+    # a hole that metal alone rings (a hip cup's liner) does not border the mask: left empty
+    labels, hu = _capped_condyle()
+    labels[:] = 0
+    labels[:, :, 1:5][12:18, 0:3] = 1  # femur beside the ring, touching its metal
+    hu[:, :, 1:5][12:18, 0:3] = 500.0
+    before = labels.copy()
+    whole = (slice(0, 30), slice(0, 30), slice(0, 6))
+    assert fill_beside_metal(labels, hu, whole, 1, 3000.0) == 0
+    assert np.array_equal(labels, before)
+    # the other side's voxels inside the ring are never taken
+    labels, hu = _capped_condyle()
+    labels[:, :, 1:5][20:22, 14:16] = 2
+    fill_beside_metal(labels, hu, whole, 1, 3000.0)
+    assert np.all(labels[:, :, 1:5][20:22, 14:16] == 2)
+    # metal that does not touch the mask is no wall: nothing changes
+    labels, hu = _capped_condyle()
+    labels[:] = 0
+    labels[:, :, 1:5][14:16, 14:16] = 1  # a small piece in the middle, clear of the ring
+    before = labels.copy()
+    assert fill_beside_metal(labels, hu, whole, 1, 3000.0) == 0
+    assert np.array_equal(labels, before)
+    # outside the region given, nothing is looked at or changed
+    labels, hu = _capped_condyle()
+    before = labels.copy()
+    assert fill_beside_metal(labels, hu, (slice(0, 30), slice(0, 30), slice(5, 6)), 1, 3000.0) == 0
+    assert np.array_equal(labels, before)

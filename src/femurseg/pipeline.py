@@ -48,6 +48,7 @@ from femurseg.segmentation.checks import (
     surround_of,
 )
 from femurseg.segmentation.edges import refine_edges
+from femurseg.segmentation.postprocess import fill_beside_metal
 from femurseg.threads import map_sides
 from femurseg.types import LABELS, Label, Volume
 
@@ -222,6 +223,8 @@ class Predictor:
                 for side, p in pasted.items():
                     if p is not None:
                         remove_metal(labels, volume.array, p.index, side, metal_hu)
+                        if self.config.segment_rules.fill_holes:
+                            fill_beside_metal(labels, volume.array, p.index, int(side), metal_hu)
             extents = {
                 side: _label_extent(labels, pasted.get(side), side, target) for side in SIDES
             }

@@ -123,7 +123,12 @@ class SegmentRules:
             network can leave out fatty cancellous bone or the canal round an implant. On the
             held-out phantoms it changed only the implant cases (a hip stem 0.972 -> 0.974, a
             5 mm hip-implant case 0.948 -> 0.954, a nail 0.918 -> 0.921), and on the real CT
-            the left femur round its hip screw 0.557 -> 0.602 (right unchanged).
+            the left femur round its hip screw 0.557 -> 0.602 (right unchanged). After
+            paste-back it also fills what the mask and the metal touching it ring together
+            within a slice, where the hole borders the mask
+            (:func:`~femurseg.segmentation.postprocess.fill_beside_metal`): the fatty bone
+            inside a knee replacement's femoral component, which the network leaves out
+            beside the metal (validation knee-implant phantoms: 0.739 -> 0.971).
         max_regrow: times a box may be grown when the femur reaches the crop's edge (a stage-1
             box that cut the femur); 0 disables it.
         regrow_mm: growth per touching face and time.

@@ -1,7 +1,9 @@
-"""Stage-2 postprocessing on the crop grid: stray pieces removed and enclosed holes filled
-before paste-back."""
+"""Stage-2 postprocessing: on the crop grid before paste-back, stray pieces removed and enclosed
+holes filled; on the scan grid after it, the bone that the mask and an implant enclose filled."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -92,3 +94,58 @@ def remove_islands(
     drop = ~keep[comps]
     out[drop] = 0.0
     return out
+
+
+def fill_beside_metal(
+    labels: npt.NDArray[np.uint8],
+    hu: npt.NDArray[Any],
+    index: tuple[slice, slice, slice],
+    value: int,
+    metal_hu: float,
+) -> int:
+    """Give ``value`` to the bone that its mask and an implant in it enclose together.
+
+    Metal is not femur, but what a femur's mask and the metal it holds ring between them is:
+    the fatty cancellous bone inside a knee replacement's femoral component, or round a stem
+    or nail, which the network leaves out where it touches the metal (so
+    :func:`fill_enclosed` on the mask alone cannot reach it). Within each axial slice, holes
+    of the mask joined with the metal pieces that touch it are filled, where the hole borders
+    the mask itself: a hole ringed by metal alone (the liner between a hip cup and its head)
+    stays empty. Only background voxels change.
+
+    Args:
+        labels: label map (X, Y, Z) on the scan's canonical grid; changed in place.
+        hu: the scan's HU on the same grid.
+        index: the region of ``labels`` to work in (the side's paste-back region).
+        value: the side's label value.
+        metal_hu: HU at and above which a voxel is metal.
+
+    Returns:
+        How many voxels were added.
+    """
+    region = labels[index]
+    mask = region == value
+    if not mask.any():
+        return 0
+    metal = np.asarray(hu[index]) >= metal_hu
+    if not metal.any():
+        return 0
+    pieces, count = ndimage.label(metal, structure=_CONNECTIVITY)
+    touching = np.unique(pieces[ndimage.binary_dilation(mask, _CONNECTIVITY) & metal])
+    touching = touching[touching > 0]
+    if touching.size == 0:
+        return 0
+    wall = mask | np.isin(pieces, touching)
+    found = ndimage.find_objects(wall.astype(np.uint8))[0]
+    if found is None:
+        return 0
+    inner = wall[found]
+    holes = fill_axial_holes(inner) & ~inner & (region[found] == 0)
+    if not holes.any():
+        return 0
+    # keep the holes (per slice) that border the femur's own mask somewhere
+    parts, n = ndimage.label(holes, structure=IN_PLANE)
+    beside = np.unique(parts[ndimage.binary_dilation(mask[found], IN_PLANE) & holes])
+    add = np.isin(parts, beside[beside > 0])
+    region[found][add] = value
+    return int(np.count_nonzero(add))
