@@ -183,6 +183,41 @@ def test_implants_present_and_inside_femur_label(implant_case: Case) -> None:
         assert femur.any() and (ndi.binary_dilation(metal) & femur).any()
 
 
+def test_knee_component_caps_front_bottom_and_back_but_not_the_sides() -> None:
+    # 1.5 mm voxels: the 3.5 mm metal layer needs a grid finer than the other tests' 4 mm
+    cfg = dataclasses.replace(
+        cfg_for(FovKind.KNEE, knee=1.0),
+        spacing=(1.5, 1.5, 1.5),
+        scanner=ScannerParams(max_render_mm=1.5),
+    )
+    case = generate_case(cfg, np.random.default_rng(6), None, keep_clean=True)
+    metal = case.rendered.tissue == Tissue.METAL
+    lab, img = case.labels, case.image
+    assert np.allclose(img.affine[:3, :3], np.diag([1.5, 1.5, 1.5]))  # RAS: x, y, z axes
+    x = img.index_to_world(np.c_[np.arange(lab.shape[0]), np.zeros((lab.shape[0], 2))])[:, 0]
+    for s, v in (("left", 1), ("right", 2)):
+        bottom = float(np.asarray(case.anatomy.landmarks[f"femur_bottom_{s}"])[2])
+        knee_x = float(np.asarray(case.anatomy.landmarks[f"knee_{s}"])[0])
+        sides: list[bool] = []
+        front: list[bool] = []
+        for k in range(lab.shape[2]):
+            z = float(img.index_to_world(np.array([[0.0, 0.0, k]]))[0, 2])
+            if not bottom + 8.0 < z < bottom + 20.0:  # the condyles, inside the cap
+                continue
+            bone = (metal[:, :, k] | (lab[:, :, k] == v)) & (np.abs(x - knee_x) < 60.0)[:, None]
+            rows = np.flatnonzero(bone.any(axis=0))
+            third = (rows[-1] - rows[0]) // 3
+            for j in range(rows[0] + third, rows[-1] - third + 1):  # the middle rows
+                i = np.flatnonzero(bone[:, j])
+                if i.size:  # the outermost voxels facing medially and laterally
+                    sides += [bool(metal[i[0], j, k]), bool(metal[i[-1], j, k])]
+            for i in np.flatnonzero(bone.any(axis=1)):  # the frontmost voxel of each column
+                front.append(bool(metal[i, np.flatnonzero(bone[i])[-1], k]))
+        assert len(sides) > 50 and len(front) > 50
+        assert np.mean(front) > 0.7  # the flange covers the front
+        assert np.mean(sides) < 0.3  # the medial and lateral faces stay bone
+
+
 @pytest.mark.parametrize("seed", [3, 4, 8])
 def test_fixation_keeps_the_head_as_femur_and_metal_out_of_the_label(seed: int) -> None:
     cfg = dataclasses.replace(

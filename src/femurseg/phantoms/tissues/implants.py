@@ -45,6 +45,8 @@ FIXATION_STYLES = ("plate", "nail", "cannulated")
 #: knee: femoral component thickness, its height above the condyles, tibial cut, tray, keel.
 FEMORAL_COMPONENT_MM = 3.5
 FEMORAL_CAP_MM = 30.0
+#: smoothing (mm) of the femur mask whose gradient tells a condyle's side faces from the rest.
+SIDE_SMOOTH_MM = 2.0
 TIBIAL_CUT_MM = 9.0
 TRAY_MM = 4.0
 KEEL_LENGTH_MM = 40.0
@@ -303,8 +305,10 @@ def paint_knee(
     hu: F32,
     cls: npt.NDArray[np.uint8],
 ) -> None:
-    """Paint a total knee: a metal shell capping the femoral condyles, a polyethylene insert
-    replacing the top of the tibia, a metal tray under it and a keel down the tibia."""
+    """Paint a total knee: a metal shell capping the femoral condyles in front, below and
+    behind (open on the medial and lateral faces, as a real femoral component is), a
+    polyethylene insert replacing the top of the tibia, a metal tray under it and a keel down
+    the tibia."""
     side = imp.side
     metal = np.float32(imp.metal_hu)
     fb = float(np.asarray(anatomy.landmarks[f"femur_bottom_{side}"])[2])
@@ -321,6 +325,15 @@ def paint_knee(
             sub, structure=_ellipsoid(FEMORAL_COMPONENT_MM, sp), border_value=1
         )
         shell = sub & ~core
+        # the metal covers the faces that look forwards, down and backwards (the flange, the
+        # distal and posterior condyles); where the surface faces medially or laterally (its
+        # normal within 45 degrees of x), a real component is open and the cortex stays
+        k2 = min(k1 + 8, femur.mask.shape[2])
+        smooth = ndi.gaussian_filter(
+            femur.mask[:, :, :k2].astype(np.float32), sigma=[SIDE_SMOOTH_MM / s for s in sp]
+        )[:, :, :k1]
+        gx, gy, gz = np.gradient(smooth, *sp)
+        shell &= gx * gx <= 0.5 * (gx * gx + gy * gy + gz * gz)
         box = (fs[0], fs[1], slice(fs[2].start, fs[2].start + k1))
         hu[box][shell] = metal
         cls[box][shell] = Tissue.METAL
