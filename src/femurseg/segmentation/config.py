@@ -128,7 +128,7 @@ class SegmentRules:
             within a slice, where the hole borders the mask
             (:func:`~femurseg.segmentation.postprocess.fill_beside_metal`): the fatty bone
             inside a knee replacement's femoral component, which the network leaves out
-            beside the metal (validation knee-implant phantoms: 0.739 -> 0.971).
+            beside the metal (a validation knee-implant femur 0.739 -> 0.971).
         max_regrow: times a box may be grown when the femur reaches the crop's edge (a stage-1
             box that cut the femur); 0 disables it.
         regrow_mm: growth per touching face and time.
