@@ -130,7 +130,7 @@ def fill_beside_metal(
     metal = np.asarray(hu[index]) >= metal_hu
     if not metal.any():
         return 0
-    pieces, count = ndimage.label(metal, structure=_CONNECTIVITY)
+    pieces, _ = ndimage.label(metal, structure=_CONNECTIVITY)
     touching = np.unique(pieces[ndimage.binary_dilation(mask, _CONNECTIVITY) & metal])
     touching = touching[touching > 0]
     if touching.size == 0:
@@ -144,7 +144,7 @@ def fill_beside_metal(
     if not holes.any():
         return 0
     # keep the holes (per slice) that border the femur's own mask somewhere
-    parts, n = ndimage.label(holes, structure=IN_PLANE)
+    parts, _ = ndimage.label(holes, structure=IN_PLANE)
     beside = np.unique(parts[ndimage.binary_dilation(mask[found], IN_PLANE) & holes])
     add = np.isin(parts, beside[beside > 0])
     region[found][add] = value
