@@ -34,6 +34,7 @@ from femurseg.phantoms.scanner.fov import (
     choose_spacing,
 )
 from femurseg.phantoms.scanner.render import Rendered, render_ct, timings_meta
+from femurseg.phantoms.tissues.arms import place_arms
 from femurseg.phantoms.tissues.body import build_body
 from femurseg.phantoms.tissues.implants import draw_implants
 from femurseg.phantoms.tissues.materials import draw_case_tissues
@@ -167,10 +168,10 @@ def generate_case(
         on-disk orientation drawn for writing it.
     """
     t_start = time.perf_counter()
-    # later children (the tenth, vessels; the eleventh, the chest; the twelfth, osteophytes)
-    # keep the earlier ones, and so every earlier seed's case, unchanged
+    # later children (the tenth, vessels; the eleventh, the chest; the twelfth, osteophytes;
+    # the thirteenth, arms) keep the earlier ones, and so every earlier seed's case, unchanged
     (r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk, r_vessel,
-     r_thorax, r_osteo) = rng.spawn(12)  # fmt: skip
+     r_thorax, r_osteo, r_arms) = rng.spawn(13)  # fmt: skip
     anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
     anatomy.osteophytes = draw_osteophytes(anatomy, cfg.osteophytes, r_osteo)
     spine = place_spine(anatomy, cfg.trunk, r_trunk)
@@ -182,6 +183,10 @@ def generate_case(
     tissues = enhance_tissues(tissues, vessels, cfg.vessels, r_vessel)
     body.vessels = build_vessels(anatomy, aorta_at_l4(spine, organs), vessels, r_vessel)
     body.thorax = place_thorax(spine, partial(body.at, body.trunk), cfg.thorax, r_thorax)
+    legs_at = {side: partial(body.at, prof) for side, prof in body.legs.items()}
+    body.arms = place_arms(
+        legs_at, partial(body.at, body.trunk), anatomy.landmarks, cfg.arms, r_arms
+    )
     kind = choose_kind(cfg, r_fov)
     spacing = choose_spacing(cfg, r_fov)
     scan = draw_scan(cfg.scanner, cfg.implants, r_scan, cfg.recon_circle)
@@ -243,6 +248,8 @@ def generate_case(
     }
     if body.thorax is not None:  # absent otherwise, so earlier sets' records stay the same
         meta["thorax"] = _jsonable(body.thorax.to_meta())
+    if body.arms:  # likewise
+        meta["arms"] = [a.to_meta() for a in body.arms]
     if anatomy.osteophytes:  # likewise
         meta["osteophytes"] = [b.to_meta() for b in anatomy.osteophytes]
     if "joints" in rendered.drawn:  # likewise

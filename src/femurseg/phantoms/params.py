@@ -439,6 +439,62 @@ class ThoraxParams:
 
 
 @dataclass(frozen=True)
+class ArmsParams:
+    """Arms lying down along the body (mm), drawn per case; never labelled.
+
+    In trauma, whole-body and many hip scans the arms are not raised: a forearm (radius and
+    ulna, long bones with a thick cortex) lies beside the hip and the hand beside or on the
+    thigh, inside or next to a femur's box. Off by default, so the documented phantom sets
+    stay reproducible.
+
+    Attributes:
+        probability: chance per case that the arms lie along the body.
+        one_arm_probability: of those, chance that only one of them does.
+        lap_probability: chance per arm of the ``lap`` pose (elbow bent, forearm over the
+            front of the hip, hand palm down on the thigh) rather than ``side`` (arm straight,
+            hand down the outside of the thigh).
+        elbow_above_crest_mm: elbow height above the iliac crest's top.
+        forearm_mm: elbow to wrist.
+        hand_mm: wrist to fingertip; the hand's widths and the arm's radii scale with it.
+        fat_mm: fat under the skin of the upper arm (less on the forearm, little on the hand).
+        gap_mm: air between the arm's skin and the body's (0: touching).
+        humerus_radius_mm: humeral shaft radius above the elbow.
+        epicondyle_mm: width of the humerus's lower end (epicondyle to epicondyle).
+        forearm_bone_radius_mm: radius and ulna shaft radii.
+        forearm_bone_gap_mm: centre distance of radius and ulna at the wrist.
+        finger_curl_deg: how far the fingers bend towards the palm.
+    """
+
+    probability: float = 0.0
+    one_arm_probability: float = 0.25
+    lap_probability: float = 0.4
+    elbow_above_crest_mm: Range = (-20.0, 90.0)
+    forearm_mm: Range = (225.0, 285.0)
+    hand_mm: Range = (165.0, 200.0)
+    fat_mm: Range = (3.0, 20.0)
+    gap_mm: Range = (0.0, 20.0)
+    humerus_radius_mm: Range = (9.0, 12.0)
+    epicondyle_mm: Range = (52.0, 66.0)
+    forearm_bone_radius_mm: Range = (5.5, 7.5)
+    forearm_bone_gap_mm: Range = (18.0, 26.0)
+    finger_curl_deg: Range = (0.0, 35.0)
+
+    def __post_init__(self) -> None:
+        for name in ("probability", "one_arm_probability", "lap_probability"):
+            check_range(name, getattr(self, name), 0.0, 1.0)
+        _check_range_pair("elbow_above_crest_mm", self.elbow_above_crest_mm, -200.0, 300.0)
+        _check_range_pair("forearm_mm", self.forearm_mm, 150.0, 350.0)
+        _check_range_pair("hand_mm", self.hand_mm, 120.0, 250.0)
+        for name in ("fat_mm", "gap_mm"):
+            _check_range_pair(name, getattr(self, name), 0.0, 60.0)
+        for name in ("humerus_radius_mm", "forearm_bone_radius_mm"):
+            _check_range_pair(name, getattr(self, name), 2.0, 20.0)
+        _check_range_pair("epicondyle_mm", self.epicondyle_mm, 30.0, 90.0)
+        _check_range_pair("forearm_bone_gap_mm", self.forearm_bone_gap_mm, 8.0, 40.0)
+        _check_range_pair("finger_curl_deg", self.finger_curl_deg, 0.0, 90.0)
+
+
+@dataclass(frozen=True)
 class JointTissueParams:
     """Articular cartilage and menisci in the joint spaces (see
     :mod:`femurseg.phantoms.tissues.joints`), drawn per case. Off by default, so the documented
@@ -518,7 +574,7 @@ class PhantomConfig:
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
             768 matrix first, then thicker slices. Cases under it are unchanged; a case at
             the default 600 M peaks at about 10 GB.
-        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes, joints: the
+        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes, joints, arms: the
             render-side parameter groups.
     """
 
@@ -558,6 +614,7 @@ class PhantomConfig:
     thorax: ThoraxParams = field(default_factory=ThoraxParams)
     osteophytes: OsteophyteParams = field(default_factory=OsteophyteParams)
     joints: JointTissueParams = field(default_factory=JointTissueParams)
+    arms: ArmsParams = field(default_factory=ArmsParams)
 
     def __post_init__(self) -> None:
         try:

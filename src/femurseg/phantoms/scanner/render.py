@@ -165,6 +165,11 @@ def render_clean(
         # they were
         crops["thoracic_spine"] = chest.spine_crop(grid)
         crops["ribs"] = chest.rib_crop(grid)
+    arm_axes: dict[str, LongAxis | None] = {}
+    for arm in body.arms:  # last again: every case without arms stays as it was
+        for name, crop, axis in arm.bone_crops(grid):
+            crops[name] = crop
+            arm_axes[name] = axis
     timings["voxelize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     r_soft, r_bone = rng.spawn(2)
@@ -176,7 +181,7 @@ def render_clean(
         soft.render_slice(k, hu[:, :, k], cls[:, :, k])
     timings["soft_tissue"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    axes = _axes(anatomy)
+    axes: dict[str, LongAxis | None] = {**_axes(anatomy), **arm_axes}
     for name, r in zip(crops, r_bone.spawn(len(crops)), strict=True):
         extra = None
         if name == "pelvis":

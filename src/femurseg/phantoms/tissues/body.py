@@ -20,6 +20,7 @@ from scipy import ndimage as ndi
 
 from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.params import TableParams
+from femurseg.phantoms.tissues.arms import Arm
 from femurseg.phantoms.tissues.materials import CaseTissues, draw
 from femurseg.phantoms.tissues.organs import Organs
 from femurseg.phantoms.tissues.slabs import binned, leg_position
@@ -110,6 +111,8 @@ class BodyModel:
     vessels: VesselTree | None = None
     #: the lower chest above the lumbar spine (ribs, lungs, heart), or None
     thorax: Thorax | None = None
+    #: arms lying down along the body (none: raised out of view)
+    arms: list[Arm] = field(default_factory=list)
 
     def at(self, prof: Profile, z: float) -> tuple[float, float, float, float, float]:
         """(cx, cy, a, b, fat) of ``prof`` interpolated at height ``z`` (mm)."""
@@ -128,6 +131,11 @@ class BodyModel:
                 grow = p.fat[m] * (1.0 + np.abs(p.fourier).sum())
                 d = np.hypot(p.cx[m] - centre[0], p.cy[m] - centre[1])
                 r = max(r, float(np.max(d + np.maximum(p.a[m], p.b[m]) + grow)))
+        for arm in self.arms:
+            box = arm.box_between(z_lo, z_hi)
+            if box is not None:
+                far = np.maximum(np.abs(box[0] - centre[:2]), np.abs(box[1] - centre[:2]))
+                r = max(r, float(np.hypot(*far)))
         return r
 
     def extent(self, z_lo: float, z_hi: float) -> tuple[A, A]:
@@ -142,6 +150,10 @@ class BodyModel:
             grow = p.fat[m] * (1.0 + np.abs(p.fourier).sum())
             lo = np.minimum(lo, [np.min(p.cx[m] - p.a[m] - grow), np.min(p.cy[m] - p.b[m] - grow)])
             hi = np.maximum(hi, [np.max(p.cx[m] + p.a[m] + grow), np.max(p.cy[m] + p.b[m] + grow)])
+        for arm in self.arms:
+            box = arm.box_between(z_lo, z_hi)
+            if box is not None:
+                lo, hi = np.minimum(lo, box[0]), np.maximum(hi, box[1])
         t = self.table
         lo[1] = min(lo[1], t.y0 - t.thickness)
         return lo, hi

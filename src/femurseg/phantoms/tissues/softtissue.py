@@ -164,6 +164,17 @@ class SoftTissueRenderer:
             return None
         return (cx, cy, a, bb, fat), (i0, i1, j0, j1)
 
+    def _index_box(
+        self, lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64]
+    ) -> tuple[int, int, int, int] | None:
+        """Grid index box (i0, i1, j0, j1) over world (x, y) bounds, or None off the grid."""
+        g = self.grid
+        i0 = max(int((lo[0] - g.origin[0]) / g.spacing[0]), 0)
+        i1 = min(int((hi[0] - g.origin[0]) / g.spacing[0]) + 2, g.shape[0])
+        j0 = max(int((lo[1] - g.origin[1]) / g.spacing[1]), 0)
+        j1 = min(int((hi[1] - g.origin[1]) / g.spacing[1]) + 2, g.shape[1])
+        return None if i1 <= i0 or j1 <= j0 else (i0, i1, j0, j1)
+
     def _structure(
         self,
         p: Profile,
@@ -212,9 +223,15 @@ class SoftTissueRenderer:
         cls[...] = self.table_cls
         parts = [(p, self._bbox(p, z)) for p in (*self.body.legs.values(), self.body.trunk)]
         live = [(p, bx) for p, bx in parts if bx is not None]
-        if not live:
+        arms = []
+        for arm in self.body.arms:
+            wb = arm.slice_box(z)
+            ib = None if wb is None else self._index_box(*wb)
+            if ib is not None:
+                arms.append((arm, ib))
+        if not live and not arms:
             return
-        boxes = np.array([bx[1] for _, bx in live])
+        boxes = np.array([bx[1] for _, bx in live] + [ib for _, ib in arms])
         i0, i1 = int(boxes[:, 0].min()), int(boxes[:, 1].max())
         j0, j1 = int(boxes[:, 2].min()), int(boxes[:, 3].max())
         # Down to the table, for the cushions under raised legs.
@@ -230,6 +247,11 @@ class SoftTissueRenderer:
             r = self._structure(p, par, box, win, m, b, None if is_trunk else septa)
             if is_trunk:
                 trunk = r
+        for arm, (a0, a1, b0, b1) in arms:  # a plain union: an arm touches, never merges
+            arm_m, arm_b = arm.outline(self.x[a0:a1], self.y[:, b0:b1], z)
+            sl = (slice(a0 - i0, a1 - i0), slice(b0 - j0, b1 - j0))
+            np.minimum(m[sl], arm_m, out=m[sl])
+            np.minimum(b[sl], arm_b, out=b[sl])
         y = self.y[:, j0:j1]
         b = np.maximum(b, self.rest[i0:i1] - y)  # the back flattened on the table
         m = np.maximum(m, self.rest_m[i0:i1] - y)
