@@ -21,6 +21,7 @@ import numpy.typing as npt
 from femurseg.config import to_dict
 from femurseg.errors import ConfigError
 from femurseg.phantoms.anatomy.assemble import assemble, sample_pose
+from femurseg.phantoms.anatomy.fractures import draw_fractures
 from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.anatomy.osteophytes import draw_osteophytes
 from femurseg.phantoms.anatomy.shapes import BoneSet, list_subjects, load_subject
@@ -169,10 +170,12 @@ def generate_case(
     """
     t_start = time.perf_counter()
     # later children (the tenth, vessels; the eleventh, the chest; the twelfth, osteophytes;
-    # the thirteenth, arms) keep the earlier ones, and so every earlier seed's case, unchanged
+    # the thirteenth, arms; the fourteenth, fractures) keep the earlier ones, and so every
+    # earlier seed's case, unchanged
     (r_anat, r_tis, r_body, r_fov, r_imp, r_scan, r_render, r_misc, r_trunk, r_vessel,
-     r_thorax, r_osteo, r_arms) = rng.spawn(13)  # fmt: skip
+     r_thorax, r_osteo, r_arms, r_frac) = rng.spawn(14)  # fmt: skip
     anatomy, sources = make_anatomy(cfg, r_anat, shapes_dir)
+    anatomy.fractures = draw_fractures(anatomy, cfg.fractures, r_frac)
     anatomy.osteophytes = draw_osteophytes(anatomy, cfg.osteophytes, r_osteo)
     spine = place_spine(anatomy, cfg.trunk, r_trunk)
     organs = place_organs(spine, float(anatomy.landmarks["pelvis_top"][2]), cfg.trunk, r_trunk)
@@ -221,6 +224,10 @@ def generate_case(
         spacing = coarser
         fov = field(r_fov_again, spacing)
     implants = draw_implants(cfg.implants, r_imp)
+    # a hip stem replaces a broken neck and a fixation holds the pieces together: no displaced
+    # fracture on a side with either
+    fixed = {i.side for i in implants if i.kind in ("hip", "fixation")}
+    anatomy.fractures = [f for f in anatomy.fractures if f.side not in fixed]
     rendered = render_ct(anatomy, body, tissues, implants, fov, scan, cfg, r_render, keep_clean)
     orientation = str(cfg.orientations[int(r_misc.integers(len(cfg.orientations)))])
     image = Volume(rendered.image, fov.grid.affine)
@@ -248,6 +255,8 @@ def generate_case(
     }
     if body.thorax is not None:  # absent otherwise, so earlier sets' records stay the same
         meta["thorax"] = _jsonable(body.thorax.to_meta())
+    if anatomy.fractures:  # likewise
+        meta["fractures"] = [f.to_meta() for f in anatomy.fractures]
     if body.arms:  # likewise
         meta["arms"] = [a.to_meta() for a in body.arms]
     if anatomy.osteophytes:  # likewise

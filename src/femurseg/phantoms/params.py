@@ -518,6 +518,45 @@ class JointTissueParams:
 
 
 @dataclass(frozen=True)
+class FractureParams:
+    """Displaced femoral fractures (see :mod:`femurseg.phantoms.anatomy.fractures`), drawn
+    per femur; both pieces are labelled femur. Off by default, so the documented phantom sets
+    stay reproducible.
+
+    Attributes:
+        probability: chance per femur of a fracture.
+        kind_weights: relative chance of a ``neck``, ``trochanteric`` and ``shaft`` fracture.
+        neck_depth_radii: where a neck fracture crosses the neck, in head radii from the head's
+            centre (1: subcapital, 1.5: transcervical).
+        neck_turn_deg: the head fragment's turn in the acetabulum.
+        trochanteric_turn_deg: the proximal fragment's turn (mostly varus).
+        shaft_offset_mm: how far a shaft fracture's ends are shifted against each other.
+        gap_mm: gap between the pieces (0: impacted).
+    """
+
+    probability: float = 0.0
+    kind_weights: tuple[float, float, float] = (0.45, 0.35, 0.2)
+    neck_depth_radii: Range = (0.9, 1.5)
+    neck_turn_deg: Range = (8.0, 35.0)
+    trochanteric_turn_deg: Range = (5.0, 25.0)
+    shaft_offset_mm: Range = (3.0, 20.0)
+    gap_mm: Range = (0.0, 3.0)
+
+    def __post_init__(self) -> None:
+        check_range("probability", self.probability, 0.0, 1.0)
+        if len(self.kind_weights) != 3 or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
+            raise ConfigError(
+                f"kind_weights={self.kind_weights!r}; expected three weights >= 0 (neck, "
+                "trochanteric, shaft), not all zero"
+            )
+        _check_range_pair("neck_depth_radii", self.neck_depth_radii, 0.5, 3.0)
+        _check_range_pair("neck_turn_deg", self.neck_turn_deg, 0.0, 90.0)
+        _check_range_pair("trochanteric_turn_deg", self.trochanteric_turn_deg, 0.0, 60.0)
+        _check_range_pair("shaft_offset_mm", self.shaft_offset_mm, 0.0, 60.0)
+        _check_range_pair("gap_mm", self.gap_mm, 0.0, 20.0)
+
+
+@dataclass(frozen=True)
 class OsteophyteParams:
     """Osteoarthritic spurs at the joint margins (see
     :mod:`femurseg.phantoms.anatomy.osteophytes`), drawn per case. Off by default, so the
@@ -574,8 +613,8 @@ class PhantomConfig:
             20 GB to render) is coarsened as a scanner's matrix would limit it: in-plane to a
             768 matrix first, then thicker slices. Cases under it are unchanged; a case at
             the default 600 M peaks at about 10 GB.
-        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes, joints, arms: the
-            render-side parameter groups.
+        tissues, table, trunk, implants, scanner, vessels, thorax, osteophytes, joints, arms,
+            fractures: the render-side parameter groups.
     """
 
     fov: FovKind = FovKind.MIXED
@@ -615,6 +654,7 @@ class PhantomConfig:
     osteophytes: OsteophyteParams = field(default_factory=OsteophyteParams)
     joints: JointTissueParams = field(default_factory=JointTissueParams)
     arms: ArmsParams = field(default_factory=ArmsParams)
+    fractures: FractureParams = field(default_factory=FractureParams)
 
     def __post_init__(self) -> None:
         try:

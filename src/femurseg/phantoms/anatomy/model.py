@@ -52,9 +52,12 @@ class Anatomy:
         meta: how it was made (shape subjects, pose angles, scale), JSON-ready.
         osteophytes: bony spurs at the joint margins, each joined to its bone when rendered
             and labelled (:class:`femurseg.phantoms.anatomy.osteophytes.Blob`); none by default.
+        fractures: femurs broken in two, each voxelised in its pieces when rendered and
+            labelled (:class:`femurseg.phantoms.anatomy.fractures.Fracture`); none by default.
     """
 
     meshes: dict[str, trimesh.Trimesh]
     landmarks: dict[str, npt.NDArray[np.float64]]
     meta: dict[str, Any] = field(default_factory=dict)
     osteophytes: list[Any] = field(default_factory=list)
+    fractures: list[Any] = field(default_factory=list)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from femurseg.phantoms.anatomy.fractures import fractured_crop
 from femurseg.phantoms.anatomy.grid import RenderGrid
 from femurseg.phantoms.anatomy.model import Anatomy
 from femurseg.phantoms.anatomy.osteophytes import blob_mask, with_blobs
@@ -94,7 +95,11 @@ def supersampling(out: RenderGrid, max_mm: float) -> tuple[int, int, int]:
 
 def bone_crop(anatomy: Anatomy, name: str, grid: RenderGrid) -> MaskCrop:
     """One bone's mesh at the voxel centres of ``grid``, with its osteophytes joined."""
-    crop = voxelize(anatomy.meshes[name], grid.affine, grid.shape)
+    broken = [f for f in anatomy.fractures if f"femur_{f.side}" == name]
+    if broken:
+        crop = fractured_crop(anatomy, name, broken[0], grid)
+    else:
+        crop = voxelize(anatomy.meshes[name], grid.affine, grid.shape)
     mine = [b for b in anatomy.osteophytes if b.bone == name]
     if mine:
         crop = with_blobs(crop, blob_mask(mine, grid.affine, grid.shape))
