@@ -117,6 +117,32 @@ def test_single_femur_takes_the_network_vote_and_pieces_merge() -> None:
     assert box_iou(dets[RIGHT].box, whole) > 0.9
 
 
+def test_a_broken_femur_beside_a_whole_one_is_boxed_in_both_pieces() -> None:
+    # three coarse components: the left femur in two pieces and the right femur; the box of
+    # the left side takes both pieces (before, the two largest components were the femurs and
+    # the third was left out)
+    _, labels, affine = synth_case(sides=(1, 2))
+    grid = Grid(labels.shape, affine)
+    whole = boxes_from_labels(labels, grid)
+    cut = labels.copy()
+    zs = np.flatnonzero((labels == 1).any(axis=(0, 1)))
+    mid = int(zs.mean())
+    cut[:, :, mid - 2 : mid + 2][cut[:, :, mid - 2 : mid + 2] == 1] = 0
+    dets = boxes_from_probabilities(one_hot_probs(cut), grid, BoxRules(min_volume_ml=1.0))
+    assert dets[LEFT].found and dets[RIGHT].found
+    assert box_iou(dets[LEFT].box, whole[LEFT]) > 0.9
+    assert box_iou(dets[RIGHT].box, whole[RIGHT]) > 0.9
+    # a piece lying between the femurs, apart from both, joins neither
+    stray = labels.copy()
+    cx = (np.argwhere(labels == 1)[:, 0].mean() + np.argwhere(labels == 2)[:, 0].mean()) / 2
+    ys = np.argwhere(labels > 0)[:, 1]
+    stray[int(cx) - 2 : int(cx) + 2, int(ys.mean()) - 2 : int(ys.mean()) + 2, mid - 3 : mid + 3] = 1
+    rules = BoxRules(min_volume_ml=0.01, min_separation_mm=25.0)  # the femurs are 57 mm apart
+    dets = boxes_from_probabilities(one_hot_probs(stray), grid, rules)
+    assert box_iou(dets[LEFT].box, whole[LEFT]) > 0.9
+    assert box_iou(dets[RIGHT].box, whole[RIGHT]) > 0.9
+
+
 def test_lone_candidate_whose_vote_contradicts_the_midline_is_rejected() -> None:
     # a bone at world x > 0 (patient right) whose network channels say "left"
     _, labels, affine = synth_case(sides=(2,))

@@ -48,6 +48,15 @@ def test_remove_islands_keeps_largest_and_big_pieces() -> None:
     alone = remove_islands(prob, 0.5, voxel_ml=0.1, min_island_ml=0.5, largest_only=True)
     assert alone[16, 16, 16] == 0.0 and alone[5, 5, 5] == np.float32(0.9)
     assert alone[0, 19, 0] == np.float32(0.3)
+    # ... unless it is as large as a piece of a broken femur
+    frag = remove_islands(
+        prob, 0.5, voxel_ml=0.1, min_island_ml=0.5, largest_only=True, min_fragment_ml=0.8
+    )
+    assert frag[16, 16, 16] == np.float32(0.8)
+    small = remove_islands(
+        prob, 0.5, voxel_ml=0.1, min_island_ml=0.5, largest_only=True, min_fragment_ml=0.9
+    )
+    assert small[16, 16, 16] == 0.0
 
 
 def test_grow_box_follows_world_faces_and_stops_at_scan_edge() -> None:

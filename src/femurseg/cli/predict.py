@@ -58,8 +58,8 @@ def predict(
         bool,
         typer.Option(
             "--all-pieces",
-            help="Keep every femur piece of 5 ml or more, not only the largest (for a femur "
-            "broken into separate pieces).",
+            help="Keep every femur piece of 5 ml or more (by default: the largest, and other "
+            "pieces of 15 ml or more, the pieces of a broken femur).",
         ),
     ] = False,
     no_femur_checks: Annotated[

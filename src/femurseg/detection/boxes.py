@@ -118,46 +118,70 @@ class _Candidate:
     centre_x: float
 
 
+#: at most this many coarse components are looked at (largest first).
+MAX_PIECES = 8
+
+
+def _merged(a: _Candidate, b: _Candidate) -> _Candidate:
+    total = a.volume_ml + b.volume_ml
+    return _Candidate(
+        a.mask | b.mask,
+        total,
+        (a.score * a.volume_ml + b.score * b.volume_ml) / total,
+        (a.centre_x * a.volume_ml + b.centre_x * b.volume_ml) / total,
+    )
+
+
 def _candidates(
     fg: npt.NDArray[np.float32], grid: Grid, rules: BoxRules
 ) -> tuple[list[_Candidate], str]:
-    """Accepted femur components (largest first, at most two) and why others were rejected."""
+    """Accepted femurs (largest first, at most two) and why other components were rejected.
+
+    Every component that passes the size and score rules counts, not only the two largest: the
+    largest is a femur, the largest of the rest lying at least ``min_separation_mm`` from it in
+    world x is the other femur, and every other accepted component joins the femur whose
+    centre is nearer in x when within ``min_separation_mm`` of it (pieces of one femur: a
+    femur broken in two, or one that the coarse probability splits); any other is dropped.
+    """
     comps, count = ndimage.label(fg >= rules.threshold, structure=_CONNECTIVITY)
     if count == 0:
         return [], "no voxel of the coarse scan looks like femur"
     sizes = np.bincount(comps.ravel())
     sizes[0] = 0
-    found: list[_Candidate] = []
+    pieces: list[_Candidate] = []
     why = ""
-    for label in np.argsort(sizes)[::-1][:4]:
+    for label in np.argsort(sizes)[::-1][:MAX_PIECES]:
         if sizes[label] == 0:
             break
         mask = comps == label
         volume = float(sizes[label]) * grid.voxel_ml
         score = float(fg[mask].mean())
         if volume < rules.min_volume_ml:
-            why = why or f"largest candidate {volume:.1f} ml < {rules.min_volume_ml:g} ml"
+            if not pieces:
+                why = why or f"largest candidate {volume:.1f} ml < {rules.min_volume_ml:g} ml"
             break
         if score < rules.min_score:
             why = why or f"candidate of {volume:.0f} ml has score {score:.2f} < {rules.min_score:g}"
             continue
         centre = grid.index_to_world(np.argwhere(mask).mean(axis=0))
-        found.append(_Candidate(mask, volume, score, float(centre[0])))
-        if len(found) == 2:
-            break
-    if len(found) == 2 and abs(found[0].centre_x - found[1].centre_x) < rules.min_separation_mm:
-        # two pieces of one femur, not two femurs
-        a, b = found
-        total = a.volume_ml + b.volume_ml
-        found = [
-            _Candidate(
-                a.mask | b.mask,
-                total,
-                (a.score * a.volume_ml + b.score * b.volume_ml) / total,
-                (a.centre_x * a.volume_ml + b.centre_x * b.volume_ml) / total,
-            )
-        ]
-    return found, why
+        pieces.append(_Candidate(mask, volume, score, float(centre[0])))
+    if not pieces:
+        return [], why
+    femurs = [pieces[0]]
+    rest = pieces[1:]
+    apart = [c for c in rest if abs(c.centre_x - femurs[0].centre_x) >= rules.min_separation_mm]
+    if apart:
+        femurs.append(apart[0])
+    anchors = [(f.centre_x, i) for i, f in enumerate(femurs)]
+    for c in rest:
+        if any(c is f for f in femurs):
+            continue
+        dist, i = min((abs(c.centre_x - x), i) for x, i in anchors)
+        if dist < rules.min_separation_mm:
+            femurs[i] = _merged(femurs[i], c)
+        else:
+            log.info("stage 1: a %.0f ml piece lies apart from both femurs; dropped", c.volume_ml)
+    return femurs, why
 
 
 def boxes_from_probabilities(

@@ -117,6 +117,12 @@ class SegmentRules:
             off for a femur broken into separate pieces.
         min_island_ml: with ``largest_only`` off, pieces smaller than this are removed (the
             largest piece of each side is always kept).
+        min_fragment_ml: with ``largest_only`` on, other pieces of at least this size are
+            kept too: the pieces of a femur broken in two with a gap between them (a displaced
+            shaft or neck fracture; stage 1 boxes every piece of a side). Leaks across a
+            joint have been far smaller: on ``ev5/valall``, the real CT and its negative no
+            piece of 5 ml or more besides the largest was seen with v13. ``inf`` restores the
+            largest piece alone.
         fill_holes: set the probability of whatever the femur mask encloses to 1 (every
             hole closed within an axial slice of the crop, which includes every hole closed
             in 3D): a femur is solid, and the
@@ -168,6 +174,7 @@ class SegmentRules:
     threshold: float = 0.5
     largest_only: bool = True
     min_island_ml: float = 5.0
+    min_fragment_ml: float = 15.0
     fill_holes: bool = True
     max_regrow: int = 1
     regrow_mm: float = 40.0
@@ -192,6 +199,7 @@ class SegmentRules:
         check_range("sw_batch_size", self.sw_batch_size, 1, 64)
         check_range("threshold", self.threshold, 0.01, 0.99)
         check_range("min_island_ml", self.min_island_ml, 0.0, 1000.0)
+        check_range("min_fragment_ml", self.min_fragment_ml, 0.0, float("inf"))
         check_range("max_regrow", self.max_regrow, 0, 10)
         check_range("regrow_mm", self.regrow_mm, 1.0, 500.0)
         check_range("edge_max_voxel_mm", self.edge_max_voxel_mm, 0.0, 10.0)

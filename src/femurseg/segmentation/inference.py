@@ -127,6 +127,7 @@ class Segmenter:
                 grid.voxel_ml,
                 self.rules.min_island_ml,
                 largest_only=self.rules.largest_only,
+                min_fragment_ml=self.rules.min_fragment_ml,
             )
             grown = grow_box(box, prob >= self.rules.threshold, grid, like, self.rules.regrow_mm)
             if grown is None or attempt == self.rules.max_regrow:

@@ -64,20 +64,24 @@ def remove_islands(
     min_island_ml: float,
     *,
     largest_only: bool = False,
+    min_fragment_ml: float = float("inf"),
 ) -> npt.NDArray[np.float32]:
     """Zero the probability of stray femur pieces.
 
     The largest piece (at ``prob >= threshold``, 26-connected) is always kept; with
-    ``largest_only`` nothing else is, otherwise any other piece of at least ``min_island_ml``
-    is kept too. Voxels below the threshold are left as they are.
+    ``largest_only`` nothing else is but pieces of at least ``min_fragment_ml`` (the pieces
+    of a broken femur), otherwise any other piece of at least ``min_island_ml`` is kept too.
+    Voxels below the threshold are left as they are.
 
     Args:
         prob: femur probability (X, Y, Z) on a crop grid.
         threshold: probability defining a femur voxel.
         voxel_ml: volume of one crop voxel in ml.
         min_island_ml: smallest piece kept besides the largest (unless ``largest_only``).
-        largest_only: keep the largest piece alone: a femur is one bone, and a second piece
-            of any size is a leak across the hip or knee joint.
+        largest_only: keep the largest piece alone (and fragments): a femur is one bone, and a
+            small second piece is a leak across the hip or knee joint.
+        min_fragment_ml: with ``largest_only``, other pieces at least this large are kept
+            too (infinite: none).
 
     Returns:
         A new float32 array of the same shape.
@@ -88,7 +92,7 @@ def remove_islands(
         return out
     sizes = np.bincount(comps.ravel())
     sizes[0] = 0
-    keep = np.zeros_like(sizes, dtype=bool) if largest_only else sizes * voxel_ml >= min_island_ml
+    keep = sizes * voxel_ml >= (min_fragment_ml if largest_only else min_island_ml)
     keep[int(np.argmax(sizes))] = True
     keep[0] = True
     drop = ~keep[comps]
