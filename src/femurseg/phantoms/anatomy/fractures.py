@@ -200,9 +200,4 @@ def fractured_crop(anatomy: Anatomy, name: str, frac: Fracture, grid: RenderGrid
         return prox
     if not prox.mask.size:
         return distal
-    region = tuple(
-        slice(min(a.start, b.start), max(a.stop, b.stop))
-        for a, b in zip(distal.slices, prox.slices, strict=True)
-    )
-    mask = distal.within(region) | prox.within(region)  # type: ignore[arg-type]
-    return MaskCrop(mask, region, distal.shape)  # type: ignore[arg-type]
+    return distal.union(prox)

@@ -191,9 +191,4 @@ def with_blobs(crop: MaskCrop, blobs: MaskCrop | None) -> MaskCrop:
         return crop
     if crop.count == 0:
         return blobs
-    region = tuple(
-        slice(min(c.start, b.start), max(c.stop, b.stop))
-        for c, b in zip(crop.slices, blobs.slices, strict=True)
-    )
-    mask = crop.within(region) | blobs.within(region)  # type: ignore[arg-type]
-    return MaskCrop(mask, region, crop.shape)  # type: ignore[arg-type]
+    return crop.union(blobs)

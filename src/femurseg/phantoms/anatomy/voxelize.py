@@ -72,6 +72,15 @@ class MaskCrop:
         out[tuple(dst)] = self.mask[tuple(src)]
         return out
 
+    def union(self, other: MaskCrop) -> MaskCrop:
+        """This crop united with ``other`` (on the same grid), over their joint bounding box."""
+        region = tuple(
+            slice(min(a.start, b.start), max(a.stop, b.stop))
+            for a, b in zip(self.slices, other.slices, strict=True)
+        )
+        mask = self.within(region) | other.within(region)  # type: ignore[arg-type]
+        return MaskCrop(mask, region, self.shape)  # type: ignore[arg-type]
+
     @property
     def count(self) -> int:
         """Number of inside voxels."""
