@@ -111,10 +111,11 @@ class SegmentRules:
         overlap: sliding-window overlap fraction.
         sw_batch_size: windows per forward pass.
         threshold: femur probability at and above which a voxel is femur (after paste-back).
-        largest_only: keep only the largest connected femur piece of each side: a femur is
-            one bone, and a second piece is a leak into the pelvis or tibia (on held-out
-            phantoms this took Dice from 0.892 to 0.938 and HD95 from 30 to 4.8 mm). Turn it
-            off for a femur broken into separate pieces.
+        largest_only: keep the largest connected femur piece of each side and, of the
+            others, only those of ``min_fragment_ml`` or more: a femur is one bone, and a
+            small second piece is a leak into the pelvis or tibia (with early weights,
+            keeping the largest alone took held-out phantom Dice from 0.892 to 0.938 and HD95
+            from 30 to 4.8 mm). Off: every piece of ``min_island_ml`` or more is kept.
         min_island_ml: with ``largest_only`` off, pieces smaller than this are removed (the
             largest piece of each side is always kept).
         min_fragment_ml: with ``largest_only`` on, other pieces of at least this size are
