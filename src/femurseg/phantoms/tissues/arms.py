@@ -89,16 +89,6 @@ class Arm:
     segments: list[Segment]
     bones: list[ArmBone] = field(default_factory=list)
 
-    def bounds(self) -> tuple[A, A]:
-        """World lower and upper corners (mm) of the outline, fat included."""
-        lo = np.full(3, np.inf)
-        hi = -lo
-        for s in self.segments:
-            r = max(s.ra, s.rb) + s.fat
-            lo = np.minimum(lo, np.minimum(s.a, s.b) - r)
-            hi = np.maximum(hi, np.maximum(s.a, s.b) + r)
-        return lo, hi
-
     def box_between(self, z_lo: float, z_hi: float) -> tuple[A, A] | None:
         """World (x, y) lower and upper bounds (mm) of the outline between two heights (each
         capsule cut to the height band grown by its radius), or None where it has none."""
@@ -176,22 +166,22 @@ def _unit(v: A) -> A:
     return v / n if n > 0 else v
 
 
-def _lateral_edge(outlines: list[tuple[OutlineAt, float]], z: float, lat: float) -> float:
+def _lateral_edge(outlines: list[OutlineAt], z: float, lat: float) -> float:
     """World x (mm) of the body's outermost skin on the ``lat`` side (+1: patient right) at
-    height z, over the trunk and that side's leg (each with its own ``lat`` sign)."""
+    height z, over the outlines (trunk and that side's leg; fat taken 1.3 times, for its
+    modulation round the outline)."""
     edge = -np.inf
-    for at, plat in outlines:
+    for at in outlines:
         cx, _, a, _, fat = at(z)
-        if a <= 1.0:
-            continue
-        edge = max(edge, lat * cx + a + 1.3 * fat if plat * lat >= 0 else lat * cx + a + fat)
+        if a > 1.0:
+            edge = max(edge, lat * cx + a + 1.3 * fat)
     return lat * float(edge)
 
 
-def _front(outlines: list[tuple[OutlineAt, float]], x: float, z: float) -> float:
+def _front(outlines: list[OutlineAt], x: float, z: float) -> float:
     """World y (mm) of the body's front skin at (x, z), or -inf where no outline covers x."""
     y = -np.inf
-    for at, _ in outlines:
+    for at in outlines:
         cx, cy, a, b, fat = at(z)
         if a <= 1.0:
             continue
@@ -201,11 +191,11 @@ def _front(outlines: list[tuple[OutlineAt, float]], x: float, z: float) -> float
     return float(y)
 
 
-def _inside(outlines: list[tuple[OutlineAt, float]], p: A, margin: float) -> tuple[float, A]:
+def _inside(outlines: list[OutlineAt], p: A, margin: float) -> tuple[float, A]:
     """How far (mm, > 0; 0 outside) the point p lies inside the body's outline grown by
     ``margin``, and the in-plane way out (unit (x, y, 0) from that outline's centre)."""
     worst, out = 0.0, np.zeros(3)
-    for at, _ in outlines:
+    for at in outlines:
         cx, cy, a, b, fat = at(float(p[2]))
         if a <= 1.0:
             continue
@@ -358,7 +348,7 @@ def place_arms(
     for side in sides:
         lat = 1.0 if side == "right" else -1.0
         hip = np.asarray(landmarks[f"hip_{side}"], dtype=np.float64)
-        outlines = [(trunk, 1.0), (legs[side], lat)]
+        outlines = [trunk, legs[side]]
         pose = POSES[0] if rng.uniform() >= p.lap_probability else POSES[1]
         hand = draw(rng, p.hand_mm)
         fat = draw(rng, p.fat_mm)
