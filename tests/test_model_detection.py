@@ -177,3 +177,54 @@ def test_subvoxel_crossing() -> None:
     assert _crossing(edge, 0, 1, 0.5) == (-0.5, 1.5)  # field-of-view edges
     with pytest.raises(ValueError, match="shape"):
         boxes_from_probabilities(np.zeros((2, 4, 4, 4), np.float32), Grid((4, 4, 4), np.eye(4)))
+
+
+def test_two_passes_average_found_boxes_face_by_face() -> None:
+    from dataclasses import replace
+
+    from femurseg.detection.boxes import mean_of_passes
+    from femurseg.preprocessing.boxes import Box
+
+    _, labels, affine = synth_case(sides=(1, 2))
+    grid = Grid(labels.shape, affine)
+    first = boxes_from_probabilities(one_hot_probs(labels), grid)
+    lb, rb = first[LEFT].box, first[RIGHT].box
+    # the second pass moves the left box by 2 mm and finds "the right femur" somewhere else
+    moved = Box(tuple(v + 2.0 for v in lb.lo), tuple(v + 2.0 for v in lb.hi))
+    far = Box(tuple(v + 200.0 for v in rb.lo), tuple(v + 200.0 for v in rb.hi))
+    second = {
+        LEFT: replace(first[LEFT], box=moved, score=0.1),
+        RIGHT: replace(first[RIGHT], box=far),
+    }
+    got = mean_of_passes(first, second, grid)
+    np.testing.assert_allclose(got[LEFT].box.lo, np.asarray(lb.lo) + 1.0)
+    np.testing.assert_allclose(got[LEFT].box.hi, np.asarray(lb.hi) + 1.0)
+    assert got[LEFT].score == first[LEFT].score  # only the box is averaged
+    assert got[RIGHT].box == rb  # a box elsewhere is another bone, not averaged in
+    # a side the first pass did not find stays not found, whatever the second says
+    one = boxes_from_probabilities(one_hot_probs(np.where(labels == 2, 0, labels)), grid)
+    assert not one[RIGHT].found
+    got = mean_of_passes(one, first, grid)
+    assert not got[RIGHT].found and got[RIGHT].box is None
+    # a side the second pass misses keeps the first pass's box
+    got = mean_of_passes(first, one, grid)
+    assert got[RIGHT].box == rb
+
+
+def test_shifted_coarse_grid_samples_between_the_voxel_centres() -> None:
+    from femurseg.detection import DetectorConfig
+    from femurseg.detection.prepare import coarse_image
+
+    cfg = DetectorConfig(spacing_mm=4.0, hu_min=0.0, hu_max=1000.0)
+    x = np.arange(64, dtype=np.float32)  # 1 mm voxels, HU = 10 * world x
+    hu = np.broadcast_to((10.0 * x)[:, None, None], (64, 32, 32)).copy()
+    grid = Grid(hu.shape, np.eye(4))
+    base, g0 = coarse_image(hu, grid, cfg)
+    shifted, g1 = coarse_image(hu, grid, cfg, shift=0.5)
+    assert g1.shape == g0.shape
+    np.testing.assert_allclose(g1.index_to_world([0, 0, 0]) - g0.index_to_world([0, 0, 0]), 2.0)
+    inner = slice(1, -2)  # away from the ends, where the area average meets the edge
+    # the ramp sampled 2 mm further along: 20 HU, 0.02 of the window, more
+    np.testing.assert_allclose(
+        shifted.numpy()[inner, 2, 2] - base.numpy()[inner, 2, 2], 0.02, atol=1e-4
+    )

@@ -11,7 +11,7 @@ accepted candidate is reported as not found, never guessed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from femurseg.detection.config import BoxRules
-from femurseg.preprocessing.boxes import Box, index_box_to_world, mask_box
+from femurseg.preprocessing.boxes import Box, box_iou, index_box_to_world, mask_box
 from femurseg.preprocessing.grid import Grid
 from femurseg.types import LABELS, SIDES, Label
 
@@ -263,6 +263,42 @@ def boxes_from_probabilities(
             truncated=_touches_fov(box, grid),
             message=f"side from {how}",
         )
+    return out
+
+
+#: a second pass's box is averaged in only if it overlaps the first's at least this much.
+MIN_PASS_IOU = 0.5
+
+
+def mean_of_passes(
+    first: dict[Label, SideDetection], second: dict[Label, SideDetection], grid: Grid
+) -> dict[Label, SideDetection]:
+    """``first``'s detections with each found box averaged, face by face, with ``second``'s.
+
+    ``second`` comes from a pass on a coarse grid shifted by part of a voxel (see
+    :meth:`femurseg.detection.Detector.detect`): each pass places a face to within its own
+    grid's sampling, so the mean of two interleaved grids halves that step. Which sides are
+    found, and their scores and volumes, stay ``first``'s; a side that ``second`` does not
+    find, or finds with a box overlapping ``first``'s by less than :data:`MIN_PASS_IOU`
+    (another piece of bone), keeps ``first``'s box.
+
+    Args:
+        first: detections of the pass on the grid training uses.
+        second: detections of the shifted pass.
+        grid: ``first``'s coarse grid (for the field-of-view test of the averaged box).
+    """
+    out = dict(first)
+    for side, det in first.items():
+        other = second.get(side)
+        if det.box is None or other is None or other.box is None:
+            continue
+        if box_iou(det.box, other.box) < MIN_PASS_IOU:
+            log.info("stage 1: the shifted pass's %s box lies elsewhere; not averaged", det.name)
+            continue
+        lo = (np.asarray(det.box.lo) + np.asarray(other.box.lo)) / 2
+        hi = (np.asarray(det.box.hi) + np.asarray(other.box.hi)) / 2
+        box = Box((lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2]))
+        out[side] = replace(det, box=box, truncated=_touches_fov(box, grid))
     return out
 
 

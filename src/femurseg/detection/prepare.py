@@ -15,7 +15,10 @@ from femurseg.preprocessing.resample import resample
 
 
 def coarse_image(
-    array: npt.NDArray[Any] | torch.Tensor, grid: Grid, cfg: DetectorConfig
+    array: npt.NDArray[Any] | torch.Tensor,
+    grid: Grid,
+    cfg: DetectorConfig,
+    shift: float = 0.0,
 ) -> tuple[torch.Tensor, Grid]:
     """The network input: the whole scan area-averaged to ``cfg.spacing_mm`` and windowed.
 
@@ -24,13 +27,24 @@ def coarse_image(
             downsampling reads it block by block in torch.
         grid: its grid.
         cfg: stage-1 config (spacing and HU window).
+        shift: move the coarse grid by this fraction of a coarse voxel along each of its
+            axes (0: the grid training uses; 0.5 samples the scan between its voxel centres).
 
     Returns:
         ``(image, coarse_grid)``: float32 (X', Y', Z') in [0, 1] and its grid.
     """
     coarse = spacing_grid(grid, cfg.spacing_mm)
+    if shift:
+        coarse = Grid(coarse.shape, coarse.affine @ _translation(shift))
     hu = resample(array, grid, coarse, fill=AIR_HU, order=1, antialias=True)
     return normalise_hu(hu, cfg.hu_min, cfg.hu_max), coarse
+
+
+def _translation(steps: float) -> npt.NDArray[np.float64]:
+    """4x4 index-space translation by ``steps`` voxels along every axis."""
+    out = np.eye(4)
+    out[:3, 3] = steps
+    return out
 
 
 def coarse_labels(
