@@ -114,19 +114,20 @@ class Arm:
 
     def outline(self, x: F32, y: F32, z: float) -> tuple[F32, F32]:
         """Approximate signed distances (mm, negative inside) of the muscle and of the whole
-        arm (fat and skin included) on the slice at height z; x (n, 1), y (1, m) world mm."""
+        arm (fat and skin included) on the slice at height z; x (n, 1), y (1, m) world mm.
+
+        Each segment is a tapered capsule (:func:`~femurseg.phantoms.anatomy.sdf.capsule`); the
+        whole arm is the muscle's outline grown by that segment's fat.
+        """
         m = np.full((x.shape[0], y.shape[1]), 1e4, dtype=np.float32)
         b = m.copy()
+        pts = np.empty((*m.shape, 3), dtype=np.float32)
+        pts[..., 0], pts[..., 1], pts[..., 2] = x, y, z
         for s in self.segments:
             r = max(s.ra, s.rb) + s.fat
             if min(s.a[2], s.b[2]) - r > z or max(s.a[2], s.b[2]) + r < z:
                 continue
-            ab = (s.b - s.a).astype(np.float32)
-            den = float(ab @ ab) or 1.0
-            px, py, pz = x - np.float32(s.a[0]), y - np.float32(s.a[1]), np.float32(z - s.a[2])
-            t = np.clip((px * ab[0] + py * ab[1] + pz * ab[2]) / np.float32(den), 0.0, 1.0)
-            d = np.sqrt((px - t * ab[0]) ** 2 + (py - t * ab[1]) ** 2 + (pz - t * ab[2]) ** 2)
-            dm = d - (np.float32(s.ra) + np.float32(s.rb - s.ra) * t)
+            dm = capsule(s.a, s.b, s.ra, s.rb)(pts)
             np.minimum(m, dm, out=m)
             np.minimum(b, dm - np.float32(s.fat), out=b)
         return m, b
