@@ -292,3 +292,53 @@ def test_markdown_phantom_row_has_the_end_offsets() -> None:
     }
     text = markdown([ModelScores("m", real={}, phantoms=phantoms)])
     assert "| m | all | 2 | 0.970 | 0.960 | 0.950 | 0/4 | 0.900 | 2.2 / -0.5 | 2/6 | 0/0 |" in text
+
+
+def test_trimmed_views_cut_one_layer_from_each_face_in_place() -> None:
+    from femurseg.evaluation.scorecard import trimmed_views
+
+    shape = (12, 10, 16)
+    vol = _volume(shape)
+    vol.array[...] = np.arange(vol.array.size, dtype=np.float32).reshape(shape)
+    truth = (vol.array.astype(np.int64) % 3).astype(np.uint8)
+    views = trimmed_views(vol, truth)
+    assert [n for n, _, _ in views] == ["i-", "i+", "j-", "j+", "k-", "k+"]
+    grid = Grid.of(vol)
+    for name, view, view_truth in views:
+        axis, low = "ijk".index(name[0]), name[1] == "-"
+        want = list(shape)
+        want[axis] -= 1
+        assert view.shape == tuple(want) and view_truth.shape == tuple(want)
+        # every kept voxel stays where it was in world space, with its value and label
+        ijk = np.array([3, 4, 5])
+        src = ijk + np.eye(3, dtype=int)[axis] * int(low)
+        assert np.allclose(Grid.of(view).index_to_world(ijk), grid.index_to_world(src))
+        assert view.array[tuple(ijk)] == vol.array[tuple(src)]
+        assert view_truth[tuple(ijk)] == truth[tuple(src)]
+    # an axis too short to lose a layer is left alone
+    assert all(n[0] != "i" for n, _, _ in trimmed_views(_volume((4, 10, 16)), truth[:4]))
+
+
+def test_scorecard_fov_trims_give_the_spread_over_seven_views(tmp_path: Path) -> None:
+    from model_synth import synth_case
+
+    from femurseg.cli import app
+
+    image, labels, affine = synth_case()
+    case = tmp_path / "real" / "ts" / "s1"
+    write_image(image.astype(np.int16), affine, case / "ct.nii.gz")
+    for name, value in (("femur_left", 1), ("femur_right", 2)):
+        write_image(
+            (labels == value).astype(np.uint8), affine, case / "segmentations" / f"{name}.nii.gz"
+        )
+    out = tmp_path / "sc"
+    args = ["scorecard", "-o", str(out), "--real", str(tmp_path / "real"), "--no-surface"]
+    res = CliRunner().invoke(app, [*args, "--no-derived", "--fov-trims"])
+    assert res.exit_code == 0, res.output
+    (scored,) = json.loads((out / "scorecard.json").read_text())
+    entry = scored["real"]["ts/s1"]
+    for side in ("femur_left", "femur_right"):
+        t = entry["fov_trims"][side]["dice"]
+        assert t["n"] == 7 and t["min"] <= entry[side]["dice"] <= t["max"]
+        assert t["min"] <= t["mean"] <= t["max"] and t["sd"] >= 0.0
+    assert "one voxel layer cut from each face" in (out / "scorecard.md").read_text()

@@ -254,6 +254,14 @@ def scorecard(
             "above the femoral heads (must be not_found) and at twice its slice thickness."
         ),
     ] = True,
+    fov_trims: Annotated[
+        bool,
+        typer.Option(
+            help="Also score each labelled real scan with one voxel layer cut from each face "
+            "of its field of view in turn: Dice mean, sd and range over the seven views (six "
+            "more predictions per scan), a steadier figure to compare models by."
+        ),
+    ] = False,
     settings: Annotated[
         list[str] | None,
         typer.Option(
@@ -314,6 +322,7 @@ def scorecard(
                     split,
                     surface=not no_surface,
                     derived=derived,
+                    fov_trims=fov_trims,
                 )
             )
         text = markdown(scored)

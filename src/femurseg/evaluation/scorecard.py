@@ -20,7 +20,14 @@ folder per case with ``ct.nii.gz``:
 * each labelled case also gives derived views whose right answer its reference fixes
   (:func:`derived_views`): the scan mirrored in world x (sides must swap), the slices above
   the femoral heads (no femur: both sides not_found) and the scan at twice its slice thickness,
-  named ``<case>:mirrored``, ``<case>:above_heads`` and ``<case>:slices_x2``.
+  named ``<case>:mirrored``, ``<case>:above_heads`` and ``<case>:slices_x2``;
+* with ``fov_trims``, each labelled case is also scored with one voxel layer cut from each
+  face of its field of view in turn (:func:`trimmed_views`): a scan of the same patient a
+  voxel smaller. The pipeline's grids are laid from the field of view, so each trim samples
+  the anatomy afresh; the spread of Dice over the original and its six trims
+  (``fov_trims`` in the case's entry: mean, sd, min and max per side) is how much one
+  scan's Dice moves for reasons no model change caused, and the mean is a steadier figure
+  to compare models by.
 
 Phantom cases (a dataset folder and split) are scored with the same per-side Dice and box IoU,
 and a case whose truth holds less than :data:`MIN_TRUTH_ML` ml of a side counts as "no femur"
@@ -295,6 +302,58 @@ def derived_views(
     return views
 
 
+def trimmed_views(
+    vol: Volume, truth: npt.NDArray[np.uint8]
+) -> list[tuple[str, Volume, npt.NDArray[np.uint8]]]:
+    """The scan and its reference with one voxel layer cut from one face, for each of the six
+    faces in turn (named ``i-``, ``i+``, ``j-``, ``j+``, ``k-``, ``k+``: the layer at the low
+    or high end of canonical axis i, j or k), in place in world space."""
+    views = []
+    grid = Grid.of(vol)
+    for axis in range(3):
+        if vol.shape[axis] < 8:
+            continue
+        for end in "-+":
+            cut = [slice(None)] * 3
+            cut[axis] = slice(1, None) if end == "-" else slice(None, -1)
+            start = [0, 0, 0]
+            start[axis] = 1 if end == "-" else 0
+            affine = vol.affine.copy()
+            affine[:3, 3] = grid.index_to_world(start)
+            view = Volume(np.ascontiguousarray(vol.array[tuple(cut)]), affine)
+            views.append((f"{'ijk'[axis]}{end}", view, np.ascontiguousarray(truth[tuple(cut)])))
+    return views
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
+
+
+def _score_trims(
+    predictor: Any, vol: Volume, truth: npt.NDArray[np.uint8], first: dict[str, Any]
+) -> dict[str, Any]:
+    """Dice (and Dice without metal) per side over the case and its :func:`trimmed_views`."""
+    got: dict[str, dict[str, list[float]]] = {
+        LABELS[s]: {
+            k: [first[LABELS[s]][k]] for k in ("dice", "dice_no_metal") if k in first[LABELS[s]]
+        }
+        for s in SIDES
+    }
+    for _, view, view_truth in trimmed_views(vol, truth):
+        entry = score_labelled(view, predictor.predict(view).labels, view_truth, {}, False)
+        for side, keys in got.items():
+            for k, values in keys.items():
+                values.append(entry[side].get(k, entry[side]["dice"]))
+    return {side: {k: _spread(v) for k, v in keys.items()} for side, keys in got.items()}
+
+
 def score_model(
     name: str,
     predictor: Any,
@@ -303,9 +362,11 @@ def score_model(
     phantom_split: str = "test",
     surface: bool = True,
     derived: bool = True,
+    fov_trims: bool = False,
 ) -> ModelScores:
     """Run one predictor over the real cases (and, with ``derived``, the views of
-    :func:`derived_views` of each labelled one) and, optionally, a phantom split."""
+    :func:`derived_views` of each labelled one; with ``fov_trims``, its
+    :func:`trimmed_views`) and, optionally, a phantom split."""
     scores = ModelScores(name)
     t0 = time.perf_counter()
     for case in real_cases:
@@ -317,6 +378,10 @@ def score_model(
         truth = read_truth(case.masks, vol)
         others = {k: read_labels(p, like=vol)[0] > 0 for k, p in case.others.items()}
         scores.real[case.name] = _score_reference(pred, vol, truth, surface, others)
+        if fov_trims:
+            scores.real[case.name]["fov_trims"] = _score_trims(
+                predictor, vol, truth, scores.real[case.name]
+            )
         if not derived:
             continue
         for suffix, view, view_truth in derived_views(vol, truth):
@@ -458,6 +523,33 @@ def markdown(models: Sequence[ModelScores]) -> str:
                     f"{_head_cell(e)} | {_head_cell(e, 'head_core_coverage')} | "
                     f"{_f(e.get('other_ml'), 1)} | {e['status']} |"
                 )
+    trims = [
+        (m.name, case, side, r["fov_trims"][side])
+        for m in models
+        for case, r in m.real.items()
+        if "fov_trims" in r
+        for side in ("femur_left", "femur_right")
+    ]
+    if trims:
+        lines += [
+            "",
+            "The same labelled scans with one voxel layer cut from each face of the field of "
+            "view in turn (the original and six trims): Dice mean, sd and range per side, "
+            "and the same without metal where there is metal.",
+            "",
+            "| model | case | side | views | Dice mean (sd) | Dice range "
+            "| no metal mean (sd) | no metal range |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, case, side, t in trims:
+            d, nm = t["dice"], t.get("dice_no_metal")
+            cells = [f"{_f(d['mean'], 4)} ({_f(d['sd'], 4)})", f"{_f(d['min'])}-{_f(d['max'])}"]
+            cells += (
+                [f"{_f(nm['mean'], 4)} ({_f(nm['sd'], 4)})", f"{_f(nm['min'])}-{_f(nm['max'])}"]
+                if nm
+                else ["-", "-"]
+            )
+            lines.append(f"| {name} | {case} | {side} | {d['n']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Real scans with no femur in view (right answer: both sides not_found, 0 ml):",
