@@ -227,20 +227,25 @@ def test_derived_views_mirror_sides_and_cut_above_the_heads() -> None:
     assert [n for n, _, _ in derived_views(vol, truth)] == ["mirrored", "slices_x2"]
 
 
-def test_scorecard_scores_the_same_weights_under_other_settings(tmp_path: Path) -> None:
-    """--settings NAME=FILE runs that model under a PredictConfig settings file; the JSON
-    records the settings; a settings option naming no model is one line and exit 2."""
+def _synth_real_case(root: Path) -> None:
+    """The synthetic two-femur scan with its reference, as real case ``ts/s1`` under root."""
     from model_synth import synth_case
 
-    from femurseg.cli import app
-
     image, labels, affine = synth_case()
-    case = tmp_path / "real" / "ts" / "s1"
+    case = root / "ts" / "s1"
     write_image(image.astype(np.int16), affine, case / "ct.nii.gz")
     for name, value in (("femur_left", 1), ("femur_right", 2)):
         write_image(
             (labels == value).astype(np.uint8), affine, case / "segmentations" / f"{name}.nii.gz"
         )
+
+
+def test_scorecard_scores_the_same_weights_under_other_settings(tmp_path: Path) -> None:
+    """--settings NAME=FILE runs that model under a PredictConfig settings file; the JSON
+    records the settings; a settings option naming no model is one line and exit 2."""
+    from femurseg.cli import app
+
+    _synth_real_case(tmp_path / "real")
     strict = tmp_path / "strict.json"
     strict.write_text(json.dumps({"box_rules": {"min_volume_ml": 5000}}))
     out = tmp_path / "sc"
@@ -320,17 +325,9 @@ def test_trimmed_views_cut_one_layer_from_each_face_in_place() -> None:
 
 
 def test_scorecard_fov_trims_give_the_spread_over_seven_views(tmp_path: Path) -> None:
-    from model_synth import synth_case
-
     from femurseg.cli import app
 
-    image, labels, affine = synth_case()
-    case = tmp_path / "real" / "ts" / "s1"
-    write_image(image.astype(np.int16), affine, case / "ct.nii.gz")
-    for name, value in (("femur_left", 1), ("femur_right", 2)):
-        write_image(
-            (labels == value).astype(np.uint8), affine, case / "segmentations" / f"{name}.nii.gz"
-        )
+    _synth_real_case(tmp_path / "real")
     out = tmp_path / "sc"
     args = ["scorecard", "-o", str(out), "--real", str(tmp_path / "real"), "--no-surface"]
     res = CliRunner().invoke(app, [*args, "--no-derived", "--fov-trims"])
