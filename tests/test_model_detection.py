@@ -228,3 +228,19 @@ def test_shifted_coarse_grid_samples_between_the_voxel_centres() -> None:
     np.testing.assert_allclose(
         shifted.numpy()[inner, 2, 2] - base.numpy()[inner, 2, 2], 0.02, atol=1e-4
     )
+
+
+def test_a_piece_between_the_femurs_is_counted_once() -> None:
+    """A piece nearer the second femur but larger than it joins it; the second femur's own
+    volume is then not counted twice."""
+    shape = (60, 20, 40)
+    grid = Grid(shape, np.diag([4.0, 4.0, 4.0, 1.0]))
+    fg = np.zeros(shape, np.float32)
+    fg[0:5, 5:15, 0:40] = 0.9  # one femur, 2000 voxels, at x about 8 mm
+    fg[11:14, 5:15, 0:30] = 0.9  # a piece, 900 voxels, 40 mm from it, 34 mm from the other
+    fg[20:22, 5:15, 0:30] = 0.9  # the other femur, 600 voxels, 74 mm from the first
+    probs = np.stack([1.0 - fg, fg / 2, fg / 2])
+    dets = boxes_from_probabilities(probs, grid, BoxRules(min_volume_ml=1.0))
+    voxel_ml = grid.voxel_ml
+    assert dets[LEFT].volume_ml == pytest.approx(2000 * voxel_ml)
+    assert dets[RIGHT].volume_ml == pytest.approx((900 + 600) * voxel_ml)

@@ -174,7 +174,8 @@ def _candidates(
         femurs.append(apart[0])
     anchors = [(f.centre_x, i) for i, f in enumerate(femurs)]
     for c in rest:
-        if any(c is f for f in femurs):
+        # the other femur itself (femurs[1] may already hold pieces merged into it)
+        if apart and c is apart[0]:
             continue
         dist, i = min((abs(c.centre_x - x), i) for x, i in anchors)
         if dist < rules.min_separation_mm:
