@@ -25,10 +25,9 @@ pytestmark = pytest.mark.slow
 #: Dice floor per side on the procedural full lower-limb phantom (seed 21, 1.5 x 1.5 x 2 mm, no
 #: implant). Made with today's generator (metaphyseal cortex 0.6-1.5 mm at 0.6-1.0 of the
 #: shaft's HU, a denser cancellous head) v15 scores 0.956 left / 0.972 right, v14 0.955 /
-#: 0.971, v13 0.952 /
-#: 0.971, v12 0.944 / 0.969 and v11 0.940 / 0.968; with the generator before those two
-#: changes v11 scored 0.950 / 0.970 and, with the thin, faint plate only at the joint
-#: surfaces, v10 0.954 left / 0.971 right;
+#: 0.971, v13 0.952 / 0.971, v12 0.944 / 0.969 and v11 0.940 / 0.968; with the generator
+#: before those two changes v11 scored 0.950 / 0.970 and, with the thin, faint plate only at
+#: the joint surfaces, v10 0.954 left / 0.971 right;
 #: with the v10 commit's generator (that plate over each whole end) v10 scored 0.907 / 0.959
 #: and v9 0.925 / 0.939; on the generator before, v9 scored 0.959 left / 0.967 right (v8
 #: 0.958 / 0.969, v6 0.964 / 0.970, v5 0.951, v4 0.952 left, both 0.970 right); v3 scored
